@@ -1,0 +1,36 @@
+"""oxunet's kernels: the non-network hot paths of nnU-Net, implemented in Rust.
+
+Arrays are channel-first as in nnU-Net: data ``(c, x, y, z)`` (or ``(c, x, y)`` in 2D).
+Every function here has a pure NumPy/SciPy twin of the same signature in
+:mod:`oxunet.kernels.reference`, which is the parity oracle and the benchmark baseline.
+
+This module never imports torch (the aggregator accepts torch tensors duck-typed).
+"""
+
+from ._threads import get_num_threads, set_num_threads
+from .components import label_components, remove_all_but_largest_component, remove_small_components
+from .cropping import crop_to_nonzero
+from .errors import KernelShapeError, KernelTypeError, KernelValueError
+from .resampling import resample_data, resample_seg
+from .sampling import crop_and_pad, sample_class_locations, sample_patch_boxes
+from .sliding_window import Aggregator, gaussian_importance_map, sliding_window_starts
+
+__all__ = [
+    "Aggregator",
+    "KernelShapeError",
+    "KernelTypeError",
+    "KernelValueError",
+    "crop_and_pad",
+    "crop_to_nonzero",
+    "gaussian_importance_map",
+    "get_num_threads",
+    "label_components",
+    "remove_all_but_largest_component",
+    "remove_small_components",
+    "resample_data",
+    "resample_seg",
+    "sample_class_locations",
+    "sample_patch_boxes",
+    "set_num_threads",
+    "sliding_window_starts",
+]

@@ -1,0 +1,1 @@
+//! components kernels (to be implemented).

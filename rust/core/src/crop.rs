@@ -1,0 +1,1 @@
+//! crop kernels (to be implemented).

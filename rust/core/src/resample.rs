@@ -1,0 +1,1 @@
+//! resample kernels (to be implemented).

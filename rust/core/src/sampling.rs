@@ -1,0 +1,1 @@
+//! sampling kernels (to be implemented).

@@ -1,0 +1,7 @@
+//! Bindings for oxunet_core::crop (to be implemented).
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
