@@ -1,0 +1,38 @@
+"""The ``oxunet`` command line. Kept thin: each subcommand parses options and calls a stage
+function. Heavy imports (torch above all) happen inside the commands, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import click
+
+from .info import info
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="oxunet", prog_name="oxunet")
+def main() -> None:
+    """oxunet: nnU-Net v2 semantics, Rust-accelerated.
+
+    Read a dataset in nnU-Net's raw layout, plan, preprocess, train, predict and evaluate.
+    """
+
+
+main.add_command(info)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Small inputs: a smoke run in seconds.")
+@click.option("--only", default="", help="Run only cases whose name contains this text.")
+@click.option("--repeat", default=3, show_default=True, help="Timed runs per measurement (median).")
+def bench(quick: bool, only: str, repeat: int) -> None:
+    """Benchmark the Rust kernels against NumPy, nnunetv2, cc3d and MONAI (needs a source checkout)."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "benches" / "kernels.py"
+    if not script.is_file():
+        raise click.ClickException(f"benches/kernels.py not found next to the package ({script}); run from a source checkout")
+    argv = [str(script), "--repeat", str(repeat)] + (["--quick"] if quick else []) + (["--only", only] if only else [])
+    sys.argv = argv
+    runpy.run_path(str(script), run_name="__main__")
