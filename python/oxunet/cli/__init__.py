@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from .info import info
+from .verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,6 +19,7 @@ def main() -> None:
 
 
 main.add_command(info)
+main.add_command(verify)
 
 
 @main.command()
