@@ -339,4 +339,4 @@ pub fn remove_small_components<T: LabelValue>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
