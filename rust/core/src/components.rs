@@ -1,1 +1,0 @@
-//! components kernels (to be implemented).

@@ -1,0 +1,487 @@
+//! Run-based connected-component labelling, the engine behind `components` and `crop`.
+//!
+//! A volume is seen as a grid of rows `(x, y)`, each row running along the last (contiguous)
+//! axis `z`. Foreground voxels of a row form maximal half-open runs `[s, e)`. Two runs are
+//! connected when their rows are neighbours under the chosen connectivity and their
+//! z-intervals overlap (strictly, or with a one-voxel tolerance when diagonal steps along z
+//! are allowed). Components are then the classes of a union-find over runs.
+//!
+//! Parallel scheme: the planes `x` are split into slabs; every slab extracts its runs and
+//! unites them independently (local indices), then the slabs are stitched sequentially at
+//! their boundary planes. Union-find always links the larger root below the smaller one, so
+//! the root of a component is its first run in raster order, which gives scipy's label
+//! numbering (raster order of the first voxel) for free.
+
+use std::marker::PhantomData;
+
+use ndarray::{ArrayView3, ArrayViewMut1};
+use rayon::prelude::*;
+
+use crate::{KernelError, KernelResult};
+
+/// A maximal run `[s, e)` of foreground voxels along z.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub s: u32,
+    pub e: u32,
+}
+
+/// Shape of the row grid: `nx` planes of `ny` rows of `nz` voxels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Grid {
+    pub nx: usize,
+    pub ny: usize,
+    pub nz: usize,
+}
+
+impl Grid {
+    pub fn voxels(&self) -> usize {
+        self.nx * self.ny * self.nz
+    }
+}
+
+/// Which neighbours touch, expressed on the 3D grid. 2D images are mapped to `(x, 1, y)`,
+/// where `Face` is 4-connectivity and `Full` 8-connectivity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connectivity {
+    /// Shared face: 6 neighbours in 3D, 4 in 2D.
+    Face,
+    /// Shared face or edge: 18 neighbours in 3D (8 in 2D, same as `Full`).
+    Edge,
+    /// Shared face, edge or corner: 26 neighbours in 3D, 8 in 2D.
+    Full,
+}
+
+impl Connectivity {
+    /// Parses the neighbour count of scipy/cc3d conventions for an `ndim`-dimensional image.
+    pub fn from_neighbours(ndim: usize, n: usize) -> KernelResult<Self> {
+        match (ndim, n) {
+            (2, 4) | (3, 6) => Ok(Connectivity::Face),
+            (3, 18) => Ok(Connectivity::Edge),
+            (2, 8) | (3, 26) => Ok(Connectivity::Full),
+            (2, _) => Err(KernelError::invalid("connectivity", format!("must be 4 or 8 for a 2D image, got {n}"))),
+            (3, _) => Err(KernelError::invalid(
+                "connectivity",
+                format!("must be 6, 18 or 26 for a 3D image, got {n}"),
+            )),
+            _ => Err(KernelError::invalid("connectivity", format!("no connectivity for {ndim}D images"))),
+        }
+    }
+
+    /// Earlier rows `(dx, dy)` a row connects to, and whether a one-voxel z offset is allowed.
+    fn previous_rows(self) -> &'static [(isize, isize, bool)] {
+        match self {
+            Connectivity::Face => &[(0, -1, false), (-1, 0, false)],
+            Connectivity::Edge => &[(0, -1, true), (-1, -1, false), (-1, 0, true), (-1, 1, false)],
+            Connectivity::Full => &[(0, -1, true), (-1, -1, true), (-1, 0, true), (-1, 1, true)],
+        }
+    }
+}
+
+/// Source of the runs of every row.
+pub(crate) trait RowRuns: Sync {
+    type Scratch: Send;
+    fn scratch(&self) -> Self::Scratch;
+    /// Appends the runs of row `(x, y)`, sorted and maximal, to `out`.
+    fn push_runs(&self, x: usize, y: usize, scratch: &mut Self::Scratch, out: &mut Vec<Run>);
+}
+
+/// The runs of planes `[p0, p1)`.
+pub(crate) struct Slab {
+    pub p0: usize,
+    pub p1: usize,
+    /// Global index of this slab's first run.
+    pub base: usize,
+    pub runs: Vec<Run>,
+    /// `row_ptr[r]..row_ptr[r + 1]` are the runs of local row `r = (x - p0) * ny + y`.
+    pub row_ptr: Vec<u32>,
+}
+
+/// All runs of a grid, in raster order, split into slabs.
+pub(crate) struct RunTable {
+    pub grid: Grid,
+    pub slabs: Vec<Slab>,
+    slab_of_plane: Vec<u32>,
+    pub n_runs: usize,
+}
+
+impl RunTable {
+    /// The runs of row `(x, y)` and the global index of the first of them.
+    #[inline]
+    pub fn row(&self, x: usize, y: usize) -> (&[Run], usize) {
+        let slab = &self.slabs[self.slab_of_plane[x] as usize];
+        let r = (x - slab.p0) * self.grid.ny + y;
+        let (a, b) = (slab.row_ptr[r] as usize, slab.row_ptr[r + 1] as usize);
+        (&slab.runs[a..b], slab.base + a)
+    }
+}
+
+/// Splits `nx` planes into slabs: one for small grids, else a few per thread.
+fn slab_ranges(grid: Grid) -> Vec<(usize, usize)> {
+    let nx = grid.nx.max(1);
+    let n = if grid.voxels() < (1 << 18) { 1 } else { (rayon::current_num_threads() * 4).clamp(1, nx) };
+    (0..n).map(|k| (k * nx / n, (k + 1) * nx / n)).filter(|(a, b)| b > a).collect()
+}
+
+/// Extracts the runs of every row, slabs in parallel.
+pub(crate) fn extract<S: RowRuns>(grid: Grid, src: &S) -> KernelResult<RunTable> {
+    let ranges = slab_ranges(grid);
+    let mut slabs: Vec<Slab> = ranges
+        .into_par_iter()
+        .map(|(p0, p1)| {
+            let mut scratch = src.scratch();
+            let mut runs = Vec::new();
+            let mut row_ptr = Vec::with_capacity((p1 - p0) * grid.ny + 1);
+            row_ptr.push(0u32);
+            for x in p0..p1 {
+                for y in 0..grid.ny {
+                    src.push_runs(x, y, &mut scratch, &mut runs);
+                    row_ptr.push(u32::try_from(runs.len()).unwrap_or(u32::MAX));
+                }
+            }
+            Slab { p0, p1, base: 0, runs, row_ptr }
+        })
+        .collect();
+    let mut base = 0usize;
+    let mut slab_of_plane = vec![0u32; grid.nx];
+    for (k, slab) in slabs.iter_mut().enumerate() {
+        if slab.runs.len() >= u32::MAX as usize {
+            return Err(KernelError::invalid("mask", "too many foreground runs (more than 2^32) for one volume"));
+        }
+        slab.base = base;
+        base += slab.runs.len();
+        for p in slab.p0..slab.p1 {
+            slab_of_plane[p] = k as u32;
+        }
+    }
+    if base >= u32::MAX as usize {
+        return Err(KernelError::invalid("mask", "too many foreground runs (more than 2^32) for one volume"));
+    }
+    Ok(RunTable { grid, slabs, slab_of_plane, n_runs: base })
+}
+
+#[inline]
+fn find(p: &mut [u32], mut x: u32) -> u32 {
+    loop {
+        let px = p[x as usize];
+        if px == x {
+            return x;
+        }
+        let gx = p[px as usize];
+        p[x as usize] = gx;
+        x = gx;
+    }
+}
+
+/// Unites the classes of `a` and `b`, the smaller root becoming the parent.
+#[inline]
+fn union(p: &mut [u32], a: u32, b: u32) {
+    let ra = find(p, a);
+    let rb = find(p, b);
+    if ra < rb {
+        p[rb as usize] = ra;
+    } else if rb < ra {
+        p[ra as usize] = rb;
+    }
+}
+
+/// Unites the runs of row `a` (first index `ao`) with the touching runs of row `b` (`bo`).
+#[inline]
+fn merge_rows(a: &[Run], ao: u32, b: &[Run], bo: u32, diagonal_z: bool, p: &mut [u32]) {
+    let d = diagonal_z as u32;
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < a.len() && j < b.len() {
+        let (ra, rb) = (a[i], b[j]);
+        if rb.s < ra.e + d && ra.s < rb.e + d {
+            union(p, ao + i as u32, bo + j as u32);
+        }
+        if ra.e < rb.e {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+}
+
+/// Unites the runs of row `(x, y)` with those of its earlier neighbour rows. Rows in planes
+/// before `min_x` are skipped. `index(x, y)` gives a row's runs and the index (in `p`) of the
+/// first of them.
+#[inline]
+fn unite_row<'t>(
+    grid: Grid,
+    conn: Connectivity,
+    x: usize,
+    y: usize,
+    min_x: usize,
+    index: &impl Fn(usize, usize) -> (&'t [Run], u32),
+    p: &mut [u32],
+) {
+    let (a, ao) = index(x, y);
+    if a.is_empty() {
+        return;
+    }
+    for &(dx, dy, diag) in conn.previous_rows() {
+        let (nxi, nyi) = (x as isize + dx, y as isize + dy);
+        if nxi < min_x as isize || nyi < 0 || nyi >= grid.ny as isize {
+            continue;
+        }
+        let (b, bo) = index(nxi as usize, nyi as usize);
+        if !b.is_empty() {
+            merge_rows(a, ao, b, bo, diag, p);
+        }
+    }
+}
+
+/// Component of every run: returns `(label per run, number of components)`, labels `1..=n`
+/// numbered in raster order of each component's first voxel.
+pub(crate) fn label(table: &RunTable, conn: Connectivity) -> (Vec<u32>, u32) {
+    let grid = table.grid;
+    // 1. Slab-local union-find, in parallel; stored with global indices.
+    let mut parent = vec![0u32; table.n_runs];
+    {
+        let mut rest: &mut [u32] = &mut parent;
+        let mut parts = Vec::with_capacity(table.slabs.len());
+        for slab in &table.slabs {
+            let (head, tail) = rest.split_at_mut(slab.runs.len());
+            parts.push((slab, head));
+            rest = tail;
+        }
+        parts.into_par_iter().for_each(|(slab, p)| {
+            for (i, v) in p.iter_mut().enumerate() {
+                *v = i as u32;
+            }
+            let index = |x: usize, y: usize| {
+                let r = (x - slab.p0) * grid.ny + y;
+                let (a, b) = (slab.row_ptr[r] as usize, slab.row_ptr[r + 1] as usize);
+                (&slab.runs[a..b], a as u32)
+            };
+            for x in slab.p0..slab.p1 {
+                for y in 0..grid.ny {
+                    unite_row(grid, conn, x, y, slab.p0, &index, p);
+                }
+            }
+            // Flatten (parents always precede their children) and go global.
+            for i in 0..p.len() {
+                let r = p[p[i] as usize];
+                p[i] = r;
+            }
+            let base = slab.base as u32;
+            if base != 0 {
+                for v in p.iter_mut() {
+                    *v += base;
+                }
+            }
+        });
+    }
+    // 2. Stitch each slab's first plane to the previous slab's last plane.
+    let index = |x: usize, y: usize| {
+        let (r, o) = table.row(x, y);
+        (r, o as u32)
+    };
+    for slab in table.slabs.iter().skip(1) {
+        for y in 0..grid.ny {
+            unite_row(grid, conn, slab.p0, y, slab.p0 - 1, &index, &mut parent);
+        }
+    }
+    // 3. Flatten globally and number the roots in order.
+    let mut n = 0u32;
+    for i in 0..parent.len() {
+        let p = parent[i] as usize;
+        if p == i {
+            n += 1;
+            parent[i] = n;
+        } else {
+            // `p < i`: its entry already holds the component's label.
+            parent[i] = parent[p];
+        }
+    }
+    (parent, n)
+}
+
+/// Voxel count of each component (index 0 unused).
+pub(crate) fn component_sizes(table: &RunTable, labels: &[u32], n: u32) -> Vec<u64> {
+    let mut sizes = vec![0u64; n as usize + 1];
+    for slab in &table.slabs {
+        let ls = &labels[slab.base..slab.base + slab.runs.len()];
+        for (r, &l) in slab.runs.iter().zip(ls) {
+            sizes[l as usize] += (r.e - r.s) as u64;
+        }
+    }
+    sizes
+}
+
+// ---------------------------------------------------------------------------------------
+// Row access and run extraction from voxel predicates.
+
+/// Read access to the rows of a 3D view through raw strides, shareable across threads.
+pub(crate) struct Rows<'a, T> {
+    ptr: *const T,
+    strides: [isize; 3],
+    shape: [usize; 3],
+    _life: PhantomData<&'a T>,
+}
+
+// SAFETY: `Rows` is a read-only view; sharing it is as safe as sharing `&[T]`.
+unsafe impl<T: Sync> Sync for Rows<'_, T> {}
+unsafe impl<T: Sync> Send for Rows<'_, T> {}
+
+impl<'a, T: Copy> Rows<'a, T> {
+    pub fn new(v: ArrayView3<'a, T>) -> Self {
+        let s = v.strides();
+        let sh = v.shape();
+        Rows { ptr: v.as_ptr(), strides: [s[0], s[1], s[2]], shape: [sh[0], sh[1], sh[2]], _life: PhantomData }
+    }
+
+    pub fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// Row `(x, y)` from `z0` to `z1`, borrowed when contiguous, else gathered into `buf`.
+    #[inline]
+    pub fn row<'b>(&'b self, x: usize, y: usize, z0: usize, z1: usize, buf: &'b mut Vec<T>) -> &'b [T] {
+        debug_assert!(x < self.shape[0] && y < self.shape[1] && z0 <= z1 && z1 <= self.shape[2]);
+        let n = z1 - z0;
+        // SAFETY: indices are within the view's shape, so every offset lands inside it.
+        unsafe {
+            let start = self.ptr.offset(
+                x as isize * self.strides[0] + y as isize * self.strides[1] + z0 as isize * self.strides[2],
+            );
+            if self.strides[2] == 1 || n <= 1 {
+                std::slice::from_raw_parts(start, n)
+            } else {
+                buf.clear();
+                buf.extend((0..n).map(|k| *start.offset(k as isize * self.strides[2])));
+                &buf[..]
+            }
+        }
+    }
+}
+
+/// Writes `src` into a 1D output view (a copy when both are contiguous).
+#[inline]
+pub(crate) fn copy_into<T: Copy>(dst: &mut ArrayViewMut1<'_, T>, src: &[T]) {
+    if let Some(d) = dst.as_slice_mut() {
+        d.copy_from_slice(src);
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+    }
+}
+
+const PACK_MAGIC: u64 = 0x0102_0408_1020_4080;
+
+/// Packs 0/1 bytes into bits (byte `i` → bit `i`), zero-padding the last word.
+#[inline]
+pub(crate) fn pack_bytes(bytes: &[u8], words: &mut Vec<u64>) {
+    #[inline(always)]
+    fn pack64(c: &[u8]) -> u64 {
+        let mut w = 0u64;
+        for k in 0..8 {
+            let v = u64::from_le_bytes(c[k * 8..k * 8 + 8].try_into().unwrap());
+            w |= (v.wrapping_mul(PACK_MAGIC) >> 56) << (8 * k);
+        }
+        w
+    }
+    words.clear();
+    let chunks = bytes.chunks_exact(64);
+    let rem = chunks.remainder();
+    for c in chunks {
+        words.push(pack64(c));
+    }
+    if !rem.is_empty() {
+        let mut tmp = [0u8; 64];
+        tmp[..rem.len()].copy_from_slice(rem);
+        words.push(pack64(&tmp));
+    }
+}
+
+/// Appends the runs of set bits of `words` (a row of `n` voxels; bits past `n` are zero).
+#[inline]
+pub(crate) fn runs_from_words(words: &[u64], n: usize, out: &mut Vec<Run>) {
+    let mut carry = 0u64;
+    let mut inside = false;
+    let mut start = 0u32;
+    for (wi, &w) in words.iter().enumerate() {
+        let mut t = w ^ ((w << 1) | carry);
+        carry = w >> 63;
+        while t != 0 {
+            let pos = (wi * 64) as u32 + t.trailing_zeros();
+            if inside {
+                out.push(Run { s: start, e: pos });
+            } else {
+                start = pos;
+            }
+            inside = !inside;
+            t &= t - 1;
+        }
+    }
+    if inside {
+        out.push(Run { s: start, e: n as u32 });
+    }
+}
+
+/// Scratch buffers for predicate-based run extraction.
+pub(crate) struct MaskScratch<T> {
+    pub bytes: Vec<u8>,
+    pub words: Vec<u64>,
+    pub gather: Vec<T>,
+}
+
+impl<T> MaskScratch<T> {
+    pub fn new(n: usize) -> Self {
+        MaskScratch { bytes: vec![0; n], words: Vec::with_capacity(n.div_ceil(64)), gather: Vec::new() }
+    }
+}
+
+/// Rows of a 3D view whose foreground is `pred(value)`.
+pub(crate) struct PredicateRows<'a, T, P> {
+    pub rows: Rows<'a, T>,
+    pub pred: P,
+}
+
+impl<T, P> RowRuns for PredicateRows<'_, T, P>
+where
+    T: Copy + Send + Sync,
+    P: Fn(T) -> bool + Sync,
+{
+    type Scratch = MaskScratch<T>;
+
+    fn scratch(&self) -> MaskScratch<T> {
+        MaskScratch::new(self.rows.shape()[2])
+    }
+
+    #[inline]
+    fn push_runs(&self, x: usize, y: usize, sc: &mut MaskScratch<T>, out: &mut Vec<Run>) {
+        let nz = self.rows.shape()[2];
+        let row = self.rows.row(x, y, 0, nz, &mut sc.gather);
+        for (b, &v) in sc.bytes.iter_mut().zip(row) {
+            *b = (self.pred)(v) as u8;
+        }
+        pack_bytes(&sc.bytes, &mut sc.words);
+        runs_from_words(&sc.words, nz, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_and_runs() {
+        let mut bytes = vec![0u8; 150];
+        for i in [0usize, 1, 2, 63, 64, 65, 100, 149] {
+            bytes[i] = 1;
+        }
+        let mut words = Vec::new();
+        pack_bytes(&bytes, &mut words);
+        assert_eq!(words.len(), 3);
+        for (i, &b) in bytes.iter().enumerate() {
+            assert_eq!((words[i / 64] >> (i % 64)) & 1, b as u64, "bit {i}");
+        }
+        let mut runs = Vec::new();
+        runs_from_words(&words, 150, &mut runs);
+        let want = [(0, 3), (63, 66), (100, 101), (149, 150)];
+        assert_eq!(runs, want.iter().map(|&(s, e)| Run { s, e }).collect::<Vec<_>>());
+    }
+}
