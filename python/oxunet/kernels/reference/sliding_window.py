@@ -144,8 +144,9 @@ class Aggregator:
                 self._w[vol] += w
             else:
                 contrib = p * w if c["weighting"] == "gaussian" else p
-                self._acc[sl] = (self._acc[sl].astype(np.float32) + contrib).astype(np.float16)
-                self._w[vol] = (self._w[vol].astype(np.float32) + w).astype(np.float16)
+                with np.errstate(over="ignore"):  # an overflow to inf is reported by finalize()
+                    self._acc[sl] = (self._acc[sl].astype(np.float32) + contrib).astype(np.float16)
+                    self._w[vol] = (self._w[vol].astype(np.float32) + w).astype(np.float16)
 
     def _normalized(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """(logits, uncovered mask) of planes [a, b) along the first axis, after the checks."""
