@@ -47,10 +47,14 @@ fn gaussian_importance_map_f16<'py>(
 }
 
 fn pick<T: Copy>(arg: &'static str, value: &str, choices: &[(&str, T)]) -> Result<T, KernelError> {
-    choices.iter().find(|(n, _)| *n == value).map(|(_, v)| *v).ok_or_else(|| {
-        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-        KernelError::invalid(arg, format!("expected one of {names:?}, got {value:?}"))
-    })
+    choices
+        .iter()
+        .find(|(n, _)| *n == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            KernelError::invalid(arg, format!("expected one of {names:?}, got {value:?}"))
+        })
 }
 
 fn slab_to_py(py: Python<'_>, data: sw::SlabData) -> Py<PyAny> {
@@ -89,12 +93,26 @@ impl PyAggregator {
             cfg.weighting = pick(
                 "weighting",
                 weighting,
-                &[("gaussian", sw::Weighting::Gaussian), ("constant", sw::Weighting::Constant)],
+                &[
+                    ("gaussian", sw::Weighting::Gaussian),
+                    ("constant", sw::Weighting::Constant),
+                ],
             )?;
-            cfg.dtype = pick("dtype", dtype, &[("float32", sw::AccDtype::F32), ("float16", sw::AccDtype::F16)])?;
-            cfg.output = pick("output", output, &[("logits", sw::Output::Logits), ("labels", sw::Output::Labels)])?;
-            cfg.uncovered =
-                pick("uncovered", uncovered, &[("error", sw::Uncovered::Error), ("zero", sw::Uncovered::Zero)])?;
+            cfg.dtype = pick(
+                "dtype",
+                dtype,
+                &[("float32", sw::AccDtype::F32), ("float16", sw::AccDtype::F16)],
+            )?;
+            cfg.output = pick(
+                "output",
+                output,
+                &[("logits", sw::Output::Logits), ("labels", sw::Output::Labels)],
+            )?;
+            cfg.uncovered = pick(
+                "uncovered",
+                uncovered,
+                &[("error", sw::Uncovered::Error), ("zero", sw::Uncovered::Zero)],
+            )?;
             cfg.streaming = streaming;
             cfg.sigma_scale = sigma_scale;
             cfg.value_scaling_factor = value_scaling_factor;
@@ -107,20 +125,26 @@ impl PyAggregator {
     fn add_f32(&self, py: Python<'_>, prediction: PyReadonlyArrayDyn<'_, f32>, start: Vec<isize>) -> PyResult<()> {
         let view = prediction.as_array();
         let inner = &self.inner;
-        run_detached(py, "Aggregator.add", move || inner.add(sw::Prediction::F32(view), &start))
+        run_detached(py, "Aggregator.add", move || {
+            inner.add(sw::Prediction::F32(view), &start)
+        })
     }
 
     fn add_f16(&self, py: Python<'_>, prediction: PyReadonlyArrayDyn<'_, f16>, start: Vec<isize>) -> PyResult<()> {
         let view = prediction.as_array();
         let inner = &self.inner;
-        run_detached(py, "Aggregator.add", move || inner.add(sw::Prediction::F16(view), &start))
+        run_detached(py, "Aggregator.add", move || {
+            inner.add(sw::Prediction::F16(view), &start)
+        })
     }
 
     /// bfloat16 predictions as their raw bits (int16 view).
     fn add_bf16(&self, py: Python<'_>, prediction: PyReadonlyArrayDyn<'_, i16>, start: Vec<isize>) -> PyResult<()> {
         let view = prediction.as_array();
         let inner = &self.inner;
-        run_detached(py, "Aggregator.add", move || inner.add(sw::Prediction::Bf16Bits(view), &start))
+        run_detached(py, "Aggregator.add", move || {
+            inner.add(sw::Prediction::Bf16Bits(view), &start)
+        })
     }
 
     fn finalize<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
@@ -142,7 +166,10 @@ impl PyAggregator {
 
     fn pop_ready(&self, py: Python<'_>) -> PyResult<Vec<(usize, usize, Py<PyAny>)>> {
         let slabs = self.inner.pop_ready().map_err(|e| to_pyerr(py, e))?;
-        Ok(slabs.into_iter().map(|s| (s.start, s.stop, slab_to_py(py, s.data))).collect())
+        Ok(slabs
+            .into_iter()
+            .map(|s| (s.start, s.stop, slab_to_py(py, s.data)))
+            .collect())
     }
 
     fn importance_map<'py>(&self, py: Python<'py>) -> Bound<'py, PyArrayDyn<f32>> {

@@ -177,7 +177,11 @@ fn cached_weights(patch: &[usize], sigma_scale: f64, vsf: f64, dtype: AccDtype) 
         }
     }
     let w: Vec<f32> = match dtype {
-        AccDtype::F32 => gaussian_importance_map::<f32>(patch, sigma_scale, vsf)?.into_raw_vec_and_offset().0,
+        AccDtype::F32 => {
+            gaussian_importance_map::<f32>(patch, sigma_scale, vsf)?
+                .into_raw_vec_and_offset()
+                .0
+        }
         AccDtype::F16 => gaussian_importance_map::<f16>(patch, sigma_scale, vsf)?
             .into_raw_vec_and_offset()
             .0
@@ -214,7 +218,11 @@ impl Check {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Check { uncovered: self.uncovered + o.uncovered, first, overflow: self.overflow || o.overflow }
+        Check {
+            uncovered: self.uncovered + o.uncovered,
+            first,
+            overflow: self.overflow || o.overflow,
+        }
     }
 }
 
@@ -255,10 +263,16 @@ impl Aggregator {
             ));
         }
         if nd != 2 && nd != 3 {
-            return Err(KernelError::shape("shape", format!("expected 2 or 3 spatial axes, got {:?}", cfg.shape)));
+            return Err(KernelError::shape(
+                "shape",
+                format!("expected 2 or 3 spatial axes, got {:?}", cfg.shape),
+            ));
         }
-        if cfg.shape.iter().any(|&v| v == 0) {
-            return Err(KernelError::invalid("shape", format!("every value must be >= 1, got {:?}", cfg.shape)));
+        if cfg.shape.contains(&0) {
+            return Err(KernelError::invalid(
+                "shape",
+                format!("every value must be >= 1, got {:?}", cfg.shape),
+            ));
         }
         if cfg.patch_size.len() != nd {
             return Err(KernelError::shape(
@@ -266,20 +280,28 @@ impl Aggregator {
                 format!("has {} values but shape has {}", cfg.patch_size.len(), nd),
             ));
         }
-        if cfg.patch_size.iter().any(|&v| v == 0) {
+        if cfg.patch_size.contains(&0) {
             return Err(KernelError::invalid(
                 "patch_size",
                 format!("every value must be >= 1, got {:?}", cfg.patch_size),
             ));
         }
         let (dims, patch) = if nd == 3 {
-            ([cfg.shape[0], cfg.shape[1], cfg.shape[2]], [cfg.patch_size[0], cfg.patch_size[1], cfg.patch_size[2]])
+            (
+                [cfg.shape[0], cfg.shape[1], cfg.shape[2]],
+                [cfg.patch_size[0], cfg.patch_size[1], cfg.patch_size[2]],
+            )
         } else {
-            ([cfg.shape[0], 1, cfg.shape[1]], [cfg.patch_size[0], 1, cfg.patch_size[1]])
+            (
+                [cfg.shape[0], 1, cfg.shape[1]],
+                [cfg.patch_size[0], 1, cfg.patch_size[1]],
+            )
         };
         let weights = match cfg.weighting {
             Weighting::Constant => Arc::new(Vec::new()),
-            Weighting::Gaussian => cached_weights(&cfg.patch_size, cfg.sigma_scale, cfg.value_scaling_factor, cfg.dtype)?,
+            Weighting::Gaussian => {
+                cached_weights(&cfg.patch_size, cfg.sigma_scale, cfg.value_scaling_factor, cfg.dtype)?
+            }
         };
         let slots = if cfg.streaming { patch[0].min(dims[0]) } else { dims[0] };
         let plane_len = cfg.num_channels * dims[1] * dims[2];
@@ -294,7 +316,11 @@ impl Aggregator {
             ones: vec![1.0f32; patch[2]],
             slots,
             store,
-            stream: Mutex::new(StreamState { last_start: None, lo: 0, flushed: false }),
+            stream: Mutex::new(StreamState {
+                last_start: None,
+                lo: 0,
+                flushed: false,
+            }),
             ready: Mutex::new(VecDeque::new()),
             cfg,
         })
@@ -332,13 +358,18 @@ impl Aggregator {
     fn clip(&self, start: &[isize]) -> KernelResult<[isize; 3]> {
         let nd = self.cfg.shape.len();
         if start.len() != nd {
-            return Err(KernelError::shape("start", format!("expected {nd} values, got {}", start.len())));
+            return Err(KernelError::shape(
+                "start",
+                format!("expected {nd} values, got {}", start.len()),
+            ));
         }
-        let st = if nd == 3 { [start[0], start[1], start[2]] } else { [start[0], 0, start[1]] };
-        for d in 0..3 {
-            let lo = st[d].max(0);
-            let hi = (st[d] + self.patch[d] as isize).min(self.dims[d] as isize);
-            if lo >= hi {
+        let st = if nd == 3 {
+            [start[0], start[1], start[2]]
+        } else {
+            [start[0], 0, start[1]]
+        };
+        for ((&s, &p), &n) in st.iter().zip(&self.patch).zip(&self.dims) {
+            if s.max(0) >= (s + p as isize).min(n as isize) {
                 return Err(KernelError::invalid(
                     "start",
                     format!(
@@ -362,13 +393,20 @@ impl Aggregator {
         if shape[0] != self.cfg.num_channels {
             return Err(KernelError::shape(
                 "prediction",
-                format!("has {} channels, expected num_channels={}", shape[0], self.cfg.num_channels),
+                format!(
+                    "has {} channels, expected num_channels={}",
+                    shape[0], self.cfg.num_channels
+                ),
             ));
         }
         if shape[1..] != self.cfg.patch_size[..] {
             return Err(KernelError::shape(
                 "prediction",
-                format!("spatial shape {:?} differs from patch_size {:?}", &shape[1..], self.cfg.patch_size),
+                format!(
+                    "spatial shape {:?} differs from patch_size {:?}",
+                    &shape[1..],
+                    self.cfg.patch_size
+                ),
             ));
         }
         Ok(())
@@ -432,7 +470,10 @@ impl Aggregator {
     /// flush does nothing.
     pub fn flush(&self) -> KernelResult<()> {
         if !self.cfg.streaming {
-            return Err(KernelError::invalid("streaming", "flush() is for streaming aggregators; use finalize() or argmax()"));
+            return Err(KernelError::invalid(
+                "streaming",
+                "flush() is for streaming aggregators; use finalize() or argmax()",
+            ));
         }
         let mut state = self.stream_state()?;
         if state.flushed {
@@ -473,7 +514,11 @@ impl Aggregator {
     }
 
     fn as_4d<'a, P>(&self, v: ArrayViewD<'a, P>) -> ArrayView4<'a, P> {
-        let v = if self.cfg.shape.len() == 2 { v.insert_axis(Axis(2)) } else { v };
+        let v = if self.cfg.shape.len() == 2 {
+            v.insert_axis(Axis(2))
+        } else {
+            v
+        };
         v.into_dimensionality::<Ix4>().expect("checked prediction shape")
     }
 
@@ -560,7 +605,9 @@ impl Aggregator {
             return a.into_dyn();
         }
         let (c, d, _, z) = a.dim();
-        a.into_shape_with_order(IxDyn(&[c, d, z])).expect("standard layout").into_dyn()
+        a.into_shape_with_order(IxDyn(&[c, d, z]))
+            .expect("standard layout")
+            .into_dyn()
     }
 
     fn reshape_labels<L>(&self, a: Array3<L>) -> ArrayD<L> {
@@ -568,7 +615,9 @@ impl Aggregator {
             return a.into_dyn();
         }
         let (d, _, z) = a.dim();
-        a.into_shape_with_order(IxDyn(&[d, z])).expect("standard layout").into_dyn()
+        a.into_shape_with_order(IxDyn(&[d, z]))
+            .expect("standard layout")
+            .into_dyn()
     }
 
     /// Hands planes `[a, b)` out as a slab and clears their ring slots.
@@ -583,17 +632,25 @@ impl Aggregator {
             }
             Output::Labels => self.labels_range(a, b, true)?,
         };
-        lock(&self.ready).push_back(Slab { start: a, stop: b, data });
+        lock(&self.ready).push_back(Slab {
+            start: a,
+            stop: b,
+            data,
+        });
         Ok(())
     }
 
     fn labels_range(&self, a: usize, b: usize, clear: bool) -> KernelResult<SlabData> {
         Ok(match (&self.store, self.labels_are_u8()) {
-            (Store::F32(p), true) => SlabData::LabelsU8(self.reshape_labels(self.labels_planes::<f32, u8>(p, a, b, clear)?)),
+            (Store::F32(p), true) => {
+                SlabData::LabelsU8(self.reshape_labels(self.labels_planes::<f32, u8>(p, a, b, clear)?))
+            }
             (Store::F32(p), false) => {
                 SlabData::LabelsU16(self.reshape_labels(self.labels_planes::<f32, u16>(p, a, b, clear)?))
             }
-            (Store::F16(p), true) => SlabData::LabelsU8(self.reshape_labels(self.labels_planes::<f16, u8>(p, a, b, clear)?)),
+            (Store::F16(p), true) => {
+                SlabData::LabelsU8(self.reshape_labels(self.labels_planes::<f16, u8>(p, a, b, clear)?))
+            }
             (Store::F16(p), false) => {
                 SlabData::LabelsU16(self.reshape_labels(self.labels_planes::<f16, u16>(p, a, b, clear)?))
             }
@@ -610,7 +667,11 @@ impl Aggregator {
         if check.uncovered > 0 && self.cfg.uncovered == Uncovered::Error {
             let (x, flat) = check.first.expect("uncovered voxels have a first one");
             let (y, z) = (flat / self.dims[2], flat % self.dims[2]);
-            let at: Vec<usize> = if self.cfg.shape.len() == 3 { vec![x, y, z] } else { vec![x, z] };
+            let at: Vec<usize> = if self.cfg.shape.len() == 3 {
+                vec![x, y, z]
+            } else {
+                vec![x, z]
+            };
             return Err(KernelError::invalid(
                 "uncovered",
                 format!(
@@ -651,7 +712,12 @@ impl Aggregator {
         Ok(out)
     }
 
-    fn normalize_plane<A: AccElem + Overflow>(&self, plane: &PlaneMut<'_, A>, x: usize, out: &mut ArrayViewMut3<'_, f32>) -> Check {
+    fn normalize_plane<A: AccElem + Overflow>(
+        &self,
+        plane: &PlaneMut<'_, A>,
+        x: usize,
+        out: &mut ArrayViewMut3<'_, f32>,
+    ) -> Check {
         let yz = self.dims[1] * self.dims[2];
         let mut check = Check::default();
         let mut wbuf = [0f32; CHUNK];
@@ -796,7 +862,13 @@ mod tests {
     }
 
     /// Straightforward full-volume accumulation, the oracle.
-    fn naive(c: usize, shape: &[usize], patch: &[usize], windows: &[(Vec<isize>, ArrayD<f32>)], w: &ArrayD<f32>) -> ArrayD<f32> {
+    fn naive(
+        c: usize,
+        shape: &[usize],
+        patch: &[usize],
+        windows: &[(Vec<isize>, ArrayD<f32>)],
+        w: &ArrayD<f32>,
+    ) -> ArrayD<f32> {
         let mut full = vec![c];
         full.extend_from_slice(shape);
         let mut acc = ArrayD::<f32>::zeros(IxDyn(&full));
@@ -905,7 +977,9 @@ mod tests {
         for slab in slabs {
             assert_eq!(slab.start, next);
             next = slab.stop;
-            let SlabData::Logits(l) = slab.data else { panic!("logits expected") };
+            let SlabData::Logits(l) = slab.data else {
+                panic!("logits expected")
+            };
             assert_eq!(l, want.slice(s![.., slab.start..slab.stop, .., ..]).into_dyn());
         }
         assert_eq!(next, shape[0]);

@@ -33,14 +33,24 @@ pub fn sliding_window_starts(
     if patch_size.len() != image_size.len() {
         return Err(KernelError::shape(
             "patch_size",
-            format!("has {} values but image_size has {}", patch_size.len(), image_size.len()),
+            format!(
+                "has {} values but image_size has {}",
+                patch_size.len(),
+                image_size.len()
+            ),
         ));
     }
-    if patch_size.iter().any(|&p| p == 0) {
-        return Err(KernelError::invalid("patch_size", format!("every value must be >= 1, got {patch_size:?}")));
+    if patch_size.contains(&0) {
+        return Err(KernelError::invalid(
+            "patch_size",
+            format!("every value must be >= 1, got {patch_size:?}"),
+        ));
     }
     if !(step_size > 0.0 && step_size <= 1.0) {
-        return Err(KernelError::invalid("step_size", format!("must be in (0, 1], got {step_size}")));
+        return Err(KernelError::invalid(
+            "step_size",
+            format!("must be in (0, 1], got {step_size}"),
+        ));
     }
     if image_size.iter().zip(patch_size).any(|(&i, &p)| i < p) {
         return Err(KernelError::invalid(
@@ -73,7 +83,7 @@ fn axis_starts(size: usize, patch: usize, step_size: f64) -> Vec<usize> {
 fn gaussian_profile(p: usize, sigma: f64) -> Vec<f64> {
     let center = p / 2;
     let mut out = vec![0.0f64; p];
-    if !(sigma > 1e-15) {
+    if sigma.partial_cmp(&1e-15) != Some(std::cmp::Ordering::Greater) {
         // scipy skips axes whose sigma is <= 1e-15: the delta stays a delta.
         out[center] = 1.0;
         return out;
@@ -154,11 +164,17 @@ pub fn gaussian_importance_map<T: MapElem>(
     if patch_size.is_empty() {
         return Err(KernelError::shape("patch_size", "needs at least one axis"));
     }
-    if patch_size.iter().any(|&p| p == 0) {
-        return Err(KernelError::invalid("patch_size", format!("every value must be >= 1, got {patch_size:?}")));
+    if patch_size.contains(&0) {
+        return Err(KernelError::invalid(
+            "patch_size",
+            format!("every value must be >= 1, got {patch_size:?}"),
+        ));
     }
     if !(sigma_scale.is_finite() && sigma_scale > 0.0) {
-        return Err(KernelError::invalid("sigma_scale", format!("must be positive and finite, got {sigma_scale}")));
+        return Err(KernelError::invalid(
+            "sigma_scale",
+            format!("must be positive and finite, got {sigma_scale}"),
+        ));
     }
     if !(value_scaling_factor.is_finite() && value_scaling_factor > 0.0) {
         return Err(KernelError::invalid(
@@ -166,9 +182,14 @@ pub fn gaussian_importance_map<T: MapElem>(
             format!("must be positive and finite, got {value_scaling_factor}"),
         ));
     }
-    let profiles: Vec<Vec<f64>> =
-        patch_size.iter().map(|&p| gaussian_profile(p, p as f64 * sigma_scale)).collect();
-    let max = profiles.iter().zip(patch_size).fold(1.0f64, |acc, (g, &p)| acc * g[p / 2]);
+    let profiles: Vec<Vec<f64>> = patch_size
+        .iter()
+        .map(|&p| gaussian_profile(p, p as f64 * sigma_scale))
+        .collect();
+    let max = profiles
+        .iter()
+        .zip(patch_size)
+        .fold(1.0f64, |acc, (g, &p)| acc * g[p / 2]);
     let divisor = max / value_scaling_factor;
 
     // Row-major outer product, multiplied axis after axis like scipy's successive 1-D
@@ -203,7 +224,10 @@ mod tests {
 
     #[test]
     fn starts_match_nnunet_examples() {
-        assert_eq!(sliding_window_starts(&[110], &[64], 0.5).unwrap(), vec![vec![0, 23, 46]]);
+        assert_eq!(
+            sliding_window_starts(&[110], &[64], 0.5).unwrap(),
+            vec![vec![0, 23, 46]]
+        );
         assert_eq!(
             sliding_window_starts(&[160, 320, 320], &[128, 128, 128], 0.5).unwrap(),
             vec![vec![0, 32], vec![0, 64, 128, 192], vec![0, 64, 128, 192]]

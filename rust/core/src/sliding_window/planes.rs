@@ -19,7 +19,11 @@ impl<A: AccElem> RawBuf<A> {
     fn zeros(len: usize) -> Self {
         let mut v = ManuallyDrop::new(A::zeros(len));
         advise_huge_pages(v.as_mut_ptr() as *mut u8, len * std::mem::size_of::<A>());
-        RawBuf { ptr: v.as_mut_ptr(), len: v.len(), cap: v.capacity() }
+        RawBuf {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+            cap: v.capacity(),
+        }
     }
 }
 
@@ -103,6 +107,11 @@ impl<A: AccElem> Planes<A> {
                 std::slice::from_raw_parts_mut(self.w.ptr.add(slot * self.w_len), self.w_len),
             )
         };
-        PlaneMut { _guard: guard, acc, w, _p: PhantomData }
+        PlaneMut {
+            _guard: guard,
+            acc,
+            w,
+            _p: PhantomData,
+        }
     }
 }

@@ -270,8 +270,12 @@ mod tests {
         let pred: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
         let w: Vec<f32> = (0..n).map(|i| 0.1 + i as f32 * 0.25).collect();
         let mut acc: Vec<f16> = (0..n).map(|i| f16::from_f32(i as f32 * 0.013)).collect();
-        let expect: Vec<f16> =
-            acc.iter().zip(&pred).zip(&w).map(|((a, p), g)| f16::from_f32(a.to_f32() + p * g)).collect();
+        let expect: Vec<f16> = acc
+            .iter()
+            .zip(&pred)
+            .zip(&w)
+            .map(|((a, p), g)| f16::from_f32(a.to_f32() + p * g))
+            .collect();
         <f16 as AccElem>::accumulate(&mut acc, &pred, &w);
         assert_eq!(acc, expect);
         let expect: Vec<f16> = acc.iter().zip(&w).map(|(a, g)| f16::from_f32(a.to_f32() + g)).collect();
