@@ -326,14 +326,20 @@ def test_torch_noncontiguous_inputs(mod, tdtype):
     np.testing.assert_array_equal(agg.finalize(), plain.finalize())
 
 
-def test_numpy_noncontiguous_input():
+@pytest.mark.parametrize(
+    "view",
+    [np.asfortranarray, lambda p: p[:, ::-1, ::-1], lambda p: np.broadcast_to(p[:, :1], p.shape), lambda p: p[::-1]],
+    ids=["fortran", "reversed", "broadcast", "channels-reversed"],
+)
+def test_numpy_noncontiguous_input(view):
     shape, patch, c = (8, 9), (5, 6), 3
     starts, preds = _grid_case(shape, patch, c, seed=6)
     a = k.Aggregator(c, shape, patch)
     b = k.Aggregator(c, shape, patch)
     for s, p in zip(starts, preds):
-        a.add(np.asfortranarray(p), s)
-        b.add(p, s)
+        v = view(p)
+        a.add(v, s)
+        b.add(np.ascontiguousarray(v), s)
     np.testing.assert_array_equal(a.finalize(), b.finalize())
 
 
@@ -459,3 +465,19 @@ def test_streaming_misuse(mod):
         with pytest.raises(KernelValueError) as ei:
             call()
         assert str(ei.value).startswith("streaming")
+
+
+def test_2d_configuration_on_3d_volume_equals_per_slice():
+    # nnU-Net's 2D configuration tiles every slice of a 3D volume: patch (1, py, pz)
+    shape, patch2, c = (3, 21, 17), (12, 10), 2
+    grid = k.sliding_window_starts(shape[1:], patch2)
+    rng = np.random.default_rng(7)
+    vol = k.Aggregator(c, shape, (1, *patch2))
+    slices = [k.Aggregator(c, shape[1:], patch2) for _ in range(shape[0])]
+    for z in range(shape[0]):
+        for s in itertools.product(*grid):
+            p = rng.standard_normal((c, *patch2)).astype(np.float32)
+            vol.add(p[:, None], (z, *s))
+            slices[z].add(p, s)
+    np.testing.assert_array_equal(vol.finalize(), np.stack([a.finalize() for a in slices], axis=1))
+    np.testing.assert_array_equal(vol.argmax(), np.stack([a.argmax() for a in slices]))

@@ -285,6 +285,9 @@ class Aggregator:
         Labels straight from the sums (no normalised copy); equal to
         ``finalize().argmax(0)``, ties to the lowest channel.
 
+    nnU-Net's 2D configuration on a 3D volume (every slice tiled separately): use the 3D
+    `shape`, ``patch_size=(1, py, pz)`` and predictions ``(C, 1, py, pz)``.
+
     Streaming (``streaming=True``)
     ------------------------------
     Add windows in non-decreasing order of their first-axis start (``itertools.product`` of

@@ -1,7 +1,7 @@
 //! Accumulation of windowed predictions over a volume (nnU-Net's sliding-window scheme).
 //!
-//! Storage is one block per position along the first spatial axis ("plane"): the plane holds
-//! the `C` channel accumulators `(C, Y, Z)` and the weight sum `(Y, Z)`, behind its own mutex.
+//! Storage is split by position along the first spatial axis ("plane"): a plane holds the `C`
+//! channel sums `(C, Y, Z)` and the weight sum `(Y, Z)`, behind its own mutex (see `planes`).
 //! An add works plane by plane in parallel (rayon over the window's first axis); concurrent adds
 //! from several threads only wait for each other on the planes they share (striped locks).
 //! Finalisation and argmax read plane by plane too, so labels come straight from the sums
