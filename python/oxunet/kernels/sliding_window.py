@@ -1,15 +1,393 @@
-"""sliding_window kernels (placeholder until implemented)."""
+"""Sliding-window inference bookkeeping (nnU-Net v2 §14), implemented in Rust.
 
-def sliding_window_starts(*args, **kwargs):
-    raise NotImplementedError("sliding_window_starts")
+* :func:`sliding_window_starts` -- window start positions per axis, nnU-Net's rule.
+* :func:`gaussian_importance_map` -- nnU-Net's Gaussian window weight.
+* :class:`Aggregator` -- accumulates weighted window predictions of any model over a volume,
+  then normalises (:meth:`Aggregator.finalize`) or labels (:meth:`Aggregator.argmax`) it;
+  a streaming mode hands finished slabs back so memory stays bounded.
+
+The argument checks here are shared with the NumPy twins in
+:mod:`oxunet.kernels.reference.sliding_window`, so both reject bad input identically.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import _core
+from ._validate import array, int_tuple
+from .errors import KernelShapeError, KernelTypeError, KernelValueError
+
+__all__ = ["Aggregator", "gaussian_importance_map", "sliding_window_starts"]
+
+_WEIGHTINGS = ("gaussian", "constant")
+_OUTPUTS = ("logits", "labels")
+_UNCOVERED = ("error", "zero")
+MAX_CHANNELS = 65536
+
+# ---------------------------------------------------------------------------------------------
+# argument checks (shared with the reference twin)
 
 
-def gaussian_importance_map(*args, **kwargs):
-    raise NotImplementedError("gaussian_importance_map")
+def _positive_float(name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise KernelTypeError(f"{name}: expected a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise KernelTypeError(f"{name}: expected a number, got {value!r}") from None
+    if not (math.isfinite(out) and out > 0):
+        raise KernelValueError(f"{name}: must be positive and finite, got {value!r}")
+    return out
+
+
+def _choice(name: str, value, choices: Sequence[str]) -> str:
+    if not isinstance(value, str):
+        raise KernelTypeError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    if value not in choices:
+        raise KernelValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _float_dtype(name: str, value) -> np.dtype:
+    """float32 or float16, given as a string, a numpy type or a dtype."""
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise KernelTypeError(f"{name}: {value!r} is not supported (expected 'float32' or 'float16')")
+    return dt
+
+
+def _check_starts_args(image_size, patch_size, step_size):
+    image_size = int_tuple("image_size", image_size, minimum=0)
+    if not image_size:
+        raise KernelShapeError("image_size: needs at least one axis")
+    patch_size = int_tuple("patch_size", patch_size, length=len(image_size), minimum=1)
+    if isinstance(step_size, (bool, np.bool_)):
+        raise KernelTypeError(f"step_size: expected a number, got {step_size!r}")
+    try:
+        step = float(step_size)
+    except (TypeError, ValueError):
+        raise KernelTypeError(f"step_size: expected a number, got {step_size!r}") from None
+    if not (0 < step <= 1):
+        raise KernelValueError(f"step_size: must be in (0, 1], got {step_size!r}")
+    if any(i < p for i, p in zip(image_size, patch_size)):
+        raise KernelValueError(
+            f"image_size: {image_size} is smaller than patch_size {patch_size} along some axis "
+            "(pad the image to at least the patch size first, as nnU-Net does)"
+        )
+    return image_size, patch_size, step
+
+
+def _check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype):
+    patch_size = int_tuple("patch_size", patch_size, minimum=1)
+    if not patch_size:
+        raise KernelShapeError("patch_size: needs at least one axis")
+    return (
+        patch_size,
+        _positive_float("sigma_scale", sigma_scale),
+        _positive_float("value_scaling_factor", value_scaling_factor),
+        _float_dtype("dtype", dtype),
+    )
+
+
+def _check_aggregator_args(
+    num_channels, shape, patch_size, weighting, dtype, streaming, output, uncovered, sigma_scale, value_scaling_factor
+) -> dict:
+    if isinstance(num_channels, (bool, np.bool_)) or not isinstance(num_channels, (int, np.integer)):
+        raise KernelTypeError(f"num_channels: expected an integer, got {num_channels!r}")
+    if not 1 <= int(num_channels) <= MAX_CHANNELS:
+        raise KernelValueError(f"num_channels: must be between 1 and {MAX_CHANNELS}, got {num_channels}")
+    shape = int_tuple("shape", shape, minimum=1)
+    if len(shape) not in (2, 3):
+        raise KernelShapeError(f"shape: expected 2 or 3 spatial axes, got {shape}")
+    patch_size = int_tuple("patch_size", patch_size, length=len(shape), minimum=1)
+    if not isinstance(streaming, (bool, np.bool_)):
+        raise KernelTypeError(f"streaming: expected True or False, got {streaming!r}")
+    return dict(
+        num_channels=int(num_channels),
+        shape=shape,
+        patch_size=patch_size,
+        weighting=_choice("weighting", weighting, _WEIGHTINGS),
+        dtype=_float_dtype("dtype", dtype).name,
+        streaming=bool(streaming),
+        output=_choice("output", output, _OUTPUTS),
+        uncovered=_choice("uncovered", uncovered, _UNCOVERED),
+        sigma_scale=_positive_float("sigma_scale", sigma_scale),
+        value_scaling_factor=_positive_float("value_scaling_factor", value_scaling_factor),
+    )
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _prediction_array(prediction) -> tuple[np.ndarray, str]:
+    """A numpy view of `prediction` (no copy) and its kind: 'f32', 'f16' or 'bf16' (raw bits, int16).
+
+    torch CPU tensors are read in place: float32/float16 through ``tensor.detach().numpy()``,
+    bfloat16 through ``tensor.detach().view(torch.int16).numpy()`` (converted in Rust).
+    """
+    if _is_torch(prediction):
+        torch = sys.modules["torch"]
+        if not isinstance(prediction, torch.Tensor):
+            raise KernelTypeError(f"prediction: expected a numpy array or a torch tensor, got {type(prediction).__name__}")
+        if prediction.device.type != "cpu":
+            raise KernelValueError(
+                f"prediction: torch tensor is on device {prediction.device}; move it to the CPU first (.cpu())"
+            )
+        t = prediction.detach()
+        if t.dtype == torch.float32:
+            return t.numpy(), "f32"
+        if t.dtype == torch.float16:
+            return t.numpy(), "f16"
+        if t.dtype == torch.bfloat16:
+            return t.view(torch.int16).numpy(), "bf16"
+        raise KernelTypeError(
+            f"prediction: dtype {t.dtype} is not supported (expected torch.float32, torch.float16 or torch.bfloat16)"
+        )
+    arr = array("prediction", prediction, (np.float32, np.float16))
+    return arr, ("f32" if arr.dtype == np.float32 else "f16")
+
+
+def _check_window(arr: np.ndarray, start, num_channels: int, shape: tuple, patch_size: tuple) -> tuple[int, ...]:
+    """Checks a window prediction `(C, *patch_size)` and its start; returns the start."""
+    nd = len(shape)
+    if arr.ndim != nd + 1:
+        raise KernelShapeError(
+            f"prediction: expected {nd + 1} dimensions (C, *patch_size), got shape {tuple(arr.shape)}"
+        )
+    if arr.shape[0] != num_channels:
+        raise KernelShapeError(f"prediction: has {arr.shape[0]} channels, expected num_channels={num_channels}")
+    if tuple(arr.shape[1:]) != patch_size:
+        raise KernelShapeError(f"prediction: spatial shape {tuple(arr.shape[1:])} differs from patch_size {patch_size}")
+    start = int_tuple("start", start, length=nd)
+    for s, p, n in zip(start, patch_size, shape):
+        if max(s, 0) >= min(s + p, n):
+            raise KernelValueError(
+                f"start: window at {start} with patch_size {patch_size} lies entirely outside the volume of shape {shape}"
+            )
+    return start
+
+
+def _labels_dtype(num_channels: int) -> type:
+    return np.uint8 if num_channels - 1 <= 255 else np.uint16
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5) -> list[list[int]]:
+    """Window start positions per axis, exactly nnU-Net's
+    ``compute_steps_for_sliding_window``.
+
+    Per axis the target step is ``patch × step_size``; ``n = ceil((size − patch) / target) + 1``
+    windows are spread evenly (starts rounded half-to-even) from 0 to ``size − patch``.
+
+    Parameters
+    ----------
+    image_size : sequence of int
+        Spatial size of the (padded) image; every axis must be at least the patch size
+        (nnU-Net pads smaller images before tiling).
+    patch_size : sequence of int
+        Window size, one value per axis.
+    step_size : float
+        Fraction of the patch between window starts, in (0, 1]; default 0.5.
+
+    Returns
+    -------
+    list of list of int
+        The starts along every axis, e.g. size 110, patch 64 -> ``[[0, 23, 46]]``.
+    """
+    image_size, patch_size, step = _check_starts_args(image_size, patch_size, step_size)
+    return [list(s) for s in _core.sliding_window_starts(list(image_size), list(patch_size), step)]
+
+
+def gaussian_importance_map(
+    patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, value_scaling_factor: float = 10, dtype=np.float32
+) -> np.ndarray:
+    """nnU-Net's Gaussian importance map (``compute_gaussian``) of shape `patch_size`.
+
+    A delta at ``p // 2`` blurred with σ = ``p × sigma_scale`` per axis (scipy
+    ``gaussian_filter`` semantics: mode constant, truncate 4), scaled so its maximum is
+    `value_scaling_factor`, cast to `dtype`, with every zero replaced by the smallest non-zero
+    value. Computed separably, as the outer product of 1-D profiles.
+
+    Parameters
+    ----------
+    patch_size : sequence of int
+    sigma_scale : float
+        σ as a fraction of the patch size (default 1/8).
+    value_scaling_factor : float
+        Value of the maximum (default 10, what nnU-Net's predictor uses).
+    dtype : float32 or float16
+
+    Returns
+    -------
+    np.ndarray of `dtype`, shape `patch_size`
+    """
+    patch_size, sigma_scale, vsf, dt = _check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype)
+    fn = _core.gaussian_importance_map_f32 if dt == np.float32 else _core.gaussian_importance_map_f16
+    return fn(list(patch_size), sigma_scale, vsf)
 
 
 class Aggregator:
-    def __init__(self, *a, **k):
-        raise NotImplementedError("Aggregator")
+    """Accumulates window predictions over a volume, nnU-Net style, for any model.
 
+    Every window prediction is weighted (Gaussian importance map or constant 1) and summed
+    into a ``(C, *shape)`` accumulator of `dtype`, the weights into a ``(*shape)`` map; the
+    result is ``sums / weights``. Work is parallel over the window's first axis in Rust, with
+    the GIL released.
 
+    Parameters
+    ----------
+    num_channels : int
+        C, the channels of every prediction (1 ... 65536).
+    shape : sequence of int
+        Spatial shape of the volume, 2 or 3 axes.
+    patch_size : sequence of int
+        Window shape (same number of axes).
+    weighting : {'gaussian', 'constant'}
+        'gaussian': :func:`gaussian_importance_map` (`sigma_scale`, `value_scaling_factor`);
+        'constant': every voxel weighs 1.
+    dtype : {'float32', 'float16'}
+        Accumulator type. 'float16' halves memory and rounds every sum to float16 like
+        nnU-Net's predictor; an overflow (inf) makes finalisation fail, as in nnU-Net.
+    streaming : bool
+        Bounded-memory mode, see below.
+    output : {'logits', 'labels'}
+        What streaming slabs hold: normalised float32 logits ``(C, depth, ...)`` or argmax
+        labels ``(depth, ...)``.
+    uncovered : {'error', 'zero'}
+        Voxels no window covered: 'error' makes finalize()/argmax() (or, streaming, the call
+        that finishes them) raise KernelValueError; 'zero' gives them logits 0 and label 0.
+    sigma_scale, value_scaling_factor : float
+        Gaussian parameters (nnU-Net: 1/8 and 10).
+
+    Methods
+    -------
+    add(prediction, start)
+        `prediction` ``(C, *patch_size)``: float32/float16 numpy array, or a float32/float16/
+        bfloat16 torch CPU tensor (read in place, never copied). `start`: position of the
+        window's first voxel; it may be negative or reach past the end (only the part inside the
+        volume counts) but must overlap the volume.
+    finalize() -> ndarray float32 (C, *shape)
+        The normalised logits.
+    argmax() -> ndarray uint8 (C <= 256) or uint16 (*shape)
+        Labels straight from the sums (no normalised copy); equal to
+        ``finalize().argmax(0)``, ties to the lowest channel.
+
+    nnU-Net's 2D configuration on a 3D volume (every slice tiled separately): use the 3D
+    `shape`, ``patch_size=(1, py, pz)`` and predictions ``(C, 1, py, pz)``.
+
+    Streaming (``streaming=True``)
+    ------------------------------
+    Add windows in non-decreasing order of their first-axis start (``itertools.product`` of
+    :func:`sliding_window_starts` does that; a decreasing start raises KernelValueError naming
+    `start`). Only ``min(patch_size[0], shape[0])`` planes of the first axis are held; when a
+    window with a larger first-axis start ``s`` arrives, every plane below ``s`` is final and
+    becomes a slab. ``pop_ready()`` returns the queued slabs as ``[(x_start, x_stop, array)]``
+    in order, `array` being float32 logits ``(C, x_stop - x_start, ...)`` or labels
+    ``(x_stop - x_start, ...)`` per `output`. ``flush()`` finishes the remaining planes and
+    returns every slab not yet popped; no add is accepted afterwards. finalize()/argmax() are
+    not available. Peak memory: O(C × patch depth × plane) plus the slabs you have not popped.
+
+    Threads
+    -------
+    ``add`` may be called from several Python threads at once. Without streaming, each plane
+    of the first axis has its own lock, so concurrent adds only wait for each other on the
+    planes they share (the float sums may then be added in a different order: results can differ
+    from sequential adds in the last bits). Streaming calls are serialised.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        shape: Sequence[int],
+        patch_size: Sequence[int],
+        weighting: str = "gaussian",
+        dtype="float32",
+        streaming: bool = False,
+        output: str = "logits",
+        uncovered: str = "error",
+        sigma_scale: float = 1.0 / 8,
+        value_scaling_factor: float = 10,
+    ) -> None:
+        cfg = _check_aggregator_args(
+            num_channels, shape, patch_size, weighting, dtype, streaming, output, uncovered, sigma_scale,
+            value_scaling_factor,
+        )
+        self._cfg = cfg
+        self._core = _core.Aggregator(
+            cfg["num_channels"], list(cfg["shape"]), list(cfg["patch_size"]), cfg["weighting"], cfg["dtype"],
+            cfg["streaming"], cfg["output"], cfg["uncovered"], cfg["sigma_scale"], cfg["value_scaling_factor"],
+        )
+        self._lock = threading.Lock()  # serialises streaming calls
+
+    # -- properties -------------------------------------------------------------------------
+    num_channels = property(lambda self: self._cfg["num_channels"])
+    shape = property(lambda self: self._cfg["shape"])
+    patch_size = property(lambda self: self._cfg["patch_size"])
+    weighting = property(lambda self: self._cfg["weighting"])
+    dtype = property(lambda self: self._cfg["dtype"])
+    streaming = property(lambda self: self._cfg["streaming"])
+    output = property(lambda self: self._cfg["output"])
+    uncovered = property(lambda self: self._cfg["uncovered"])
+
+    @property
+    def labels_dtype(self) -> type:
+        """uint8 while num_channels - 1 <= 255, else uint16."""
+        return _labels_dtype(self._cfg["num_channels"])
+
+    @property
+    def importance_map(self) -> np.ndarray:
+        """The float32 weight of one window, shape `patch_size` (float16 values in float16 mode)."""
+        return self._core.importance_map()
+
+    def __repr__(self) -> str:
+        c = self._cfg
+        return (
+            f"Aggregator(num_channels={c['num_channels']}, shape={c['shape']}, patch_size={c['patch_size']}, "
+            f"weighting={c['weighting']!r}, dtype={c['dtype']!r}, streaming={c['streaming']}, output={c['output']!r})"
+        )
+
+    # -- accumulation -----------------------------------------------------------------------
+    def add(self, prediction, start: Sequence[int]) -> None:
+        """Adds one window prediction ``(C, *patch_size)`` whose first voxel is at `start`."""
+        arr, kind = _prediction_array(prediction)
+        c = self._cfg
+        start = _check_window(arr, start, c["num_channels"], c["shape"], c["patch_size"])
+        fn = {"f32": self._core.add_f32, "f16": self._core.add_f16, "bf16": self._core.add_bf16}[kind]
+        if c["streaming"]:
+            with self._lock:
+                fn(arr, list(start))
+        else:
+            fn(arr, list(start))
+
+    def finalize(self) -> np.ndarray:
+        """Normalised float32 logits ``(C, *shape)`` (sums / weights). Not in streaming mode."""
+        return self._core.finalize()
+
+    def argmax(self) -> np.ndarray:
+        """Labels ``(*shape)`` (uint8, or uint16 above 256 channels), equal to
+        ``finalize().argmax(0)`` but computed from the sums without a normalised copy."""
+        return self._core.argmax()
+
+    # -- streaming --------------------------------------------------------------------------
+    def pop_ready(self) -> list[tuple[int, int, np.ndarray]]:
+        """Streaming: the finished slabs ``(x_start, x_stop, array)`` queued so far, in order."""
+        return self._core.pop_ready()
+
+    def flush(self) -> list[tuple[int, int, np.ndarray]]:
+        """Streaming: finishes every remaining plane; returns all slabs not popped yet."""
+        with self._lock:
+            self._core.flush()
+        return self._core.pop_ready()

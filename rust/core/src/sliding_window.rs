@@ -1,1 +1,0 @@
-//! sliding_window kernels (to be implemented).
