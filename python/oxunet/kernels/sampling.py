@@ -138,14 +138,16 @@ def _normalise_box(box, ndim: int) -> list[tuple[int, int]]:
     out = []
     for r in rows:
         try:
-            pair = list(r)
+            pair = tuple(r)
         except TypeError:
             raise KernelTypeError(f"box: expected [lb, ub] pairs, got {r!r}") from None
         if len(pair) != 2:
             raise KernelShapeError(f"box: expected [lb, ub] pairs, got {r!r}")
-        if not all(_is_int(v) for v in pair):
-            raise KernelTypeError(f"box: bounds must be integers, got {r!r}")
-        lb, ub = int(pair[0]), int(pair[1])
+        lb, ub = pair
+        if not (type(lb) is int and type(ub) is int):  # fast path for plain ints
+            if not (_is_int(lb) and _is_int(ub)):
+                raise KernelTypeError(f"box: bounds must be integers, got {r!r}")
+            lb, ub = int(lb), int(ub)
         if ub < lb:
             raise KernelValueError(f"box: upper bound {ub} < lower bound {lb} in {r!r}")
         if not (_INT64_MIN <= lb and ub <= _INT64_MAX):
@@ -493,5 +495,6 @@ def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarr
     pad_bits = int(np.array(pad, dtype=array.dtype).view(bits))
     lbs = [lb for lb, _ in pairs]
     ubs = [ub for _, ub in pairs]
-    out = _core.crop_and_pad(array.view(bits), lbs, ubs, pad_bits)
+    out = np.empty(target, dtype=bits)  # numpy's allocator: huge pages for large patches
+    _core.crop_and_pad(array.view(bits), lbs, ubs, pad_bits, out)
     return out.view(array.dtype)

@@ -1,11 +1,26 @@
 //! Bindings for oxunet_core::sampling. Private: `oxunet.kernels.sampling` validates the
 //! arguments and calls these.
 
-use numpy::{IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArrayDyn};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use oxunet_core::sampling;
 use oxunet_core::KernelError;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+/// Output size (elements) below which a crop runs on the calling thread, GIL held.
+const INLINE_MAX_ELEMS: usize = 1 << 15;
+
+/// Runs a short `f` right here (no GIL release, no pool), mapping errors like
+/// `run_detached` does and a panic to RuntimeError.
+fn run_inline<T>(py: Python<'_>, what: &'static str, f: impl FnOnce() -> Result<T, KernelError>) -> PyResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(crate::common::to_pyerr(py, e)),
+        Err(_) => Err(PyRuntimeError::new_err(format!(
+            "internal error in oxunet kernel {what} (this is a bug, please report it)"
+        ))),
+    }
+}
 
 /// `classes` arrives flattened: class `c` has labels `labels[offsets[c]..offsets[c + 1]]`.
 fn split_classes(labels: &[i64], offsets: &[usize]) -> Result<Vec<Vec<i64>>, KernelError> {
@@ -43,9 +58,10 @@ fn sample_class_locations<'py>(
     Err(PyTypeError::new_err("seg: dtype is not supported (expected int8, int16, int32, uint8 or uint16)"))
 }
 
-/// crop_and_pad(array, lbs, ubs, pad_bits) -> cropped copy. `array` must be an unsigned
-/// integer array (the wrapper passes a same-itemsize view of any dtype); `pad_bits` is the
-/// pad value's bit pattern in that width.
+/// crop_and_pad(array, lbs, ubs, pad_bits, out): writes the crop into `out`, a C-contiguous
+/// array of the crop's shape allocated by the caller (numpy puts large arrays on huge pages).
+/// `array` and `out` are unsigned integer arrays of one width (the wrapper passes
+/// same-itemsize views of any dtype); `pad_bits` is the pad value's bit pattern in that width.
 #[pyfunction]
 fn crop_and_pad<'py>(
     py: Python<'py>,
@@ -53,20 +69,33 @@ fn crop_and_pad<'py>(
     lbs: Vec<i64>,
     ubs: Vec<i64>,
     pad_bits: u64,
-) -> PyResult<Bound<'py, PyAny>> {
+    out: &Bound<'py, PyAny>,
+) -> PyResult<()> {
     if lbs.len() != ubs.len() {
         return Err(crate::common::to_pyerr(py, KernelError::shape("box", "lower and upper bounds differ in length")));
     }
     let bbox: Vec<(i64, i64)> = lbs.into_iter().zip(ubs).collect();
+    let width = array.getattr(pyo3::intern!(py, "itemsize"))?.extract::<usize>()?;
     macro_rules! run {
         ($($t:ty),*) => {$(
-            if let Ok(a) = array.extract::<PyReadonlyArrayDyn<'py, $t>>() {
+            if width == std::mem::size_of::<$t>() {
+                let a = array
+                    .extract::<PyReadonlyArrayDyn<'py, $t>>()
+                    .map_err(|_| PyTypeError::new_err("array: expected an unsigned integer view (uint8/16/32/64)"))?;
+                let mut o = out
+                    .extract::<PyReadwriteArrayDyn<'py, $t>>()
+                    .map_err(|_| PyTypeError::new_err("out: expected a writable array of the same width as array"))?;
                 let view = a.as_array();
+                let dst = o
+                    .as_slice_mut()
+                    .map_err(|_| PyValueError::new_err("out: must be C-contiguous"))?;
                 let pad = pad_bits as $t;
                 let bb = &bbox;
-                let out = crate::common::run_detached(py, "crop_and_pad", move || sampling::crop_and_pad(view, bb, pad))?;
-                let out: Bound<'py, PyArrayDyn<$t>> = out.into_pyarray(py);
-                return Ok(out.into_any());
+                if dst.len() < INLINE_MAX_ELEMS {
+                    // Small patch: handing it to the pool (thread wake-ups) would cost more than the copy.
+                    return run_inline(py, "crop_and_pad", || sampling::crop_and_pad_into(view, bb, pad, dst));
+                }
+                return crate::common::run_detached(py, "crop_and_pad", move || sampling::crop_and_pad_into(view, bb, pad, dst));
             }
         )*};
     }

@@ -19,6 +19,34 @@ const PARALLEL_MIN_ELEMS: usize = 1 << 16;
 /// Crops `src` to `bbox` (`[lb, ub)` pairs for the trailing `bbox.len()` axes; leading axes
 /// are kept whole), filling the part of the box outside `src` with `pad`.
 pub fn crop_and_pad<T: Copy + Send + Sync>(src: ArrayViewD<'_, T>, bbox: &[(i64, i64)], pad: T) -> KernelResult<ArrayD<T>> {
+    let out_shape = crop_shape(&src, bbox)?;
+    let mut out = ArrayD::<T>::uninit(IxDyn(&out_shape));
+    fill(&src, bbox, pad, &out_shape, out.as_slice_mut().expect("fresh array is contiguous"));
+    // SAFETY: `fill` writes every element of the output.
+    Ok(unsafe { out.assume_init() })
+}
+
+/// Like [`crop_and_pad`], writing into `out` (C order, `crop_shape(src, bbox)` elements),
+/// e.g. a buffer allocated by the caller (numpy allocates large arrays on huge pages).
+pub fn crop_and_pad_into<T: Copy + Send + Sync>(
+    src: ArrayViewD<'_, T>,
+    bbox: &[(i64, i64)],
+    pad: T,
+    out: &mut [T],
+) -> KernelResult<()> {
+    let out_shape = crop_shape(&src, bbox)?;
+    let total: usize = out_shape.iter().product();
+    if out.len() != total {
+        return Err(KernelError::shape("out", format!("has {} elements, the crop needs {total} ({out_shape:?})", out.len())));
+    }
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and `fill` only writes initialised values.
+    let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut MaybeUninit<T>, out.len()) };
+    fill(&src, bbox, pad, &out_shape, out);
+    Ok(())
+}
+
+/// Output shape of a crop: leading axes kept, then `ub - lb` per box axis.
+pub fn crop_shape<T>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)]) -> KernelResult<Vec<usize>> {
     let nd = src.ndim();
     if nd == 0 {
         return Err(KernelError::shape("array", "expected at least 1 dimension, got a 0-d array"));
@@ -30,8 +58,6 @@ pub fn crop_and_pad<T: Copy + Send + Sync>(src: ArrayViewD<'_, T>, bbox: &[(i64,
         ));
     }
     let lead = nd - bbox.len();
-    // Per axis: source start of output index 0 (lower), output length, source extent.
-    let mut lower = vec![0i64; nd];
     let mut out_shape = vec![0usize; nd];
     for a in 0..nd {
         if a < lead {
@@ -41,19 +67,28 @@ pub fn crop_and_pad<T: Copy + Send + Sync>(src: ArrayViewD<'_, T>, bbox: &[(i64,
             if ub < lb {
                 return Err(KernelError::invalid("box", format!("axis {}: upper bound {ub} < lower bound {lb}", a - lead)));
             }
-            lower[a] = lb;
             out_shape[a] = usize::try_from(ub - lb)
                 .map_err(|_| KernelError::invalid("box", format!("axis {}: extent {} is too large", a - lead, ub - lb)))?;
         }
+    }
+    Ok(out_shape)
+}
+
+/// Writes the crop (shape `out_shape`, C order) into `out`, every element exactly once.
+fn fill<T: Copy + Send + Sync>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)], pad: T, out_shape: &[usize], out_slice: &mut [MaybeUninit<T>]) {
+    let nd = src.ndim();
+    let lead = nd - bbox.len();
+    let mut lower = vec![0i64; nd];
+    for (a, &(lb, _)) in bbox.iter().enumerate() {
+        lower[lead + a] = lb;
     }
     let src_shape: Vec<i64> = src.shape().iter().map(|&s| s as i64).collect();
     let strides: Vec<isize> = src.strides().to_vec();
 
     let total: usize = out_shape.iter().product();
-    let mut out = ArrayD::<T>::uninit(IxDyn(&out_shape));
+    debug_assert_eq!(out_slice.len(), total);
     if total == 0 {
-        // SAFETY: no elements to initialise.
-        return Ok(unsafe { out.assume_init() });
+        return;
     }
     let row_len = out_shape[nd - 1];
     let n_rows = total / row_len;
@@ -67,7 +102,6 @@ pub fn crop_and_pad<T: Copy + Send + Sync>(src: ArrayViewD<'_, T>, bbox: &[(i64,
     let stride_l = strides[l];
     let base_ptr = SendPtr(src.as_ptr());
 
-    let out_slice = out.as_slice_mut().expect("fresh array is contiguous");
     let fill_rows = |first_row: usize, rows: &mut [MaybeUninit<T>]| {
         // Odometer over the outer output axes, starting at `first_row`.
         let mut idx = vec![0usize; nd - 1];
@@ -135,8 +169,6 @@ pub fn crop_and_pad<T: Copy + Send + Sync>(src: ArrayViewD<'_, T>, bbox: &[(i64,
             .enumerate()
             .for_each(|(t, chunk)| fill_rows(t * rows_per_task, chunk));
     }
-    // SAFETY: every output row was written in full above.
-    Ok(unsafe { out.assume_init() })
 }
 
 /// A read-only source pointer shared between the worker threads.
@@ -206,6 +238,18 @@ mod tests {
         let t = src.t().into_dyn();
         let b = vec![(1, 6), (-2, 5), (3, 12)];
         assert_eq!(crop_and_pad(t, &b, 0).unwrap(), naive(&src.t().to_owned().into_dyn(), &b, 0));
+    }
+
+    #[test]
+    fn into_matches_allocating_and_checks_length() {
+        let src = Array::from_shape_fn((3, 10, 12), |(c, y, x)| (c * 1000 + y * 20 + x) as i32).into_dyn();
+        let b = vec![(-2, 6), (5, 15)];
+        let want = crop_and_pad(src.view(), &b, -7).unwrap();
+        let mut buf = vec![0i32; 3 * 8 * 10];
+        crop_and_pad_into(src.view(), &b, -7, &mut buf).unwrap();
+        assert_eq!(buf, want.iter().copied().collect::<Vec<_>>());
+        let mut short = vec![0i32; 5];
+        assert!(matches!(crop_and_pad_into(src.view(), &b, 0, &mut short), Err(KernelError::Shape { arg: "out", .. })));
     }
 
     #[test]

@@ -52,60 +52,109 @@ pub fn num_samples(n: u64, min_num_samples: u64, min_percent_coverage: f64) -> u
     by_count.max(by_share).min(n)
 }
 
-const NONE: u32 = u32::MAX;
 const BLOCK: usize = 64;
-/// Largest label span (max − min + 1) served by a dense lookup table.
+/// Largest label span (max − min + 1) served by dense lookup tables.
 const DENSE_SPAN_MAX: u64 = 1 << 20;
+/// Largest total size (bytes) of the per-class dense membership tables.
+const DENSE_MEMBER_MAX: u64 = 1 << 26;
+/// Largest label span counted by value in pass 1.
+const VALUE_HISTOGRAM_MAX: usize = 1 << 12;
 
-/// Label value → slot, or NONE.
-enum Lookup {
+/// True if any value of `block` lies in `[lo, hi]` (vectorises to a few compares per block).
+#[inline(always)]
+fn any_in_range<T: Label>(block: &[T], lo: T, hi: T) -> bool {
+    block.iter().fold(false, |acc, &v| acc | ((v >= lo) & (v <= hi)))
+}
+
+/// Label value → slot in `0..n_slots`, or `n_slots` for a label no class asks for.
+enum SlotLookup {
     Dense { min: i64, lut: Vec<u32> },
     Sparse { labels: Vec<i64> },
 }
 
-impl Lookup {
-    #[inline(always)]
-    fn dense(min: i64, lut: &[u32], v: i64) -> u32 {
-        let d = v.wrapping_sub(min) as u64;
-        if d < lut.len() as u64 {
-            lut[d as usize]
-        } else {
-            NONE
+/// Pass 1 on one chunk: `counts[s]` = voxels of slot `s`. Four interleaved tables break the
+/// load-add-store dependency of long runs of one label.
+#[inline(always)]
+fn count_chunk<T: Label>(vox: &[T], lo: T, hi: T, n_slots: usize, slot_of: impl Fn(T) -> usize, counts: &mut [u32]) {
+    let w = n_slots + 1;
+    let mut local = vec![0u32; 4 * w];
+    let (t0, rest) = local.split_at_mut(w);
+    let (t1, rest) = rest.split_at_mut(w);
+    let (t2, t3) = rest.split_at_mut(w);
+    for block in vox.chunks(BLOCK) {
+        if !any_in_range(block, lo, hi) {
+            continue;
+        }
+        let mut quads = block.chunks_exact(4);
+        for q in &mut quads {
+            t0[slot_of(q[0])] += 1;
+            t1[slot_of(q[1])] += 1;
+            t2[slot_of(q[2])] += 1;
+            t3[slot_of(q[3])] += 1;
+        }
+        for &v in quads.remainder() {
+            t0[slot_of(v)] += 1;
         }
     }
-
-    #[inline(always)]
-    fn sparse(labels: &[i64], v: i64) -> u32 {
-        match labels.binary_search(&v) {
-            Ok(i) => i as u32,
-            Err(_) => NONE,
-        }
+    for s in 0..n_slots {
+        counts[s] = t0[s] + t1[s] + t2[s] + t3[s];
     }
 }
 
-/// Calls `f(offset_in_chunk, slot)` for every voxel of `chunk` whose label is requested,
-/// in raster order, skipping 64-voxel blocks with no value in `[lo, hi]`.
-/// `f` returns false to stop early.
+/// Pass 2 for one class on one chunk: writes to `out` the chunk offsets (plus `base`) of the
+/// class's voxels with ordinals `wanted` (sorted), `ord` being the class's ordinal of the
+/// chunk's first member. Blocks that cannot hold the next wanted ordinal are skipped after a
+/// branch-free member count.
 #[inline(always)]
-fn for_each_labelled<T: Label>(
-    chunk: &[T],
+fn locate_chunk<T: Label>(
+    vox: &[T],
     lo: T,
     hi: T,
-    slot_of: impl Fn(i64) -> u32,
-    mut f: impl FnMut(usize, u32) -> bool,
+    is_member: impl Fn(T) -> bool,
+    mut ord: u64,
+    wanted: &[u64],
+    out: &mut [u64],
+    base: u64,
 ) {
-    for (b, block) in chunk.chunks(BLOCK).enumerate() {
-        let any = block.iter().fold(false, |acc, &v| acc | ((v >= lo) & (v <= hi)));
-        if !any {
-            continue;
-        }
-        for (i, &v) in block.iter().enumerate() {
-            let s = slot_of(v.to_i64());
-            if s != NONE && !f(b * BLOCK + i, s) {
-                return;
+    let n = wanted.len();
+    if n == 0 {
+        return;
+    }
+    let mut j = 0usize;
+    let mut target = wanted[0];
+    let mut pos = base;
+    for block in vox.chunks(BLOCK) {
+        if any_in_range(block, lo, hi) {
+            let cnt: u64 = block.iter().map(|&v| is_member(v) as u64).sum();
+            if ord + cnt <= target {
+                ord += cnt;
+            } else {
+                for (i, &v) in block.iter().enumerate() {
+                    if is_member(v) {
+                        if ord == target {
+                            out[j] = pos + i as u64;
+                            j += 1;
+                            if j == n {
+                                return;
+                            }
+                            target = wanted[j];
+                        }
+                        ord += 1;
+                    }
+                }
             }
         }
+        pos += block.len() as u64;
     }
+    unreachable!("pass 2 found {j} of {n} wanted voxels in a chunk");
+}
+
+/// Class membership by label value.
+enum Member {
+    /// `lut[v - min] != 0`; the table spans all requested labels.
+    Dense { min: i64, lut: Vec<u8> },
+    /// Through the slot lookup: `member[slot_of(v)]` (`member[n_slots]` = false).
+    BySlot { member: Vec<bool> },
 }
 
 /// Rows = per class, the `k × seg.ndim` int64 coordinates of the drawn voxels in raster order.
@@ -132,52 +181,54 @@ pub fn sample_class_locations<T: Label>(
     }
     let n_classes = classes.len();
 
-    // Distinct requested labels that T can represent → slots 0..L (sorted by value).
-    let mut labels: Vec<i64> = classes.iter().flatten().copied().filter(|&v| v >= T::MIN && v <= T::MAX).collect();
+    // Distinct requested labels that T can represent → slots 0..L (sorted by value);
+    // each class keeps its distinct in-range labels.
+    let class_labels: Vec<Vec<i64>> = classes
+        .iter()
+        .map(|c| {
+            let mut l: Vec<i64> = c.iter().copied().filter(|&v| v >= T::MIN && v <= T::MAX).collect();
+            l.sort_unstable();
+            l.dedup();
+            l
+        })
+        .collect();
+    let mut labels: Vec<i64> = class_labels.iter().flatten().copied().collect();
     labels.sort_unstable();
     labels.dedup();
     let n_slots = labels.len();
-    let slot_of_label = |v: i64| labels.binary_search(&v).ok();
-    let class_slots: Vec<Vec<u32>> = classes
-        .iter()
-        .map(|c| {
-            let mut s: Vec<u32> = c.iter().filter_map(|&v| slot_of_label(v)).map(|i| i as u32).collect();
-            s.sort_unstable();
-            s.dedup();
-            s
-        })
-        .collect();
-    // slot → classes containing it
-    let mut slot_classes: Vec<Vec<u32>> = vec![Vec::new(); n_slots];
-    for (c, slots) in class_slots.iter().enumerate() {
-        for &s in slots {
-            slot_classes[s as usize].push(c as u32);
-        }
-    }
+    let slot_index = |v: i64| labels.binary_search(&v).expect("label was collected");
+    let class_slots: Vec<Vec<usize>> = class_labels.iter().map(|l| l.iter().map(|&v| slot_index(v)).collect()).collect();
 
     let shape: Vec<usize> = seg.shape().to_vec();
-    let empty = |k: usize| Array2::<i64>::zeros((k, ndim));
     if n_slots == 0 || seg.is_empty() {
-        return Ok((0..n_classes).map(|_| empty(0)).collect());
+        return Ok((0..n_classes).map(|_| Array2::<i64>::zeros((0, ndim))).collect());
     }
 
     let std = seg.as_standard_layout();
     let data: &[T] = std.as_slice().expect("standard layout is contiguous");
     let n_vox = data.len();
 
-    let lo_i = labels[0];
-    let hi_i = labels[n_slots - 1];
+    let (lo_i, hi_i) = (labels[0], labels[n_slots - 1]);
     let (lo, hi) = (T::from_i64(lo_i), T::from_i64(hi_i));
     let span = (hi_i - lo_i) as u64 + 1;
     let lookup = if span <= DENSE_SPAN_MAX {
-        let mut lut = vec![NONE; span as usize];
+        let mut lut = vec![n_slots as u32; span as usize];
         for (s, &v) in labels.iter().enumerate() {
             lut[(v - lo_i) as usize] = s as u32;
         }
-        Lookup::Dense { min: lo_i, lut }
+        SlotLookup::Dense { min: lo_i, lut }
     } else {
-        Lookup::Sparse { labels: labels.clone() }
+        SlotLookup::Sparse { labels: labels.clone() }
     };
+    let slot_of_dense = |min: i64, lut: &[u32], v: T| -> usize {
+        let d = v.to_i64().wrapping_sub(min) as u64;
+        if d < lut.len() as u64 {
+            lut[d as usize] as usize
+        } else {
+            n_slots
+        }
+    };
+    let slot_of_sparse = |labels: &[i64], v: T| -> usize { labels.binary_search(&v.to_i64()).unwrap_or(n_slots) };
 
     // Chunking: big enough that the per-chunk count table stays small (≤ ~4 M entries),
     // small enough that pass 2 can skip the chunks without a selected voxel.
@@ -189,19 +240,23 @@ pub fn sample_class_locations<T: Label>(
 
     // Pass 1: per-chunk, per-slot counts.
     let mut table = vec![0u32; n_chunks * n_slots];
-    let count_chunk = |vox: &[T], counts: &mut [u32]| match &lookup {
-        Lookup::Dense { min, lut } => for_each_labelled(vox, lo, hi, |v| Lookup::dense(*min, lut, v), |_, s| {
-            counts[s as usize] += 1;
-            true
-        }),
-        Lookup::Sparse { labels } => for_each_labelled(vox, lo, hi, |v| Lookup::sparse(labels, v), |_, s| {
-            counts[s as usize] += 1;
-            true
-        }),
-    };
-    data.par_chunks(chunk)
-        .zip(table.par_chunks_mut(n_slots))
-        .for_each(|(vox, counts)| count_chunk(vox, counts));
+    data.par_chunks(chunk).zip(table.par_chunks_mut(n_slots)).for_each(|(vox, counts)| match &lookup {
+        SlotLookup::Dense { min, lut } if lut.len() <= VALUE_HISTOGRAM_MAX => {
+            // Histogram by label value (one load less per voxel), then fold values into slots.
+            let n_bins = lut.len();
+            let mut hist = vec![0u32; n_bins];
+            let bin_of = |v: T| (v.to_i64().wrapping_sub(*min) as u64).min(n_bins as u64) as usize;
+            count_chunk(vox, lo, hi, n_bins, bin_of, &mut hist);
+            for (d, &h) in hist.iter().enumerate() {
+                let s = lut[d] as usize;
+                if s < n_slots {
+                    counts[s] += h;
+                }
+            }
+        }
+        SlotLookup::Dense { min, lut } => count_chunk(vox, lo, hi, n_slots, |v| slot_of_dense(*min, lut, v), counts),
+        SlotLookup::Sparse { labels } => count_chunk(vox, lo, hi, n_slots, |v| slot_of_sparse(labels, v), counts),
+    });
 
     // Per class: exclusive prefix of its voxel count over chunks (length n_chunks + 1).
     let prefixes: Vec<Vec<u64>> = class_slots
@@ -212,12 +267,13 @@ pub fn sample_class_locations<T: Label>(
             p.push(0);
             for ch in 0..n_chunks {
                 let row = &table[ch * n_slots..(ch + 1) * n_slots];
-                acc += slots.iter().map(|&s| row[s as usize] as u64).sum::<u64>();
+                acc += slots.iter().map(|&s| row[s] as u64).sum::<u64>();
                 p.push(acc);
             }
             p
         })
         .collect();
+    drop(table);
 
     // Draw the ordinals.
     let selections: Vec<Vec<u64>> = prefixes
@@ -244,8 +300,35 @@ pub fn sample_class_locations<T: Label>(
                 }
                 b.push(i);
             }
-            // The last prefix is n > every ordinal, so b[n_chunks] == sel.len().
             b
+        })
+        .collect();
+
+    // Class membership tables and label ranges for pass 2.
+    let dense_members = matches!(lookup, SlotLookup::Dense { .. }) && span * n_classes as u64 <= DENSE_MEMBER_MAX;
+    let members: Vec<Member> = class_slots
+        .iter()
+        .map(|slots| {
+            if dense_members {
+                let mut lut = vec![0u8; span as usize];
+                for &s in slots {
+                    lut[(labels[s] - lo_i) as usize] = 1;
+                }
+                Member::Dense { min: lo_i, lut }
+            } else {
+                let mut member = vec![false; n_slots + 1];
+                for &s in slots {
+                    member[s] = true;
+                }
+                Member::BySlot { member }
+            }
+        })
+        .collect();
+    let ranges: Vec<(T, T)> = class_labels
+        .iter()
+        .map(|l| match (l.first(), l.last()) {
+            (Some(&a), Some(&b)) => (T::from_i64(a), T::from_i64(b)),
+            _ => (hi, lo), // empty class: never scanned (no selection)
         })
         .collect();
 
@@ -262,48 +345,61 @@ pub fn sample_class_locations<T: Label>(
                 rest = tail;
             }
         }
-        tasks.into_par_iter().enumerate().for_each(|(ch, mut outs)| {
-            let mut remaining: usize = outs.iter().map(|o| o.len()).sum();
-            if remaining == 0 {
-                return;
-            }
+        tasks.into_par_iter().enumerate().for_each(|(ch, outs)| {
             let base = ch * chunk;
             let vox = &data[base..(base + chunk).min(n_vox)];
-            let mut ord: Vec<u64> = (0..n_classes).map(|c| prefixes[c][ch]).collect();
-            let mut next = vec![0usize; n_classes];
-            let wanted: Vec<&[u64]> = (0..n_classes).map(|c| &selections[c][bounds[c][ch]..bounds[c][ch + 1]]).collect();
-            let mut visit = |i: usize, s: u32| {
-                for &c in &slot_classes[s as usize] {
-                    let c = c as usize;
-                    let j = next[c];
-                    if j < wanted[c].len() && wanted[c][j] == ord[c] {
-                        outs[c][j] = (base + i) as u64;
-                        next[c] = j + 1;
-                        remaining -= 1;
-                    }
-                    ord[c] += 1;
+            for (c, out) in outs.into_iter().enumerate() {
+                if out.is_empty() {
+                    continue;
                 }
-                remaining > 0
-            };
-            match &lookup {
-                Lookup::Dense { min, lut } => for_each_labelled(vox, lo, hi, |v| Lookup::dense(*min, lut, v), &mut visit),
-                Lookup::Sparse { labels } => for_each_labelled(vox, lo, hi, |v| Lookup::sparse(labels, v), &mut visit),
+                let wanted = &selections[c][bounds[c][ch]..bounds[c][ch + 1]];
+                let ord = prefixes[c][ch];
+                let (clo, chi) = ranges[c];
+                match (&members[c], &lookup) {
+                    (Member::Dense { min, lut }, _) => {
+                        let is_member = |v: T| {
+                            let d = v.to_i64().wrapping_sub(*min) as u64;
+                            (d < lut.len() as u64) && lut[d as usize] != 0
+                        };
+                        locate_chunk(vox, clo, chi, is_member, ord, wanted, out, base as u64)
+                    }
+                    (Member::BySlot { member }, SlotLookup::Dense { min, lut }) => {
+                        let is_member = |v: T| member[slot_of_dense(*min, lut, v)];
+                        locate_chunk(vox, clo, chi, is_member, ord, wanted, out, base as u64)
+                    }
+                    (Member::BySlot { member }, SlotLookup::Sparse { labels }) => {
+                        let is_member = |v: T| member[slot_of_sparse(labels, v)];
+                        locate_chunk(vox, clo, chi, is_member, ord, wanted, out, base as u64)
+                    }
+                }
             }
-            debug_assert_eq!(remaining, 0);
         });
     }
     drop(std);
 
     // Flat indices → coordinates.
+    let small = n_vox <= u32::MAX as usize;
     let unravel = |f: &[u64]| -> Array2<i64> {
         let mut out = vec![0i64; f.len() * ndim];
         out.par_chunks_mut(ndim * 4096).zip(f.par_chunks(4096)).for_each(|(rows, idx)| {
-            for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
-                let mut rem = fi;
-                for d in (0..ndim).rev() {
-                    let sz = shape[d] as u64;
-                    row[d] = (rem % sz) as i64;
-                    rem /= sz;
+            if small {
+                // 32-bit division is several times cheaper than 64-bit.
+                for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
+                    let mut rem = fi as u32;
+                    for d in (0..ndim).rev() {
+                        let sz = shape[d] as u32;
+                        row[d] = (rem % sz) as i64;
+                        rem /= sz;
+                    }
+                }
+            } else {
+                for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
+                    let mut rem = fi;
+                    for d in (0..ndim).rev() {
+                        let sz = shape[d] as u64;
+                        row[d] = (rem % sz) as i64;
+                        rem /= sz;
+                    }
                 }
             }
         });

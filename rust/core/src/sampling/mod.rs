@@ -9,5 +9,5 @@ mod crop_pad;
 mod locations;
 pub mod rng;
 
-pub use crop_pad::crop_and_pad;
+pub use crop_pad::{crop_and_pad, crop_and_pad_into, crop_shape};
 pub use locations::{num_samples, sample_class_locations, Label};
