@@ -214,6 +214,23 @@ def test_keys_follow_nnunet_normalisation():
         assert out[(2, 3)].shape == (2, 2)
 
 
+def test_empty_seg_and_empty_class_list():
+    for impl in IMPLS:
+        out = impl(np.zeros((1, 0, 5), np.int16), [0, 1, (0, 1)])
+        assert {k: v.shape for k, v in out.items()} == {0: (0, 3), 1: (0, 3), (0, 1): (0, 3)}
+        assert impl(np.zeros((3, 5), np.int16), []) == {}
+
+
+def test_many_classes_and_a_wide_label_range():
+    rng = np.random.default_rng(8)
+    seg = rng.integers(0, 300, (20, 30, 40)).astype(np.int16)  # > 256 values: slot lookup path
+    seg[seg % 7 == 0] = 1000
+    classes = list(range(0, 300, 3)) + [(1000, 5), (-1, 0, 1000)]
+    for impl in IMPLS:
+        out = impl(seg, classes, 3, min_num_samples=40)
+        check_locations(seg, classes, out, 40)
+
+
 def test_duplicate_labels_in_a_region_count_each_voxel_once():
     seg = np.array([[1, 1], [2, 0]], np.int16)
     for impl in IMPLS:

@@ -58,7 +58,7 @@ const DENSE_SPAN_MAX: u64 = 1 << 20;
 /// Largest total size (bytes) of the per-class dense membership tables.
 const DENSE_MEMBER_MAX: u64 = 1 << 26;
 /// Largest label span counted by value in pass 1.
-const VALUE_HISTOGRAM_MAX: usize = 1 << 12;
+const VALUE_HISTOGRAM_MAX: usize = 256;
 
 /// True if any value of `block` lies in `[lo, hi]` (vectorises to a few compares per block).
 #[inline(always)]
@@ -232,9 +232,10 @@ pub fn sample_class_locations<T: Label>(
 
     // Chunking: big enough that the per-chunk count table stays small (≤ ~4 M entries),
     // small enough that pass 2 can skip the chunks without a selected voxel.
+    // Each chunk also zeroes 4 × (n_slots + 1) local counters: keep that well below its data.
     let chunk = {
-        let by_table = (n_vox as u128 * n_slots as u128).div_ceil(1 << 22) as usize;
-        by_table.max(8192).div_ceil(BLOCK) * BLOCK
+        let by_table = (n_vox as u128 * n_slots as u128).div_ceil(1 << 22).min(1 << 30) as usize;
+        by_table.max(8192).max(16 * (n_slots + 1)).div_ceil(BLOCK) * BLOCK
     };
     let n_chunks = n_vox.div_ceil(chunk);
 
@@ -332,26 +333,26 @@ pub fn sample_class_locations<T: Label>(
         })
         .collect();
 
-    // Pass 2: selected ordinals → flat indices, writing into disjoint slices per chunk.
+    // Pass 2: selected ordinals → flat indices, writing into disjoint slices; a chunk's task
+    // lists only the classes with a selected ordinal in it.
     let mut flat: Vec<Vec<u64>> = selections.iter().map(|s| vec![0u64; s.len()]).collect();
     {
-        let mut tasks: Vec<Vec<&mut [u64]>> = (0..n_chunks).map(|_| Vec::with_capacity(n_classes)).collect();
+        let mut tasks: Vec<Vec<(usize, &mut [u64])>> = (0..n_chunks).map(|_| Vec::new()).collect();
         for (c, out) in flat.iter_mut().enumerate() {
             let mut rest: &mut [u64] = out.as_mut_slice();
             for (ch, task) in tasks.iter_mut().enumerate() {
                 let len = bounds[c][ch + 1] - bounds[c][ch];
-                let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
-                task.push(head);
-                rest = tail;
+                if len > 0 {
+                    let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                    task.push((c, head));
+                    rest = tail;
+                }
             }
         }
         tasks.into_par_iter().enumerate().for_each(|(ch, outs)| {
             let base = ch * chunk;
             let vox = &data[base..(base + chunk).min(n_vox)];
-            for (c, out) in outs.into_iter().enumerate() {
-                if out.is_empty() {
-                    continue;
-                }
+            for (c, out) in outs {
                 let wanted = &selections[c][bounds[c][ch]..bounds[c][ch + 1]];
                 let ord = prefixes[c][ch];
                 let (clo, chi) = ranges[c];
@@ -377,35 +378,67 @@ pub fn sample_class_locations<T: Label>(
     }
     drop(std);
 
-    // Flat indices → coordinates.
-    let small = n_vox <= u32::MAX as usize;
-    let unravel = |f: &[u64]| -> Array2<i64> {
-        let mut out = vec![0i64; f.len() * ndim];
-        out.par_chunks_mut(ndim * 4096).zip(f.par_chunks(4096)).for_each(|(rows, idx)| {
-            if small {
-                // 32-bit division is several times cheaper than 64-bit.
-                for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
-                    let mut rem = fi as u32;
-                    for d in (0..ndim).rev() {
-                        let sz = shape[d] as u32;
-                        row[d] = (rem % sz) as i64;
-                        rem /= sz;
-                    }
-                }
-            } else {
-                for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
-                    let mut rem = fi;
-                    for d in (0..ndim).rev() {
-                        let sz = shape[d] as u64;
-                        row[d] = (rem % sz) as i64;
-                        rem /= sz;
-                    }
+    // Flat indices → coordinates (all classes in parallel).
+    Ok(flat.par_iter().map(|f| unravel(f, &shape)).collect())
+}
+
+/// Exact division of 32-bit numerators by a fixed divisor through one 64×64→128 multiply
+/// (Lemire, Kaser & Kurz 2019, "Faster remainder by direct computation").
+#[derive(Clone, Copy)]
+struct FastDiv32 {
+    d: u32,
+    m: u64,
+}
+
+impl FastDiv32 {
+    fn new(d: u32) -> Self {
+        assert!(d > 0);
+        // d == 1 would need m = 2^64; it is special-cased in divmod.
+        let m = if d == 1 { 0 } else { u64::MAX / d as u64 + 1 };
+        FastDiv32 { d, m }
+    }
+
+    #[inline(always)]
+    fn divmod(self, n: u32) -> (u32, u32) {
+        if self.d == 1 {
+            return (n, 0);
+        }
+        let q = ((self.m as u128 * n as u128) >> 64) as u32;
+        (q, n - q * self.d)
+    }
+}
+
+/// C-order flat indices → `(len, ndim)` coordinates.
+fn unravel(flat: &[u64], shape: &[usize]) -> Array2<i64> {
+    let ndim = shape.len();
+    let n_vox: usize = shape.iter().product();
+    let mut out = vec![0i64; flat.len() * ndim];
+    const ROWS: usize = 4096;
+    if n_vox <= u32::MAX as usize {
+        let divs: Vec<FastDiv32> = shape.iter().map(|&s| FastDiv32::new(s as u32)).collect();
+        out.par_chunks_mut(ndim * ROWS).zip(flat.par_chunks(ROWS)).for_each(|(rows, idx)| {
+            for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
+                let mut rem = fi as u32;
+                for d in (0..ndim).rev() {
+                    let (q, r) = divs[d].divmod(rem);
+                    row[d] = r as i64;
+                    rem = q;
                 }
             }
         });
-        Array2::from_shape_vec((f.len(), ndim), out).expect("shape matches")
-    };
-    Ok(flat.iter().map(|f| unravel(f)).collect())
+    } else {
+        out.par_chunks_mut(ndim * ROWS).zip(flat.par_chunks(ROWS)).for_each(|(rows, idx)| {
+            for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
+                let mut rem = fi;
+                for d in (0..ndim).rev() {
+                    let sz = shape[d] as u64;
+                    row[d] = (rem % sz) as i64;
+                    rem /= sz;
+                }
+            }
+        });
+    }
+    Array2::from_shape_vec((flat.len(), ndim), out).expect("shape matches")
 }
 
 #[cfg(test)]
@@ -482,6 +515,29 @@ mod tests {
         let out = sample_class_locations(big.view(), &[vec![2_000_000_000], vec![-5, -2_000_000_000]], 1, 10000, 0.01).unwrap();
         assert_eq!(out[0].as_slice().unwrap(), &[0, 3]);
         assert_eq!(out[1].nrows(), 19);
+    }
+
+    #[test]
+    fn fast_division_is_exact() {
+        let mut r = Rng::new(5, 0);
+        let divisors = [1u32, 2, 3, 7, 10, 512, 513, 1000, 65535, 65536, 99991, 1 << 31, u32::MAX];
+        for &d in &divisors {
+            let f = FastDiv32::new(d);
+            for n in [0u32, 1, d - 1, d, d.wrapping_add(1), u32::MAX, u32::MAX - 1] {
+                assert_eq!(f.divmod(n), (n / d, n % d), "{n} / {d}");
+            }
+            for _ in 0..20_000 {
+                let n = r.next_u64() as u32;
+                assert_eq!(f.divmod(n), (n / d, n % d), "{n} / {d}");
+            }
+        }
+        let shape = [3usize, 1, 200, 7];
+        let flat: Vec<u64> = (0..4200).step_by(13).collect();
+        let coords = unravel(&flat, &shape);
+        for (row, &fi) in coords.rows().into_iter().zip(&flat) {
+            let back = ((row[0] * 1 + row[1]) * 200 + row[2]) * 7 + row[3];
+            assert_eq!(back as u64, fi);
+        }
     }
 
     #[test]
