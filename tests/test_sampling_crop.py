@@ -146,6 +146,19 @@ def test_memmapped_npy_inside_partial_and_outside(tmp_path):
         assert_same(K.crop_and_pad(s, box, -1, dtype=np.int16), R.crop_and_pad(s, box, -1, dtype=np.int16))
 
 
+def test_blosc2_source_like_acvl():
+    crop = acvl_crop()
+    blosc2 = pytest.importorskip("blosc2")
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal((2, 20, 24, 28)).astype(np.float32)
+    b = blosc2.asarray(data, chunks=(1, 10, 12, 14), blocks=(1, 5, 6, 7))
+    for box in ([[2, 18], [5, 20], [0, 28]], [[-5, 11], [20, 36], [-3, 13]], [[25, 30], [0, 5], [0, 5]]):
+        want = np.ascontiguousarray(crop(b, box, 0))
+        for impl in IMPLS:
+            assert_same(impl(b, box, 0), want)
+            assert_same(impl(b, box, -1, dtype=np.float64), R.crop_and_pad(data, box, -1, dtype=np.float64))
+
+
 def test_non_native_byte_order_and_bool():
     a = np.arange(60, dtype=">f4").reshape(3, 4, 5)
     for impl in IMPLS:

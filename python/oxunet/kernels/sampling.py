@@ -160,8 +160,8 @@ def _normalise_box(box, ndim: int) -> list[tuple[int, int]]:
 
 def _check_crop_args(array, box, pad_value, dtype):
     """Returns (array, box pairs, output dtype, pad value as a numpy scalar of that dtype)."""
-    if not isinstance(array, np.ndarray):
-        raise KernelTypeError(f"array: expected a numpy array, got {type(array).__name__}")
+    if not isinstance(array, np.ndarray) and not _is_blosc2(array):
+        raise KernelTypeError(f"array: expected a numpy array (or a blosc2 NDArray), got {type(array).__name__}")
     if array.dtype.kind not in "biufc" or array.dtype.itemsize not in (1, 2, 4, 8):
         raise KernelTypeError(
             f"array: dtype {array.dtype} is not supported (expected a bool, integer, float16/32/64 or complex64 array)"
@@ -208,6 +208,24 @@ def _check_pad_value(pad_value, dtype: np.dtype):
     if not lo <= v <= hi:
         raise KernelValueError(f"pad_value: {pad_value!r} does not fit the array's dtype {dtype} (range [{lo}, {hi}])")
     return np.array(v, dtype=dtype)[()]
+
+
+def _is_blosc2(obj) -> bool:
+    return type(obj).__module__.startswith("blosc2") and hasattr(obj, "shape") and hasattr(obj, "dtype")
+
+
+def _read_region(array, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """For a non-numpy source (blosc2): read only the in-image part of the box (decompressing
+    only the chunks it touches) and return it with the box relative to that part."""
+    lead = array.ndim - len(pairs)
+    slices = [slice(None)] * lead
+    shifted = []
+    for i, (lb, ub) in enumerate(pairs):
+        n = array.shape[lead + i]
+        lo, hi = max(lb, 0), min(ub, n)
+        slices.append(slice(lo, hi))
+        shifted.append((lb - lo, ub - lo))
+    return np.asarray(array[tuple(slices)]), shifted
 
 
 def _box_fully_outside(shape: tuple[int, ...], pairs: list[tuple[int, int]]) -> bool:
@@ -465,7 +483,8 @@ def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarr
     Parameters
     ----------
     array : ndarray, any ndim >= 1, bool/integer/float16/32/64/complex64; read-only and
-        memory-mapped arrays are fine (only the box's region is read).
+        memory-mapped arrays are fine (only the box's region is read). A blosc2 NDArray
+        (nnU-Net >= 2.6 storage) is accepted too: only the in-image part is decompressed.
     box : sequence of ``[lb, ub]`` integer pairs (or an int array of shape (d, 2)).
     pad_value : value of the out-of-image part (nnU-Net: 0 for data, -1 for seg); must be
         representable in the output dtype.
@@ -479,6 +498,8 @@ def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarr
     target = _target_shape(array.shape, pairs)
     if _box_fully_outside(array.shape, pairs):
         return np.zeros(target, dtype=out_dtype)
+    if not isinstance(array, np.ndarray):
+        array, pairs = _read_region(array, pairs)
     if out_dtype != array.dtype:
         # Casting crop: let numpy convert the in-image part directly into the output.
         out = np.full(target, pad, dtype=out_dtype)

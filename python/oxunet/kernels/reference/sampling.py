@@ -25,6 +25,7 @@ from ..sampling import (
     _check_class_locations_args,
     _check_class_locations_map,
     _check_crop_args,
+    _read_region,
     _target_shape,
     _voxel,
     foreground_flags,
@@ -141,6 +142,8 @@ def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarr
     target = _target_shape(array.shape, pairs)
     if _box_fully_outside(array.shape, pairs):
         return np.zeros(target, dtype=out_dtype)
+    if not isinstance(array, np.ndarray):
+        array, pairs = _read_region(array, pairs)
     lead = array.ndim - len(pairs)
     slices = [slice(None)] * lead
     padding = [(0, 0)] * lead
