@@ -1,14 +1,157 @@
-"""sampling kernels (placeholder until implemented)."""
+"""Pure NumPy twins of :mod:`oxunet.kernels.sampling` (same signatures, same checks).
 
-def sample_class_locations(*args, **kwargs):
-    raise NotImplementedError("sample_class_locations")
+`sample_class_locations` draws with numpy's Generator, so for a given seed it picks other
+voxels than the Rust kernel, with the same counts and the same distribution.
+`sample_patch_boxes` / `sample_patch_box` are an independent, literal transcription of
+``nnUNetDataLoader.get_bbox`` that consumes the Generator in the same order as the public
+functions, so both return identical boxes for the same seed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from ..sampling import (
+    Box,
+    ClassKey,
+    _annotated_key,
+    _as_generator,
+    _box_fully_outside,
+    _check_box_args,
+    _check_class_locations_args,
+    _check_class_locations_map,
+    _check_crop_args,
+    _read_region,
+    _target_shape,
+    _voxel,
+    foreground_flags,
+    num_class_samples,
+)
+from ..errors import KernelTypeError
+
+__all__ = ["crop_and_pad", "sample_class_locations", "sample_patch_box", "sample_patch_boxes"]
 
 
-def sample_patch_boxes(*args, **kwargs):
-    raise NotImplementedError("sample_patch_boxes")
+def sample_class_locations(
+    seg: np.ndarray,
+    classes: Sequence[Union[int, Sequence[int]]],
+    seed: int | None = 1234,
+    *,
+    min_num_samples: int = 10000,
+    min_percent_coverage: float = 0.01,
+) -> dict[ClassKey, np.ndarray]:
+    """Reference twin of :func:`oxunet.kernels.sampling.sample_class_locations`."""
+    seg, keys, labels, seed, mns, mpc = _check_class_locations_args(
+        seg, classes, seed, min_num_samples, min_percent_coverage
+    )
+    rng = np.random.default_rng(seed)
+    flat = seg.ravel()
+    out: dict[ClassKey, np.ndarray] = {}
+    for key, labs in zip(keys, labels):
+        if labs:
+            idx = np.flatnonzero(np.isin(flat, np.asarray(labs, dtype=np.int64)))
+        else:
+            idx = np.zeros(0, dtype=np.intp)
+        k = num_class_samples(idx.size, mns, mpc)
+        picked = idx[np.sort(rng.choice(idx.size, size=k, replace=False))] if k else idx[:0]
+        coords = np.unravel_index(picked, seg.shape)
+        out[key] = np.stack(coords, axis=1).astype(np.int64) if k else np.zeros((0, seg.ndim), dtype=np.int64)
+    return out
 
 
-def crop_and_pad(*args, **kwargs):
-    raise NotImplementedError("crop_and_pad")
+def _get_bbox(shape, patch, need_to_pad_base, class_locations, annotated, force_fg, rng) -> Box:
+    # Transcription of nnUNetDataLoader.get_bbox (with has_ignore == (annotated is not None)).
+    need_to_pad = list(need_to_pad_base)
+    dim = len(shape)
+    for d in range(dim):
+        if need_to_pad[d] + shape[d] < patch[d]:
+            need_to_pad[d] = patch[d] - shape[d]
+    lbs = [-need_to_pad[i] // 2 for i in range(dim)]
+    ubs = [shape[i] + need_to_pad[i] // 2 + need_to_pad[i] % 2 - patch[i] for i in range(dim)]
+
+    if not force_fg and annotated is None:
+        bbox_lbs = [int(rng.integers(lbs[i], ubs[i] + 1)) for i in range(dim)]
+    else:
+        if not force_fg:
+            selected_class = annotated
+            if len(class_locations[selected_class]) == 0:
+                warnings.warn("class_locations: no annotated voxels in this case, using a random patch", stacklevel=3)
+                selected_class = None
+        else:
+            eligible = [i for i in class_locations.keys() if len(class_locations[i]) > 0]
+            tmp = [i == annotated if isinstance(i, tuple) else False for i in eligible]
+            if any(tmp) and len(eligible) > 1:
+                eligible.pop(int(np.where(tmp)[0][0]))
+            selected_class = eligible[int(rng.integers(len(eligible)))] if eligible else None
+        if selected_class is not None:
+            voxels = class_locations[selected_class]
+            v = _voxel(voxels, int(rng.integers(len(voxels))), dim)
+            bbox_lbs = [max(lbs[i], v[i] - patch[i] // 2) for i in range(dim)]
+        else:
+            bbox_lbs = [int(rng.integers(lbs[i], ubs[i] + 1)) for i in range(dim)]
+    return [[bbox_lbs[i], bbox_lbs[i] + patch[i]] for i in range(dim)]
 
 
+def sample_patch_box(
+    shape: Sequence[int],
+    patch_size: Sequence[int],
+    class_locations: Mapping[Any, Any] | None,
+    force_fg: bool,
+    need_to_pad: Sequence[int] | None = None,
+    rng: np.random.Generator | int | None = None,
+    *,
+    has_ignore: bool | None = None,
+) -> Box:
+    """Reference twin of :func:`oxunet.kernels.sampling.sample_patch_box`."""
+    shape, patch, ntp = _check_box_args(shape, patch_size, need_to_pad)
+    locs = _check_class_locations_map(class_locations, len(shape))
+    annotated = _annotated_key(locs, has_ignore)
+    if not isinstance(force_fg, (bool, np.bool_)):
+        raise KernelTypeError(f"force_fg: expected a bool, got {type(force_fg).__name__}")
+    return _get_bbox(shape, patch, ntp, locs, annotated, bool(force_fg), _as_generator(rng))
+
+
+def sample_patch_boxes(
+    shape: Sequence[int],
+    patch_size: Sequence[int],
+    batch_size: int,
+    class_locations: Mapping[Any, Any] | None,
+    oversample_foreground_percent: float = 0.33,
+    need_to_pad: Sequence[int] | None = None,
+    seed: np.random.Generator | int | None = None,
+    *,
+    probabilistic_oversampling: bool = False,
+    has_ignore: bool | None = None,
+) -> list[Box]:
+    """Reference twin of :func:`oxunet.kernels.sampling.sample_patch_boxes`."""
+    shape, patch, ntp = _check_box_args(shape, patch_size, need_to_pad)
+    locs = _check_class_locations_map(class_locations, len(shape))
+    annotated = _annotated_key(locs, has_ignore)
+    rng = _as_generator(seed, "seed")
+    flags = foreground_flags(batch_size, oversample_foreground_percent, probabilistic_oversampling, rng)
+    return [_get_bbox(shape, patch, ntp, locs, annotated, f, rng) for f in flags]
+
+
+def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarray:
+    """Reference twin of :func:`oxunet.kernels.sampling.crop_and_pad` (slice + ``np.pad``)."""
+    array, pairs, out_dtype, pad = _check_crop_args(array, box, pad_value, dtype)
+    target = _target_shape(array.shape, pairs)
+    if _box_fully_outside(array.shape, pairs):
+        return np.zeros(target, dtype=out_dtype)
+    if not isinstance(array, np.ndarray):
+        array, pairs = _read_region(array, pairs)
+    lead = array.ndim - len(pairs)
+    slices = [slice(None)] * lead
+    padding = [(0, 0)] * lead
+    for i, (lb, ub) in enumerate(pairs):
+        n = array.shape[lead + i]
+        slices.append(slice(max(lb, 0), min(ub, n)))
+        padding.append((max(0, -lb), max(0, ub - n)))
+    cropped = np.asarray(array[tuple(slices)]).astype(out_dtype, copy=True)
+    if any(p != (0, 0) for p in padding):
+        cropped = np.pad(cropped, padding, mode="constant", constant_values=pad)
+    return np.ascontiguousarray(cropped)

@@ -1,1 +1,0 @@
-//! resample kernels (to be implemented).

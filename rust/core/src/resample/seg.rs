@@ -1,0 +1,375 @@
+//! Label maps: argmax of interpolated label indicators (batchgenerators 0.25.5
+//! `resize_segmentation`), in one pass over the output for orders 0 and 1.
+//!
+//! At order 1 the indicator score of label `c` at an output voxel is the sum, over the 2^d
+//! neighbouring input voxels labelled `c`, of the products of the per-axis linear weights.
+//! The products and sums are formed in exactly scipy's order (corners in row-major order,
+//! `(w0 * w1) * w2`), so exact ties come out exactly as in nnU-Net. The winner is the label
+//! with the largest score (scores clipped to [0, 1] as scikit-image does); on an exact tie the
+//! nearest-neighbour label wins if it is among the best, else the smallest tied label.
+
+use std::collections::BTreeSet;
+
+use rayon::prelude::*;
+
+use super::pass::{chain, Clip, Indicator, Vol};
+use super::plan::{resample_line, AxisPlan};
+
+/// An integer label type.
+pub trait Label: Copy + Ord + Default + Send + Sync + 'static {}
+impl Label for i8 {}
+impl Label for i16 {}
+impl Label for i32 {}
+impl Label for i64 {}
+impl Label for u8 {}
+impl Label for u16 {}
+impl Label for u32 {}
+
+/// Per-axis taps of the one-pass kernel: up to two (index, weight) pairs with positive
+/// weight, in scipy's tap order, and the nearest-neighbour index.
+pub(crate) struct SegAxis {
+    taps: Vec<[(u32, f64); 2]>,
+    ntaps: Vec<u8>,
+    nn: Vec<u32>,
+}
+
+impl SegAxis {
+    /// Linear interpolation from n to m samples (order 1).
+    pub fn linear(n: usize, m: usize) -> SegAxis {
+        let plan = AxisPlan::new(n, m, 1);
+        let nn = AxisPlan::nearest_indices(n, m);
+        let mut taps = Vec::with_capacity(m);
+        let mut ntaps = Vec::with_capacity(m);
+        for t in &plan.taps {
+            let mut row = [(0u32, 0.0f64); 2];
+            let mut c = 0;
+            for j in 0..2 {
+                // a zero weight adds exactly +0.0 to its label's score: skipping it is exact
+                if t.w[j] > 0.0 {
+                    row[c] = (t.idx[j], t.w[j]);
+                    c += 1;
+                }
+            }
+            taps.push(row);
+            ntaps.push(c as u8);
+        }
+        SegAxis { taps, ntaps, nn: nn.into_iter().map(|i| i as u32).collect() }
+    }
+
+    /// Nearest neighbour from n to m samples (order 0; identity when n == m).
+    pub fn nearest(n: usize, m: usize) -> SegAxis {
+        let nn: Vec<u32> = AxisPlan::nearest_indices(n, m).into_iter().map(|i| i as u32).collect();
+        SegAxis { taps: nn.iter().map(|&i| [(i, 1.0), (0, 0.0)]).collect(), ntaps: vec![1; m], nn }
+    }
+
+    pub fn for_order(n: usize, m: usize, order: usize) -> SegAxis {
+        if order == 0 {
+            SegAxis::nearest(n, m)
+        } else {
+            SegAxis::linear(n, m)
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.nn.len()
+    }
+}
+
+/// Resamples one label volume with per-axis linear/nearest taps into `dst` (contiguous).
+pub(crate) fn onepass<L: Label>(src: &Vol<'_, L>, axes: &[SegAxis; 3], dst: &mut [L]) {
+    let odims = [axes[0].len(), axes[1].len(), axes[2].len()];
+    assert_eq!(dst.len(), odims.iter().product::<usize>());
+    if dst.is_empty() {
+        return;
+    }
+    let [s0, s1, s2] = src.strides;
+    let a2 = &axes[2];
+    dst.par_chunks_mut(odims[2]).enumerate().for_each(|(r, row)| {
+        let (i0, i1) = (r / odims[1], r % odims[1]);
+        // the (axis 0, axis 1) corners of this row: offset and weight product w0 * w1
+        let mut pre = [(0isize, 0.0f64); 4];
+        let mut npre = 0;
+        for t0 in 0..axes[0].ntaps[i0] as usize {
+            let (j0, w0) = axes[0].taps[i0][t0];
+            for t1 in 0..axes[1].ntaps[i1] as usize {
+                let (j1, w1) = axes[1].taps[i1][t1];
+                pre[npre] = (j0 as isize * s0 + j1 as isize * s1, w0 * w1);
+                npre += 1;
+            }
+        }
+        let pre = &pre[..npre];
+        let nn_base = axes[0].nn[i0] as isize * s0 + axes[1].nn[i1] as isize * s1;
+        for (k, out) in row.iter_mut().enumerate() {
+            let nt2 = a2.ntaps[k] as usize;
+            let t2 = &a2.taps[k];
+            // fast path: every contributing corner carries the same label
+            let first = unsafe { src.at(pre[0].0 + t2[0].0 as isize * s2) };
+            let mut same = true;
+            'scan: for &(off, _) in pre {
+                for &(j2, _) in &t2[..nt2] {
+                    if unsafe { src.at(off + j2 as isize * s2) } != first {
+                        same = false;
+                        break 'scan;
+                    }
+                }
+            }
+            if same {
+                *out = first;
+                continue;
+            }
+            let mut labels = [L::default(); 8];
+            let mut scores = [0.0f64; 8];
+            let mut nl = 0;
+            for &(off, w01) in pre {
+                for &(j2, w2) in &t2[..nt2] {
+                    let lab = unsafe { src.at(off + j2 as isize * s2) };
+                    let p = w01 * w2;
+                    match labels[..nl].iter().position(|&x| x == lab) {
+                        Some(i) => scores[i] += p,
+                        None => {
+                            labels[nl] = lab;
+                            scores[nl] = p;
+                            nl += 1;
+                        }
+                    }
+                }
+            }
+            let nn_label = unsafe { src.at(nn_base + a2.nn[k] as isize * s2) };
+            *out = decide(&labels[..nl], &mut scores[..nl], nn_label);
+        }
+    });
+}
+
+/// The winner among `labels` with raw `scores`: largest clipped score; on an exact tie the
+/// nearest-neighbour label if it is among the best, else the smallest tied label.
+#[inline]
+fn decide<L: Label>(labels: &[L], scores: &mut [f64], nn_label: L) -> L {
+    let mut best = f64::NEG_INFINITY;
+    let mut win = labels[0];
+    let mut nn_score = 0.0;
+    for (&lab, s) in labels.iter().zip(scores.iter_mut()) {
+        if *s > 1.0 {
+            *s = 1.0;
+        }
+        if *s > best || (*s == best && lab < win) {
+            best = *s;
+            win = lab;
+        }
+        if lab == nn_label {
+            nn_score = *s;
+        }
+    }
+    if nn_score == best && best > 0.0 {
+        nn_label
+    } else {
+        win
+    }
+}
+
+/// Sorted distinct values of a label volume.
+pub(crate) fn unique_labels<L: Label>(vol: &Vol<'_, L>) -> Vec<L> {
+    let [d0, d1, d2] = vol.dims;
+    let set = (0..d0 * d1)
+        .into_par_iter()
+        .fold(BTreeSet::new, |mut set, r| {
+            let base = vol.offset([r / d1, r % d1, 0]);
+            let mut last = None;
+            for i2 in 0..d2 {
+                let v = unsafe { vol.at(base + i2 as isize * vol.strides[2]) };
+                if last != Some(v) {
+                    set.insert(v);
+                    last = Some(v);
+                }
+            }
+            set
+        })
+        .reduce(BTreeSet::new, |mut a, b| {
+            a.extend(b);
+            a
+        });
+    set.into_iter().collect()
+}
+
+/// The general argmax path (any order, used for order 3): every label's indicator is
+/// resized with the separable passes `steps` (f64 throughout), clipped to [0, 1], and the
+/// per-voxel winner kept incrementally. `nn` are the nearest-neighbour indices per axis.
+/// With no steps the output is a copy of the input (scipy returns unit-zoom inputs as is).
+pub(crate) fn argmax_general<L: Label>(src: &Vol<'_, L>, steps: &[(usize, &AxisPlan)], nn: &[Vec<usize>; 3], dst: &mut [L]) {
+    let odims = [nn[0].len(), nn[1].len(), nn[2].len()];
+    let len: usize = odims.iter().product();
+    assert_eq!(dst.len(), len);
+    let nn_labels = |out: &mut [L]| {
+        out.par_chunks_mut(odims[2]).enumerate().for_each(|(r, row)| {
+            let (i0, i1) = (r / odims[1], r % odims[1]);
+            for (k, o) in row.iter_mut().enumerate() {
+                *o = src.get([nn[0][i0], nn[1][i1], nn[2][k]]);
+            }
+        })
+    };
+    if steps.is_empty() || len == 0 {
+        nn_labels(dst);
+        return;
+    }
+    let labels = unique_labels(src);
+    if labels.len() == 1 {
+        dst.fill(labels[0]);
+        return;
+    }
+    let mut nearest = vec![L::default(); len];
+    nn_labels(&mut nearest);
+    let mut best = vec![f64::NEG_INFINITY; len];
+    let mut nn_score = vec![0.0f64; len];
+    let mut win = vec![0u32; len];
+    let mut score = vec![0.0f64; len];
+    let chunk = 4096;
+    for (li, &label) in labels.iter().enumerate() {
+        chain::<_, f64, f64>(&Indicator { vol: *src, label }, steps, &mut score, &Clip::All(0.0, 1.0));
+        best.par_chunks_mut(chunk)
+            .zip(win.par_chunks_mut(chunk))
+            .zip(nn_score.par_chunks_mut(chunk))
+            .zip(score.par_chunks(chunk).zip(nearest.par_chunks(chunk)))
+            .for_each(|(((b, w), ns), (s, nl))| {
+                for i in 0..b.len() {
+                    if s[i] > b[i] {
+                        b[i] = s[i];
+                        w[i] = li as u32;
+                    }
+                    if nl[i] == label {
+                        ns[i] = s[i];
+                    }
+                }
+            });
+    }
+    dst.par_chunks_mut(chunk)
+        .zip(best.par_chunks(chunk))
+        .zip(win.par_chunks(chunk).zip(nn_score.par_chunks(chunk)))
+        .zip(nearest.par_chunks(chunk))
+        .for_each(|(((d, b), (w, ns)), nl)| {
+            for i in 0..d.len() {
+                d[i] = if ns[i] == b[i] && b[i] > 0.0 { nl[i] } else { labels[w[i] as usize] };
+            }
+        });
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// nnU-Net's separate-axis step for segmentations with `order_z > 0`: along `axis`, each
+/// label of a line (ascending) is written where its interpolated indicator exceeds 0.5;
+/// voxels that no label reaches are 0. `dst` is contiguous with `dims[axis] = plan.m`.
+pub(crate) fn threshold_axis<L: Label>(src: &Vol<'_, L>, axis: usize, plan: &AxisPlan, dst: &mut [L]) {
+    let dims = src.dims;
+    let mut odims = dims;
+    odims[axis] = plan.m;
+    assert_eq!(dst.len(), odims.iter().product::<usize>());
+    let inner: usize = dims[axis + 1..].iter().product();
+    let outer: usize = dims[..axis].iter().product();
+    let dp = SendPtr(dst.as_mut_ptr());
+    let (n, m) = (plan.n, plan.m);
+    (0..outer * inner).into_par_iter().for_each_init(
+        || (Vec::new(), vec![0.0; n], vec![0.0; m], Vec::new(), vec![L::default(); m]),
+        |(scratch, ind, score, labels, out), line| {
+            let dp = dp;
+            let (o, i) = (line / inner, line % inner);
+            let mut pos = [0usize; 3];
+            let mut rem = o;
+            for a in (0..axis).rev() {
+                pos[a] = rem % dims[a];
+                rem /= dims[a];
+            }
+            let mut rem = i;
+            for a in (axis + 1..3).rev() {
+                pos[a] = rem % dims[a];
+                rem /= dims[a];
+            }
+            let base = src.offset(pos);
+            let s_ax = src.strides[axis];
+            let vals: Vec<L> = (0..n).map(|j| unsafe { src.at(base + j as isize * s_ax) }).collect();
+            labels.clear();
+            labels.extend_from_slice(&vals);
+            labels.sort_unstable();
+            labels.dedup();
+            out.fill(L::default());
+            for &label in labels.iter() {
+                for (x, &v) in ind.iter_mut().zip(&vals) {
+                    *x = if v == label { 1.0 } else { 0.0 };
+                }
+                resample_line(plan, ind, scratch, score);
+                for (d, &s) in out.iter_mut().zip(score.iter()) {
+                    if s > 0.5 {
+                        *d = label;
+                    }
+                }
+            }
+            let dbase = (o * m * inner + i) as isize;
+            for (k, &v) in out.iter().enumerate() {
+                unsafe { *dp.0.offset(dbase + (k * inner) as isize) = v };
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    #[test]
+    fn decide_rules() {
+        // clear winner
+        assert_eq!(decide(&[0i8, 1], &mut [0.3, 0.7], 0), 1);
+        // exact tie: nearest neighbour among the best wins
+        assert_eq!(decide(&[0i8, 2], &mut [0.5, 0.5], 2), 2);
+        assert_eq!(decide(&[2i8, 0], &mut [0.5, 0.5], 2), 2);
+        // nearest neighbour not among the best: smallest tied label
+        assert_eq!(decide(&[3i8, 1, 2], &mut [0.25, 0.375, 0.375], 3), 1);
+        assert_eq!(decide(&[-1i8, 5], &mut [0.5, 0.5], 7), -1);
+    }
+
+    #[test]
+    fn onepass_never_invents_labels() {
+        // [0, 0, 2] upsampled along the last axis: 1 never appears
+        let a = Array3::from_shape_vec((1, 1, 3), vec![0i16, 0, 2]).unwrap();
+        let v = a.view();
+        let vol = Vol::from_view(&v);
+        let axes = [SegAxis::linear(1, 1), SegAxis::linear(1, 1), SegAxis::linear(3, 7)];
+        let mut out = vec![0i16; 7];
+        onepass(&vol, &axes, &mut out);
+        assert!(out.iter().all(|&x| x == 0 || x == 2), "{out:?}");
+        assert_eq!(out[0], 0);
+        assert_eq!(out[6], 2);
+    }
+
+    #[test]
+    fn onepass_downsample_tie_goes_to_nearest() {
+        // 4 -> 2 along the last axis: coordinates 0.5 and 2.5, exact ties [1 | 2] and [3 | 4];
+        // the nearest neighbours are samples 1 and 3 (floor(cc + 0.5))
+        let a = Array3::from_shape_vec((1, 1, 4), vec![1u8, 2, 3, 4]).unwrap();
+        let v = a.view();
+        let vol = Vol::from_view(&v);
+        let axes = [SegAxis::linear(1, 1), SegAxis::linear(1, 1), SegAxis::linear(4, 2)];
+        let mut out = vec![0u8; 2];
+        onepass(&vol, &axes, &mut out);
+        assert_eq!(out, vec![2, 4]);
+    }
+
+    #[test]
+    fn threshold_leaves_half_way_voxels_zero() {
+        // labels 3 and 5 on two slices, upsampled 2 -> 4 linearly along axis 0:
+        // coordinates -0.25, 0.25, 0.75, 1.25 -> weights 1, .75/.25, .25/.75, 1
+        let a = Array3::from_shape_vec((2, 1, 1), vec![3i32, 5]).unwrap();
+        let v = a.view();
+        let vol = Vol::from_view(&v);
+        let plan = AxisPlan::new(2, 4, 1);
+        let mut out = vec![0i32; 4];
+        threshold_axis(&vol, 0, &plan, &mut out);
+        assert_eq!(out, vec![3, 3, 5, 5]);
+        // 2 -> 3: the middle sample sits exactly half way: no label exceeds 0.5
+        let plan = AxisPlan::new(2, 3, 1);
+        let mut out = vec![9i32; 3];
+        threshold_axis(&vol, 0, &plan, &mut out);
+        assert_eq!(out, vec![3, 0, 5]);
+    }
+}

@@ -1,1 +1,0 @@
-//! sampling kernels (to be implemented).
