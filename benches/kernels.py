@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False)
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
     skip = {s for s in args.skip.split(",") if s}
     import oxunet.kernels as k
 
@@ -191,8 +191,8 @@ def main(argv=None) -> int:
                 name,
                 impl,
                 fmt_time(r.median_s),
-                "-" if r.peak_extra_mib is None else f"{r.peak_extra_mib:.0f}",
-                "-" if r.input_mib is None else f"{r.input_mib:.0f}",
+                "-" if r.peak_extra_mib is None else f"{r.peak_extra_mib:.1f}",
+                "-" if r.input_mib is None else f"{r.input_mib:.1f}",
                 ratio,
                 r.note,
             )
