@@ -103,7 +103,9 @@ def measure(case_name: str, impl: str, repeat: int, quick: bool, timeout: float)
     cmd = [sys.executable, __file__, "--child", case_name, impl, "--repeat", str(repeat)]
     if quick:
         cmd.append("--quick")
-    env = dict(os.environ)
+    # A fixed mmap threshold makes glibc return large buffers to the OS when freed, so the
+    # warm-up run's memory does not stay resident and hide the measured call's peak.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
