@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from .convert import convert_msd_command
 from .info import info
 from .verify import verify
 
@@ -20,6 +21,7 @@ def main() -> None:
 
 main.add_command(info)
 main.add_command(verify)
+main.add_command(convert_msd_command)
 
 
 @main.command()
