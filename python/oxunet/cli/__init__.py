@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .convert import convert_msd_command
+from .convert import convert_msd_command, import_masks_command
 from .info import info
 from .verify import verify
 
@@ -22,6 +22,7 @@ def main() -> None:
 main.add_command(info)
 main.add_command(verify)
 main.add_command(convert_msd_command)
+main.add_command(import_masks_command)
 
 
 @main.command()

@@ -23,3 +23,37 @@ def convert_msd_command(source: str, target_id: int | None, raw_dir: str | None,
     except (ConversionError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(str(out))
+
+
+@click.command("import-masks")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="New raw dataset folder, e.g. $OXUNET_RAW/Dataset010_Abdomen.")
+@click.option("--labels", "label_order", required=True, help="Structure names in label order, comma-separated (label 1, 2, …).")
+@click.option("--channel-names", default="CT", show_default=True, help="Channel names, comma-separated (select normalization).")
+@click.option("--overlap", type=click.Choice(["error", "last-wins", "regions"]), default="error", show_default=True,
+              help="What to do where masks overlap.")
+@click.option("--image-glob", default="image*", show_default=True, help="Folder mode: the image file(s) inside each case folder.")
+@click.option("--file-ending", default=".nii.gz", show_default=True, help="File ending of the written dataset.")
+@processes_option
+@quiet_option
+def import_masks_command(source, output, label_order, channel_names, overlap, image_glob, file_ending, num_processes, quiet) -> None:
+    """Build label maps from one mask file per structure.
+
+    SOURCE is a folder with one sub-folder per case (image + <structure>.nii.gz/.nrrd/… masks)
+    or a CSV with columns case,image,structure,mask.
+    """
+    import json
+    from pathlib import Path
+
+    from ..dataset.import_masks import ImportMasksError, cases_from_csv, cases_from_folders, import_masks
+
+    try:
+        src = Path(source)
+        cases = cases_from_csv(src) if src.suffix.lower() == ".csv" else cases_from_folders(src, image_glob)
+        summary = import_masks(
+            cases, output, [s.strip() for s in label_order.split(",") if s.strip()],
+            [s.strip() for s in channel_names.split(",") if s.strip()], overlap, file_ending, num_processes, quiet,
+        )
+    except ImportMasksError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps({"output": str(output), "labels": summary["labels"], "overlap_voxels": summary["overlap_voxels"]}, indent=2))
