@@ -12,7 +12,11 @@ const INLINE_MAX_ELEMS: usize = 1 << 15;
 
 /// Runs a short `f` right here (no GIL release, no pool), mapping errors like
 /// `run_detached` does and a panic to RuntimeError.
-fn run_inline<T>(py: Python<'_>, what: &'static str, f: impl FnOnce() -> Result<T, KernelError>) -> PyResult<T> {
+fn run_inline<T>(
+    py: Python<'_>,
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, KernelError>,
+) -> PyResult<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(crate::common::to_pyerr(py, e)),
@@ -24,10 +28,20 @@ fn run_inline<T>(py: Python<'_>, what: &'static str, f: impl FnOnce() -> Result<
 
 /// `classes` arrives flattened: class `c` has labels `labels[offsets[c]..offsets[c + 1]]`.
 fn split_classes(labels: &[i64], offsets: &[usize]) -> Result<Vec<Vec<i64>>, KernelError> {
-    if offsets.is_empty() || offsets[0] != 0 || *offsets.last().unwrap() != labels.len() || offsets.windows(2).any(|w| w[0] > w[1]) {
-        return Err(KernelError::invalid("classes", "inconsistent flattened class offsets"));
+    if offsets.is_empty()
+        || offsets[0] != 0
+        || *offsets.last().unwrap() != labels.len()
+        || offsets.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(KernelError::invalid(
+            "classes",
+            "inconsistent flattened class offsets",
+        ));
     }
-    Ok(offsets.windows(2).map(|w| labels[w[0]..w[1]].to_vec()).collect())
+    Ok(offsets
+        .windows(2)
+        .map(|w| labels[w[0]..w[1]].to_vec())
+        .collect())
 }
 
 /// sample_class_locations(seg, labels, offsets, seed, min_num_samples, min_percent_coverage)
@@ -55,7 +69,9 @@ fn sample_class_locations<'py>(
         )*};
     }
     run!(i8, u8, i16, u16, i32, u32);
-    Err(PyTypeError::new_err("seg: dtype is not supported (expected int8, int16, int32, uint8 or uint16)"))
+    Err(PyTypeError::new_err(
+        "seg: dtype is not supported (expected int8, int16, int32, uint8 or uint16)",
+    ))
 }
 
 /// crop_and_pad(array, lbs, ubs, pad_bits, out): writes the crop into `out`, a C-contiguous
@@ -72,10 +88,15 @@ fn crop_and_pad<'py>(
     out: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
     if lbs.len() != ubs.len() {
-        return Err(crate::common::to_pyerr(py, KernelError::shape("box", "lower and upper bounds differ in length")));
+        return Err(crate::common::to_pyerr(
+            py,
+            KernelError::shape("box", "lower and upper bounds differ in length"),
+        ));
     }
     let bbox: Vec<(i64, i64)> = lbs.into_iter().zip(ubs).collect();
-    let width = array.getattr(pyo3::intern!(py, "itemsize"))?.extract::<usize>()?;
+    let width = array
+        .getattr(pyo3::intern!(py, "itemsize"))?
+        .extract::<usize>()?;
     macro_rules! run {
         ($($t:ty),*) => {$(
             if width == std::mem::size_of::<$t>() {
@@ -100,7 +121,9 @@ fn crop_and_pad<'py>(
         )*};
     }
     run!(u8, u16, u32, u64);
-    Err(PyTypeError::new_err("array: expected an unsigned integer view (uint8/16/32/64)"))
+    Err(PyTypeError::new_err(
+        "array: expected an unsigned integer view (uint8/16/32/64)",
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

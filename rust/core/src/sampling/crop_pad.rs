@@ -18,10 +18,20 @@ const PARALLEL_MIN_ELEMS: usize = 1 << 16;
 
 /// Crops `src` to `bbox` (`[lb, ub)` pairs for the trailing `bbox.len()` axes; leading axes
 /// are kept whole), filling the part of the box outside `src` with `pad`.
-pub fn crop_and_pad<T: Copy + Send + Sync>(src: ArrayViewD<'_, T>, bbox: &[(i64, i64)], pad: T) -> KernelResult<ArrayD<T>> {
+pub fn crop_and_pad<T: Copy + Send + Sync>(
+    src: ArrayViewD<'_, T>,
+    bbox: &[(i64, i64)],
+    pad: T,
+) -> KernelResult<ArrayD<T>> {
     let out_shape = crop_shape(&src, bbox)?;
     let mut out = ArrayD::<T>::uninit(IxDyn(&out_shape));
-    fill(&src, bbox, pad, &out_shape, out.as_slice_mut().expect("fresh array is contiguous"));
+    fill(
+        &src,
+        bbox,
+        pad,
+        &out_shape,
+        out.as_slice_mut().expect("fresh array is contiguous"),
+    );
     // SAFETY: `fill` writes every element of the output.
     Ok(unsafe { out.assume_init() })
 }
@@ -37,10 +47,18 @@ pub fn crop_and_pad_into<T: Copy + Send + Sync>(
     let out_shape = crop_shape(&src, bbox)?;
     let total: usize = out_shape.iter().product();
     if out.len() != total {
-        return Err(KernelError::shape("out", format!("has {} elements, the crop needs {total} ({out_shape:?})", out.len())));
+        return Err(KernelError::shape(
+            "out",
+            format!(
+                "has {} elements, the crop needs {total} ({out_shape:?})",
+                out.len()
+            ),
+        ));
     }
     // SAFETY: `MaybeUninit<T>` has the layout of `T`, and `fill` only writes initialised values.
-    let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut MaybeUninit<T>, out.len()) };
+    let out = unsafe {
+        std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut MaybeUninit<T>, out.len())
+    };
     fill(&src, bbox, pad, &out_shape, out);
     Ok(())
 }
@@ -49,12 +67,19 @@ pub fn crop_and_pad_into<T: Copy + Send + Sync>(
 pub fn crop_shape<T>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)]) -> KernelResult<Vec<usize>> {
     let nd = src.ndim();
     if nd == 0 {
-        return Err(KernelError::shape("array", "expected at least 1 dimension, got a 0-d array"));
+        return Err(KernelError::shape(
+            "array",
+            "expected at least 1 dimension, got a 0-d array",
+        ));
     }
     if bbox.len() > nd {
         return Err(KernelError::shape(
             "box",
-            format!("has {} axes but the array only has {} dimensions", bbox.len(), nd),
+            format!(
+                "has {} axes but the array only has {} dimensions",
+                bbox.len(),
+                nd
+            ),
         ));
     }
     let lead = nd - bbox.len();
@@ -65,17 +90,30 @@ pub fn crop_shape<T>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)]) -> KernelResu
         } else {
             let (lb, ub) = bbox[a - lead];
             if ub < lb {
-                return Err(KernelError::invalid("box", format!("axis {}: upper bound {ub} < lower bound {lb}", a - lead)));
+                return Err(KernelError::invalid(
+                    "box",
+                    format!("axis {}: upper bound {ub} < lower bound {lb}", a - lead),
+                ));
             }
-            out_shape[a] = usize::try_from(ub - lb)
-                .map_err(|_| KernelError::invalid("box", format!("axis {}: extent {} is too large", a - lead, ub - lb)))?;
+            out_shape[a] = usize::try_from(ub - lb).map_err(|_| {
+                KernelError::invalid(
+                    "box",
+                    format!("axis {}: extent {} is too large", a - lead, ub - lb),
+                )
+            })?;
         }
     }
     Ok(out_shape)
 }
 
 /// Writes the crop (shape `out_shape`, C order) into `out`, every element exactly once.
-fn fill<T: Copy + Send + Sync>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)], pad: T, out_shape: &[usize], out_slice: &mut [MaybeUninit<T>]) {
+fn fill<T: Copy + Send + Sync>(
+    src: &ArrayViewD<'_, T>,
+    bbox: &[(i64, i64)],
+    pad: T,
+    out_shape: &[usize],
+    out_slice: &mut [MaybeUninit<T>],
+) {
     let nd = src.ndim();
     let lead = nd - bbox.len();
     let mut lower = vec![0i64; nd];
@@ -98,7 +136,11 @@ fn fill<T: Copy + Send + Sync>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)], pad
     let l = nd - 1;
     let first = lower[l].max(0);
     let end = (lower[l] + row_len as i64).min(src_shape[l]);
-    let (pre, valid) = if end > first { ((first - lower[l]) as usize, (end - first) as usize) } else { (row_len, 0) };
+    let (pre, valid) = if end > first {
+        ((first - lower[l]) as usize, (end - first) as usize)
+    } else {
+        (row_len, 0)
+    };
     let stride_l = strides[l];
     let base_ptr = SendPtr(src.as_ptr());
 
@@ -188,7 +230,13 @@ mod tests {
         let nd = src.ndim();
         let lead = nd - bbox.len();
         let shape: Vec<usize> = (0..nd)
-            .map(|a| if a < lead { src.shape()[a] } else { (bbox[a - lead].1 - bbox[a - lead].0) as usize })
+            .map(|a| {
+                if a < lead {
+                    src.shape()[a]
+                } else {
+                    (bbox[a - lead].1 - bbox[a - lead].0) as usize
+                }
+            })
             .collect();
         ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
             let mut sidx = Vec::with_capacity(nd);
@@ -205,7 +253,10 @@ mod tests {
 
     #[test]
     fn matches_naive_inside_partial_outside() {
-        let src = Array::from_shape_fn((2, 9, 7, 11), |(c, x, y, z)| (c * 1000 + x * 100 + y * 10 + z) as i32).into_dyn();
+        let src = Array::from_shape_fn((2, 9, 7, 11), |(c, x, y, z)| {
+            (c * 1000 + x * 100 + y * 10 + z) as i32
+        })
+        .into_dyn();
         let boxes: Vec<Vec<(i64, i64)>> = vec![
             vec![(1, 5), (2, 6), (3, 10)],
             vec![(-3, 4), (5, 12), (-2, 13)],
@@ -223,7 +274,10 @@ mod tests {
             assert_eq!(got, naive(&src, b, -1), "box {b:?}");
         }
         // large enough to go parallel
-        let big = Array::from_shape_fn((1, 40, 50, 60), |(_, x, y, z)| (x * 10000 + y * 100 + z) as i32).into_dyn();
+        let big = Array::from_shape_fn((1, 40, 50, 60), |(_, x, y, z)| {
+            (x * 10000 + y * 100 + z) as i32
+        })
+        .into_dyn();
         let b = vec![(-7, 33), (10, 70), (-3, 57)];
         assert_eq!(crop_and_pad(big.view(), &b, 5).unwrap(), naive(&big, &b, 5));
     }
@@ -237,25 +291,38 @@ mod tests {
         assert_eq!(crop_and_pad(view, &b, 0).unwrap(), naive(&v, &b, 0));
         let t = src.t().into_dyn();
         let b = vec![(1, 6), (-2, 5), (3, 12)];
-        assert_eq!(crop_and_pad(t, &b, 0).unwrap(), naive(&src.t().to_owned().into_dyn(), &b, 0));
+        assert_eq!(
+            crop_and_pad(t, &b, 0).unwrap(),
+            naive(&src.t().to_owned().into_dyn(), &b, 0)
+        );
     }
 
     #[test]
     fn into_matches_allocating_and_checks_length() {
-        let src = Array::from_shape_fn((3, 10, 12), |(c, y, x)| (c * 1000 + y * 20 + x) as i32).into_dyn();
+        let src = Array::from_shape_fn((3, 10, 12), |(c, y, x)| (c * 1000 + y * 20 + x) as i32)
+            .into_dyn();
         let b = vec![(-2, 6), (5, 15)];
         let want = crop_and_pad(src.view(), &b, -7).unwrap();
         let mut buf = vec![0i32; 3 * 8 * 10];
         crop_and_pad_into(src.view(), &b, -7, &mut buf).unwrap();
         assert_eq!(buf, want.iter().copied().collect::<Vec<_>>());
         let mut short = vec![0i32; 5];
-        assert!(matches!(crop_and_pad_into(src.view(), &b, 0, &mut short), Err(KernelError::Shape { arg: "out", .. })));
+        assert!(matches!(
+            crop_and_pad_into(src.view(), &b, 0, &mut short),
+            Err(KernelError::Shape { arg: "out", .. })
+        ));
     }
 
     #[test]
     fn bad_arguments() {
         let src = ArrayD::<i32>::zeros(IxDyn(&[3, 3]));
-        assert!(matches!(crop_and_pad(src.view(), &[(0, 1), (0, 1), (0, 1)], 0), Err(KernelError::Shape { arg: "box", .. })));
-        assert!(matches!(crop_and_pad(src.view(), &[(2, 1)], 0), Err(KernelError::InvalidArgument { arg: "box", .. })));
+        assert!(matches!(
+            crop_and_pad(src.view(), &[(0, 1), (0, 1), (0, 1)], 0),
+            Err(KernelError::Shape { arg: "box", .. })
+        ));
+        assert!(matches!(
+            crop_and_pad(src.view(), &[(2, 1)], 0),
+            Err(KernelError::InvalidArgument { arg: "box", .. })
+        ));
     }
 }
