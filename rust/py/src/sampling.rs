@@ -7,17 +7,24 @@ use oxunet_core::KernelError;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-/// Output size (elements) below which a crop runs on the calling thread, GIL held.
+/// Output size (elements) below which a sequential crop keeps the GIL (releasing it would
+/// cost more than the copy).
 const INLINE_MAX_ELEMS: usize = 1 << 15;
 
-/// Runs a short `f` right here (no GIL release, no pool), mapping errors like
-/// `run_detached` does and a panic to RuntimeError.
-fn run_inline<T>(
+/// Runs `f` on the calling thread (never in the pool), without the GIL when `release_gil`,
+/// mapping errors like `run_detached` does and a panic to RuntimeError.
+fn run_here<T: Send>(
     py: Python<'_>,
     what: &'static str,
-    f: impl FnOnce() -> Result<T, KernelError>,
+    release_gil: bool,
+    f: impl FnOnce() -> Result<T, KernelError> + Send,
 ) -> PyResult<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    let caught = if release_gil {
+        py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    };
+    match caught {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(crate::common::to_pyerr(py, e)),
         Err(_) => Err(PyRuntimeError::new_err(format!(
@@ -78,6 +85,8 @@ fn sample_class_locations<'py>(
 /// array of the crop's shape allocated by the caller (numpy puts large arrays on huge pages).
 /// `array` and `out` are unsigned integer arrays of one width (the wrapper passes
 /// same-itemsize views of any dtype); `pad_bits` is the pad value's bit pattern in that width.
+/// `parallel`: copy with oxunet's pool; otherwise on the calling thread (GIL released for
+/// large patches), which is what a loader with many worker processes wants.
 #[pyfunction]
 fn crop_and_pad<'py>(
     py: Python<'py>,
@@ -86,6 +95,7 @@ fn crop_and_pad<'py>(
     ubs: Vec<i64>,
     pad_bits: u64,
     out: &Bound<'py, PyAny>,
+    parallel: bool,
 ) -> PyResult<()> {
     if lbs.len() != ubs.len() {
         return Err(crate::common::to_pyerr(
@@ -112,11 +122,15 @@ fn crop_and_pad<'py>(
                     .map_err(|_| PyValueError::new_err("out: must be C-contiguous"))?;
                 let pad = pad_bits as $t;
                 let bb = &bbox;
-                if dst.len() < INLINE_MAX_ELEMS {
-                    // Small patch: handing it to the pool (thread wake-ups) would cost more than the copy.
-                    return run_inline(py, "crop_and_pad", || sampling::crop_and_pad_into(view, bb, pad, dst));
+                if parallel && dst.len() >= INLINE_MAX_ELEMS {
+                    return crate::common::run_detached(py, "crop_and_pad", move || {
+                        sampling::crop_and_pad_into(view, bb, pad, dst, true)
+                    });
                 }
-                return crate::common::run_detached(py, "crop_and_pad", move || sampling::crop_and_pad_into(view, bb, pad, dst));
+                let release = dst.len() >= INLINE_MAX_ELEMS;
+                return run_here(py, "crop_and_pad", release, move || {
+                    sampling::crop_and_pad_into(view, bb, pad, dst, false)
+                });
             }
         )*};
     }

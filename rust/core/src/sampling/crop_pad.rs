@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::{KernelError, KernelResult};
 
-/// Output elements below which the copy stays on the calling thread.
+/// Output elements below which the copy stays on one thread even when parallel.
 const PARALLEL_MIN_ELEMS: usize = 1 << 16;
 
 /// Crops `src` to `bbox` (`[lb, ub)` pairs for the trailing `bbox.len()` axes; leading axes
@@ -31,6 +31,7 @@ pub fn crop_and_pad<T: Copy + Send + Sync>(
         pad,
         &out_shape,
         out.as_slice_mut().expect("fresh array is contiguous"),
+        true,
     );
     // SAFETY: `fill` writes every element of the output.
     Ok(unsafe { out.assume_init() })
@@ -38,11 +39,16 @@ pub fn crop_and_pad<T: Copy + Send + Sync>(
 
 /// Like [`crop_and_pad`], writing into `out` (C order, `crop_shape(src, bbox)` elements),
 /// e.g. a buffer allocated by the caller (numpy allocates large arrays on huge pages).
+///
+/// `parallel = false` copies on the calling thread only: a patch copy is memory-bound, and in
+/// a data loader running many worker processes a hand-off to pool threads (which must first
+/// be scheduled) costs more than a second thread can gain.
 pub fn crop_and_pad_into<T: Copy + Send + Sync>(
     src: ArrayViewD<'_, T>,
     bbox: &[(i64, i64)],
     pad: T,
     out: &mut [T],
+    parallel: bool,
 ) -> KernelResult<()> {
     let out_shape = crop_shape(&src, bbox)?;
     let total: usize = out_shape.iter().product();
@@ -59,7 +65,7 @@ pub fn crop_and_pad_into<T: Copy + Send + Sync>(
     let out = unsafe {
         std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut MaybeUninit<T>, out.len())
     };
-    fill(&src, bbox, pad, &out_shape, out);
+    fill(&src, bbox, pad, &out_shape, out, parallel);
     Ok(())
 }
 
@@ -113,6 +119,7 @@ fn fill<T: Copy + Send + Sync>(
     pad: T,
     out_shape: &[usize],
     out_slice: &mut [MaybeUninit<T>],
+    parallel: bool,
 ) {
     let nd = src.ndim();
     let lead = nd - bbox.len();
@@ -201,7 +208,7 @@ fn fill<T: Copy + Send + Sync>(
         }
     };
 
-    if total < PARALLEL_MIN_ELEMS || n_rows == 1 {
+    if !parallel || total < PARALLEL_MIN_ELEMS || n_rows == 1 {
         fill_rows(0, out_slice);
     } else {
         let tasks = (rayon::current_num_threads() * 8).min(n_rows).max(1);
@@ -304,11 +311,22 @@ mod tests {
         let b = vec![(-2, 6), (5, 15)];
         let want = crop_and_pad(src.view(), &b, -7).unwrap();
         let mut buf = vec![0i32; 3 * 8 * 10];
-        crop_and_pad_into(src.view(), &b, -7, &mut buf).unwrap();
+        crop_and_pad_into(src.view(), &b, -7, &mut buf, false).unwrap();
         assert_eq!(buf, want.iter().copied().collect::<Vec<_>>());
+        let big = Array::from_shape_fn((2, 60, 70, 80), |(c, x, y, z)| {
+            (c + x * 7 + y * 11 + z * 13) as i32
+        })
+        .into_dyn();
+        let b = vec![(-5, 55), (10, 80), (-3, 77)];
+        let want = crop_and_pad(big.view(), &b, 9).unwrap();
+        for parallel in [false, true] {
+            let mut buf = vec![0i32; want.len()];
+            crop_and_pad_into(big.view(), &b, 9, &mut buf, parallel).unwrap();
+            assert_eq!(buf, want.iter().copied().collect::<Vec<_>>());
+        }
         let mut short = vec![0i32; 5];
         assert!(matches!(
-            crop_and_pad_into(src.view(), &b, 0, &mut short),
+            crop_and_pad_into(src.view(), &b, 0, &mut short, false),
             Err(KernelError::Shape { arg: "out", .. })
         ));
     }
