@@ -113,13 +113,15 @@ def test_fully_outside_gives_zeros_like_acvl():
             assert_same(impl(a, box, -1, dtype=np.int32), want.astype(np.int32))
 
 
-def test_large_patches_take_the_parallel_path():
+def test_large_patches_sequential_and_parallel():
     rng = np.random.default_rng(2)
     a = rng.standard_normal((2, 40, 50, 60)).astype(np.float32)
     for box in ([[-7, 33], [10, 70], [-3, 57]], [[0, 40], [0, 50], [0, 60]], [[5, 45], [-20, 30], [30, 90]]):
         want = R.crop_and_pad(a, box, 0)
-        assert_same(K.crop_and_pad(a, box, 0), want)
-        assert_same(K.crop_and_pad(a[:, ::-1, :, ::2], box, 0.5), R.crop_and_pad(a[:, ::-1, :, ::2], box, 0.5))
+        for parallel in (False, True):
+            assert_same(K.crop_and_pad(a, box, 0, parallel=parallel), want)
+            strided = a[:, ::-1, :, ::2]
+            assert_same(K.crop_and_pad(strided, box, 0.5, parallel=parallel), R.crop_and_pad(strided, box, 0.5))
 
 
 def test_memmapped_npy_inside_partial_and_outside(tmp_path):

@@ -472,7 +472,7 @@ def sample_patch_boxes(
     return [_box_one(shape, patch, ntp, locs, annotated, f, g) for f in flags]
 
 
-def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarray:
+def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None, parallel: bool = False) -> np.ndarray:
     """Crop the half-open `box` out of `array`, padding the part outside it with `pad_value`.
 
     Semantics of ``acvl_utils.crop_and_pad_nd`` (constant mode): `box` is ``[[lb, ub], ...]``
@@ -489,6 +489,10 @@ def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarr
     pad_value : value of the out-of-image part (nnU-Net: 0 for data, -1 for seg); must be
         representable in the output dtype.
     dtype : optional output dtype (acvl's ``cast_cropped_to``), e.g. ``np.int16`` for segs.
+    parallel : copy with oxunet's thread pool. Off by default: a patch copy is memory-bound,
+        and in a data loader with many worker processes handing the copy to pool threads
+        (which must first get a core) costs more than it gains. The copy always runs
+        without the GIL for large patches, so threaded loaders overlap.
 
     Returns
     -------
@@ -517,5 +521,5 @@ def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarr
     lbs = [lb for lb, _ in pairs]
     ubs = [ub for _, ub in pairs]
     out = np.empty(target, dtype=bits)  # numpy's allocator: huge pages for large patches
-    _core.crop_and_pad(array.view(bits), lbs, ubs, pad_bits, out)
+    _core.crop_and_pad(array.view(bits), lbs, ubs, pad_bits, out, bool(parallel))
     return out.view(array.dtype)

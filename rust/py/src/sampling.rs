@@ -7,13 +7,24 @@ use oxunet_core::KernelError;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-/// Output size (elements) below which a crop runs on the calling thread, GIL held.
+/// Output size (elements) below which a sequential crop keeps the GIL (releasing it would
+/// cost more than the copy).
 const INLINE_MAX_ELEMS: usize = 1 << 15;
 
-/// Runs a short `f` right here (no GIL release, no pool), mapping errors like
-/// `run_detached` does and a panic to RuntimeError.
-fn run_inline<T>(py: Python<'_>, what: &'static str, f: impl FnOnce() -> Result<T, KernelError>) -> PyResult<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+/// Runs `f` on the calling thread (never in the pool), without the GIL when `release_gil`,
+/// mapping errors like `run_detached` does and a panic to RuntimeError.
+fn run_here<T: Send>(
+    py: Python<'_>,
+    what: &'static str,
+    release_gil: bool,
+    f: impl FnOnce() -> Result<T, KernelError> + Send,
+) -> PyResult<T> {
+    let caught = if release_gil {
+        py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    };
+    match caught {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(crate::common::to_pyerr(py, e)),
         Err(_) => Err(PyRuntimeError::new_err(format!(
@@ -24,10 +35,20 @@ fn run_inline<T>(py: Python<'_>, what: &'static str, f: impl FnOnce() -> Result<
 
 /// `classes` arrives flattened: class `c` has labels `labels[offsets[c]..offsets[c + 1]]`.
 fn split_classes(labels: &[i64], offsets: &[usize]) -> Result<Vec<Vec<i64>>, KernelError> {
-    if offsets.is_empty() || offsets[0] != 0 || *offsets.last().unwrap() != labels.len() || offsets.windows(2).any(|w| w[0] > w[1]) {
-        return Err(KernelError::invalid("classes", "inconsistent flattened class offsets"));
+    if offsets.is_empty()
+        || offsets[0] != 0
+        || *offsets.last().unwrap() != labels.len()
+        || offsets.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(KernelError::invalid(
+            "classes",
+            "inconsistent flattened class offsets",
+        ));
     }
-    Ok(offsets.windows(2).map(|w| labels[w[0]..w[1]].to_vec()).collect())
+    Ok(offsets
+        .windows(2)
+        .map(|w| labels[w[0]..w[1]].to_vec())
+        .collect())
 }
 
 /// sample_class_locations(seg, labels, offsets, seed, min_num_samples, min_percent_coverage)
@@ -55,13 +76,17 @@ fn sample_class_locations<'py>(
         )*};
     }
     run!(i8, u8, i16, u16, i32, u32);
-    Err(PyTypeError::new_err("seg: dtype is not supported (expected int8, int16, int32, uint8 or uint16)"))
+    Err(PyTypeError::new_err(
+        "seg: dtype is not supported (expected int8, int16, int32, uint8 or uint16)",
+    ))
 }
 
 /// crop_and_pad(array, lbs, ubs, pad_bits, out): writes the crop into `out`, a C-contiguous
 /// array of the crop's shape allocated by the caller (numpy puts large arrays on huge pages).
 /// `array` and `out` are unsigned integer arrays of one width (the wrapper passes
 /// same-itemsize views of any dtype); `pad_bits` is the pad value's bit pattern in that width.
+/// `parallel`: copy with oxunet's pool; otherwise on the calling thread (GIL released for
+/// large patches), which is what a loader with many worker processes wants.
 #[pyfunction]
 fn crop_and_pad<'py>(
     py: Python<'py>,
@@ -70,12 +95,18 @@ fn crop_and_pad<'py>(
     ubs: Vec<i64>,
     pad_bits: u64,
     out: &Bound<'py, PyAny>,
+    parallel: bool,
 ) -> PyResult<()> {
     if lbs.len() != ubs.len() {
-        return Err(crate::common::to_pyerr(py, KernelError::shape("box", "lower and upper bounds differ in length")));
+        return Err(crate::common::to_pyerr(
+            py,
+            KernelError::shape("box", "lower and upper bounds differ in length"),
+        ));
     }
     let bbox: Vec<(i64, i64)> = lbs.into_iter().zip(ubs).collect();
-    let width = array.getattr(pyo3::intern!(py, "itemsize"))?.extract::<usize>()?;
+    let width = array
+        .getattr(pyo3::intern!(py, "itemsize"))?
+        .extract::<usize>()?;
     macro_rules! run {
         ($($t:ty),*) => {$(
             if width == std::mem::size_of::<$t>() {
@@ -91,16 +122,22 @@ fn crop_and_pad<'py>(
                     .map_err(|_| PyValueError::new_err("out: must be C-contiguous"))?;
                 let pad = pad_bits as $t;
                 let bb = &bbox;
-                if dst.len() < INLINE_MAX_ELEMS {
-                    // Small patch: handing it to the pool (thread wake-ups) would cost more than the copy.
-                    return run_inline(py, "crop_and_pad", || sampling::crop_and_pad_into(view, bb, pad, dst));
+                if parallel && dst.len() >= INLINE_MAX_ELEMS {
+                    return crate::common::run_detached(py, "crop_and_pad", move || {
+                        sampling::crop_and_pad_into(view, bb, pad, dst, true)
+                    });
                 }
-                return crate::common::run_detached(py, "crop_and_pad", move || sampling::crop_and_pad_into(view, bb, pad, dst));
+                let release = dst.len() >= INLINE_MAX_ELEMS;
+                return run_here(py, "crop_and_pad", release, move || {
+                    sampling::crop_and_pad_into(view, bb, pad, dst, false)
+                });
             }
         )*};
     }
     run!(u8, u16, u32, u64);
-    Err(PyTypeError::new_err("array: expected an unsigned integer view (uint8/16/32/64)"))
+    Err(PyTypeError::new_err(
+        "array: expected an unsigned integer view (uint8/16/32/64)",
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

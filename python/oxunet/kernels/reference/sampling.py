@@ -136,8 +136,9 @@ def sample_patch_boxes(
     return [_get_bbox(shape, patch, ntp, locs, annotated, f, rng) for f in flags]
 
 
-def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None) -> np.ndarray:
-    """Reference twin of :func:`oxunet.kernels.sampling.crop_and_pad` (slice + ``np.pad``)."""
+def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None, parallel: bool = False) -> np.ndarray:
+    """Reference twin of :func:`oxunet.kernels.sampling.crop_and_pad` (slice + ``np.pad``;
+    `parallel` is accepted and ignored)."""
     array, pairs, out_dtype, pad = _check_crop_args(array, box, pad_value, dtype)
     target = _target_shape(array.shape, pairs)
     if _box_fully_outside(array.shape, pairs):

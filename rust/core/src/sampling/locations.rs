@@ -63,7 +63,9 @@ const VALUE_HISTOGRAM_MAX: usize = 256;
 /// True if any value of `block` lies in `[lo, hi]` (vectorises to a few compares per block).
 #[inline(always)]
 fn any_in_range<T: Label>(block: &[T], lo: T, hi: T) -> bool {
-    block.iter().fold(false, |acc, &v| acc | ((v >= lo) & (v <= hi)))
+    block
+        .iter()
+        .fold(false, |acc, &v| acc | ((v >= lo) & (v <= hi)))
 }
 
 /// Label value → slot in `0..n_slots`, or `n_slots` for a label no class asks for.
@@ -75,7 +77,14 @@ enum SlotLookup {
 /// Pass 1 on one chunk: `counts[s]` = voxels of slot `s`. Four interleaved tables break the
 /// load-add-store dependency of long runs of one label.
 #[inline(always)]
-fn count_chunk<T: Label>(vox: &[T], lo: T, hi: T, n_slots: usize, slot_of: impl Fn(T) -> usize, counts: &mut [u32]) {
+fn count_chunk<T: Label>(
+    vox: &[T],
+    lo: T,
+    hi: T,
+    n_slots: usize,
+    slot_of: impl Fn(T) -> usize,
+    counts: &mut [u32],
+) {
     let w = n_slots + 1;
     let mut local = vec![0u32; 4 * w];
     let (t0, rest) = local.split_at_mut(w);
@@ -106,6 +115,7 @@ fn count_chunk<T: Label>(vox: &[T], lo: T, hi: T, n_slots: usize, slot_of: impl 
 /// chunk's first member. Blocks that cannot hold the next wanted ordinal are skipped after a
 /// branch-free member count.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn locate_chunk<T: Label>(
     vox: &[T],
     lo: T,
@@ -171,7 +181,10 @@ pub fn sample_class_locations<T: Label>(
 ) -> KernelResult<Vec<Array2<i64>>> {
     let ndim = seg.ndim();
     if ndim == 0 {
-        return Err(KernelError::shape("seg", "expected at least 1 dimension, got a 0-d array"));
+        return Err(KernelError::shape(
+            "seg",
+            "expected at least 1 dimension, got a 0-d array",
+        ));
     }
     if !(min_percent_coverage.is_finite() && (0.0..=1.0).contains(&min_percent_coverage)) {
         return Err(KernelError::invalid(
@@ -186,7 +199,11 @@ pub fn sample_class_locations<T: Label>(
     let class_labels: Vec<Vec<i64>> = classes
         .iter()
         .map(|c| {
-            let mut l: Vec<i64> = c.iter().copied().filter(|&v| v >= T::MIN && v <= T::MAX).collect();
+            let mut l: Vec<i64> = c
+                .iter()
+                .copied()
+                .filter(|&v| v >= T::MIN && v <= T::MAX)
+                .collect();
             l.sort_unstable();
             l.dedup();
             l
@@ -197,11 +214,16 @@ pub fn sample_class_locations<T: Label>(
     labels.dedup();
     let n_slots = labels.len();
     let slot_index = |v: i64| labels.binary_search(&v).expect("label was collected");
-    let class_slots: Vec<Vec<usize>> = class_labels.iter().map(|l| l.iter().map(|&v| slot_index(v)).collect()).collect();
+    let class_slots: Vec<Vec<usize>> = class_labels
+        .iter()
+        .map(|l| l.iter().map(|&v| slot_index(v)).collect())
+        .collect();
 
     let shape: Vec<usize> = seg.shape().to_vec();
     if n_slots == 0 || seg.is_empty() {
-        return Ok((0..n_classes).map(|_| Array2::<i64>::zeros((0, ndim))).collect());
+        return Ok((0..n_classes)
+            .map(|_| Array2::<i64>::zeros((0, ndim)))
+            .collect());
     }
 
     let std = seg.as_standard_layout();
@@ -218,7 +240,9 @@ pub fn sample_class_locations<T: Label>(
         }
         SlotLookup::Dense { min: lo_i, lut }
     } else {
-        SlotLookup::Sparse { labels: labels.clone() }
+        SlotLookup::Sparse {
+            labels: labels.clone(),
+        }
     };
     let slot_of_dense = |min: i64, lut: &[u32], v: T| -> usize {
         let d = v.to_i64().wrapping_sub(min) as u64;
@@ -228,36 +252,51 @@ pub fn sample_class_locations<T: Label>(
             n_slots
         }
     };
-    let slot_of_sparse = |labels: &[i64], v: T| -> usize { labels.binary_search(&v.to_i64()).unwrap_or(n_slots) };
+    let slot_of_sparse =
+        |labels: &[i64], v: T| -> usize { labels.binary_search(&v.to_i64()).unwrap_or(n_slots) };
 
     // Chunking: big enough that the per-chunk count table stays small (≤ ~4 M entries),
     // small enough that pass 2 can skip the chunks without a selected voxel.
     // Each chunk also zeroes 4 × (n_slots + 1) local counters: keep that well below its data.
     let chunk = {
-        let by_table = (n_vox as u128 * n_slots as u128).div_ceil(1 << 22).min(1 << 30) as usize;
+        let by_table = (n_vox as u128 * n_slots as u128)
+            .div_ceil(1 << 22)
+            .min(1 << 30) as usize;
         by_table.max(8192).max(16 * (n_slots + 1)).div_ceil(BLOCK) * BLOCK
     };
     let n_chunks = n_vox.div_ceil(chunk);
 
     // Pass 1: per-chunk, per-slot counts.
     let mut table = vec![0u32; n_chunks * n_slots];
-    data.par_chunks(chunk).zip(table.par_chunks_mut(n_slots)).for_each(|(vox, counts)| match &lookup {
-        SlotLookup::Dense { min, lut } if lut.len() <= VALUE_HISTOGRAM_MAX => {
-            // Histogram by label value (one load less per voxel), then fold values into slots.
-            let n_bins = lut.len();
-            let mut hist = vec![0u32; n_bins];
-            let bin_of = |v: T| (v.to_i64().wrapping_sub(*min) as u64).min(n_bins as u64) as usize;
-            count_chunk(vox, lo, hi, n_bins, bin_of, &mut hist);
-            for (d, &h) in hist.iter().enumerate() {
-                let s = lut[d] as usize;
-                if s < n_slots {
-                    counts[s] += h;
+    data.par_chunks(chunk)
+        .zip(table.par_chunks_mut(n_slots))
+        .for_each(|(vox, counts)| match &lookup {
+            SlotLookup::Dense { min, lut } if lut.len() <= VALUE_HISTOGRAM_MAX => {
+                // Histogram by label value (one load less per voxel), then fold values into slots.
+                let n_bins = lut.len();
+                let mut hist = vec![0u32; n_bins];
+                let bin_of =
+                    |v: T| (v.to_i64().wrapping_sub(*min) as u64).min(n_bins as u64) as usize;
+                count_chunk(vox, lo, hi, n_bins, bin_of, &mut hist);
+                for (d, &h) in hist.iter().enumerate() {
+                    let s = lut[d] as usize;
+                    if s < n_slots {
+                        counts[s] += h;
+                    }
                 }
             }
-        }
-        SlotLookup::Dense { min, lut } => count_chunk(vox, lo, hi, n_slots, |v| slot_of_dense(*min, lut, v), counts),
-        SlotLookup::Sparse { labels } => count_chunk(vox, lo, hi, n_slots, |v| slot_of_sparse(labels, v), counts),
-    });
+            SlotLookup::Dense { min, lut } => count_chunk(
+                vox,
+                lo,
+                hi,
+                n_slots,
+                |v| slot_of_dense(*min, lut, v),
+                counts,
+            ),
+            SlotLookup::Sparse { labels } => {
+                count_chunk(vox, lo, hi, n_slots, |v| slot_of_sparse(labels, v), counts)
+            }
+        });
 
     // Per class: exclusive prefix of its voxel count over chunks (length n_chunks + 1).
     let prefixes: Vec<Vec<u64>> = class_slots
@@ -306,7 +345,8 @@ pub fn sample_class_locations<T: Label>(
         .collect();
 
     // Class membership tables and label ranges for pass 2.
-    let dense_members = matches!(lookup, SlotLookup::Dense { .. }) && span * n_classes as u64 <= DENSE_MEMBER_MAX;
+    let dense_members =
+        matches!(lookup, SlotLookup::Dense { .. }) && span * n_classes as u64 <= DENSE_MEMBER_MAX;
     let members: Vec<Member> = class_slots
         .iter()
         .map(|slots| {
@@ -416,27 +456,31 @@ fn unravel(flat: &[u64], shape: &[usize]) -> Array2<i64> {
     const ROWS: usize = 4096;
     if n_vox <= u32::MAX as usize {
         let divs: Vec<FastDiv32> = shape.iter().map(|&s| FastDiv32::new(s as u32)).collect();
-        out.par_chunks_mut(ndim * ROWS).zip(flat.par_chunks(ROWS)).for_each(|(rows, idx)| {
-            for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
-                let mut rem = fi as u32;
-                for d in (0..ndim).rev() {
-                    let (q, r) = divs[d].divmod(rem);
-                    row[d] = r as i64;
-                    rem = q;
+        out.par_chunks_mut(ndim * ROWS)
+            .zip(flat.par_chunks(ROWS))
+            .for_each(|(rows, idx)| {
+                for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
+                    let mut rem = fi as u32;
+                    for d in (0..ndim).rev() {
+                        let (q, r) = divs[d].divmod(rem);
+                        row[d] = r as i64;
+                        rem = q;
+                    }
                 }
-            }
-        });
+            });
     } else {
-        out.par_chunks_mut(ndim * ROWS).zip(flat.par_chunks(ROWS)).for_each(|(rows, idx)| {
-            for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
-                let mut rem = fi;
-                for d in (0..ndim).rev() {
-                    let sz = shape[d] as u64;
-                    row[d] = (rem % sz) as i64;
-                    rem /= sz;
+        out.par_chunks_mut(ndim * ROWS)
+            .zip(flat.par_chunks(ROWS))
+            .for_each(|(rows, idx)| {
+                for (row, &fi) in rows.chunks_exact_mut(ndim).zip(idx) {
+                    let mut rem = fi;
+                    for d in (0..ndim).rev() {
+                        let sz = shape[d] as u64;
+                        row[d] = (rem % sz) as i64;
+                        rem /= sz;
+                    }
                 }
-            }
-        });
+            });
     }
     Array2::from_shape_vec((flat.len(), ndim), out).expect("shape matches")
 }
@@ -466,7 +510,13 @@ mod tests {
     fn every_location_carries_its_class_and_counts_are_exact() {
         let shape = [3usize, 37, 41];
         let seg = seg_from(&shape, |i| ((i * 7919) % 13) as i16 - 1); // labels -1..11
-        let classes = vec![vec![1], vec![2, 3], vec![-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], vec![99], vec![]];
+        let classes = vec![
+            vec![1],
+            vec![2, 3],
+            vec![-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            vec![99],
+            vec![],
+        ];
         let out = sample_class_locations(seg.view(), &classes, 1234, 10000, 0.01).unwrap();
         for (c, locs) in classes.iter().zip(&out) {
             let n = seg.iter().filter(|v| c.contains(&(**v as i64))).count() as u64;
@@ -511,8 +561,21 @@ mod tests {
         for row in out[0].rows() {
             assert_eq!(seg[[row[1] as usize, row[0] as usize]], 4);
         }
-        let big = ArrayD::from_shape_vec(IxDyn(&[4, 5]), (0..20).map(|i| if i == 3 { 2_000_000_000i32 } else { -5 }).collect()).unwrap();
-        let out = sample_class_locations(big.view(), &[vec![2_000_000_000], vec![-5, -2_000_000_000]], 1, 10000, 0.01).unwrap();
+        let big = ArrayD::from_shape_vec(
+            IxDyn(&[4, 5]),
+            (0..20)
+                .map(|i| if i == 3 { 2_000_000_000i32 } else { -5 })
+                .collect(),
+        )
+        .unwrap();
+        let out = sample_class_locations(
+            big.view(),
+            &[vec![2_000_000_000], vec![-5, -2_000_000_000]],
+            1,
+            10000,
+            0.01,
+        )
+        .unwrap();
         assert_eq!(out[0].as_slice().unwrap(), &[0, 3]);
         assert_eq!(out[1].nrows(), 19);
     }
@@ -520,7 +583,21 @@ mod tests {
     #[test]
     fn fast_division_is_exact() {
         let mut r = Rng::new(5, 0);
-        let divisors = [1u32, 2, 3, 7, 10, 512, 513, 1000, 65535, 65536, 99991, 1 << 31, u32::MAX];
+        let divisors = [
+            1u32,
+            2,
+            3,
+            7,
+            10,
+            512,
+            513,
+            1000,
+            65535,
+            65536,
+            99991,
+            1 << 31,
+            u32::MAX,
+        ];
         for &d in &divisors {
             let f = FastDiv32::new(d);
             for n in [0u32, 1, d - 1, d, d.wrapping_add(1), u32::MAX, u32::MAX - 1] {
@@ -531,11 +608,11 @@ mod tests {
                 assert_eq!(f.divmod(n), (n / d, n % d), "{n} / {d}");
             }
         }
-        let shape = [3usize, 1, 200, 7];
+        let shape = [3usize, 1, 200, 7]; // axis 1 has size 1, so row[0] * 1 + row[1] below
         let flat: Vec<u64> = (0..4200).step_by(13).collect();
         let coords = unravel(&flat, &shape);
         for (row, &fi) in coords.rows().into_iter().zip(&flat) {
-            let back = ((row[0] * 1 + row[1]) * 200 + row[2]) * 7 + row[3];
+            let back = ((row[0] + row[1]) * 200 + row[2]) * 7 + row[3];
             assert_eq!(back as u64, fi);
         }
     }
@@ -545,7 +622,10 @@ mod tests {
         let seg = seg_from(&[4, 4], |_| 0);
         assert!(matches!(
             sample_class_locations(seg.view(), &[vec![0]], 1, 10, 1.5),
-            Err(KernelError::InvalidArgument { arg: "min_percent_coverage", .. })
+            Err(KernelError::InvalidArgument {
+                arg: "min_percent_coverage",
+                ..
+            })
         ));
     }
 }

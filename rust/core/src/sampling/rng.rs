@@ -130,7 +130,11 @@ struct HashSetU64 {
 impl HashSetU64 {
     fn with_capacity(k: usize) -> Self {
         let cap = (2 * k + 2).next_power_of_two().max(16);
-        HashSetU64 { slots: vec![u64::MAX; cap], shift: 64 - cap.trailing_zeros(), len: 0 }
+        HashSetU64 {
+            slots: vec![u64::MAX; cap],
+            shift: 64 - cap.trailing_zeros(),
+            len: 0,
+        }
     }
 
     /// Inserts `v`; returns false if it was already present.
@@ -176,14 +180,18 @@ mod tests {
 
     #[test]
     fn streams_differ() {
-        let a: Vec<u64> = (0..4).map({
-            let mut r = Rng::new(1234, 0);
-            move |_| r.next_u64()
-        }).collect();
-        let b: Vec<u64> = (0..4).map({
-            let mut r = Rng::new(1234, 1);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(1234, 0);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(1234, 1);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_ne!(a, b);
     }
 
@@ -223,7 +231,10 @@ mod tests {
         let mut lo = 0u32;
         let n = 1u64 << 30;
         for _ in 0..2000 {
-            lo += sample_without_replacement(n, 10, &mut r).iter().filter(|&&v| v < n / 2).count() as u32;
+            lo += sample_without_replacement(n, 10, &mut r)
+                .iter()
+                .filter(|&&v| v < n / 2)
+                .count() as u32;
         }
         assert!((9400..10600).contains(&lo), "{lo}");
     }
