@@ -12,7 +12,14 @@ from .components import label_components, remove_all_but_largest_component, remo
 from .cropping import crop_to_nonzero
 from .errors import KernelShapeError, KernelTypeError, KernelValueError
 from .resampling import resample_data, resample_seg
-from .sampling import crop_and_pad, sample_class_locations, sample_patch_boxes
+from .sampling import (
+    crop_and_pad,
+    foreground_flags,
+    num_class_samples,
+    sample_class_locations,
+    sample_patch_box,
+    sample_patch_boxes,
+)
 from .sliding_window import Aggregator, gaussian_importance_map, sliding_window_starts
 
 __all__ = [
@@ -22,14 +29,17 @@ __all__ = [
     "KernelValueError",
     "crop_and_pad",
     "crop_to_nonzero",
+    "foreground_flags",
     "gaussian_importance_map",
     "get_num_threads",
     "label_components",
+    "num_class_samples",
     "remove_all_but_largest_component",
     "remove_small_components",
     "resample_data",
     "resample_seg",
     "sample_class_locations",
+    "sample_patch_box",
     "sample_patch_boxes",
     "set_num_threads",
     "sliding_window_starts",
