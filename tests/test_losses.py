@@ -279,3 +279,18 @@ def test_bad_inputs_are_named():
         build_loss(batch_dice=True)(outs[0], torch.zeros(2, 3, 8, 8))
     with pytest.raises(ValueError, match="plus the ignore channel"):
         build_loss(batch_dice=True, is_regions=True, ignore_label=9)(outs[0], torch.zeros(2, 3, 8, 8))
+
+
+def test_losses_and_networks_pickle():
+    # spawn-based workers pickle modules; DNA's residual blocks hold lambdas and cannot be pickled
+    import pickle
+
+    from oxunet.networks import build_network
+    from test_networks import RESENC, small_arch
+
+    loss = build_loss(batch_dice=True, num_outputs=3, ignore_label=3)
+    net = build_network(small_arch(RESENC, 2), 1, 3)
+    outs = net(torch.randn(1, 1, 32, 32))
+    tgts = [torch.randint(0, 3, (1, 1, *o.shape[2:])).float() for o in outs]
+    loss2, net2 = pickle.loads(pickle.dumps(loss)), pickle.loads(pickle.dumps(net))
+    torch.testing.assert_close(loss2(net2(torch.zeros(1, 1, 32, 32)), tgts), loss(net(torch.zeros(1, 1, 32, 32)), tgts))

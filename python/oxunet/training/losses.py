@@ -25,9 +25,14 @@ Nonlin = Union[str, Callable[[torch.Tensor], torch.Tensor], None]
 LOSS_KINDS = ("dice_ce", "dice", "ce", "topk", "dice_topk")
 
 
+def softmax_channels(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the channel axis (a named function keeps the losses picklable)."""
+    return torch.softmax(x, 1)
+
+
 def _nonlin(spec: Nonlin) -> Callable[[torch.Tensor], torch.Tensor] | None:
     if spec == "softmax":
-        return lambda x: torch.softmax(x, 1)
+        return softmax_channels
     if spec == "sigmoid":
         return torch.sigmoid
     if spec is None or callable(spec):
