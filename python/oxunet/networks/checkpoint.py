@@ -64,11 +64,13 @@ def load_nnunet_checkpoint(path: str | os.PathLike, map_location: str | torch.de
         with _allow_numpy():
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"{path}: refused to load: the checkpoint references objects outside oxunet's allow-list "
-            f"(torch tensors, containers, numpy scalars/arrays). Torch said: {first}"
-        ) from exc
+        refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
+        if refused:
+            raise ValueError(
+                f"{path}: refused to load: the checkpoint references objects outside oxunet's allow-list "
+                f"(torch tensors, containers, numpy scalars/arrays): {refused[0]}"
+            ) from None
+        raise ValueError(f"{path}: not a readable torch checkpoint") from exc
     except (RuntimeError, EOFError, OSError) as exc:
         raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from exc
     if not isinstance(checkpoint, Mapping) or "network_weights" not in checkpoint:
