@@ -13,7 +13,7 @@ from ..io import atomic_path, select_image_io
 from .fingerprint import FINGERPRINT_FILE, extract_fingerprint
 from .planner import plan_from_fingerprint
 from .plans import PlansError, load_plans, oxunet_stamp, resolve_configuration, validate_plans, write_plans
-from .presets import resolve_planner
+from .presets import PlannerPreset, resolve_planner
 
 
 class FingerprintError(ValueError):
@@ -87,14 +87,14 @@ def _refuse_if_invalid(raw_dataset_dir: Path, dataset: str | int, num_processes:
 def plan_experiment(
     dataset: str | int,
     paths: Paths,
-    planner: str = "default",
+    planner: str | PlannerPreset = "default",
     gpu_memory_gb: float | None = None,
     plans_name: str | None = None,
     overwrite_target_spacing: Sequence[float] | None = None,
     num_processes: int = 4,
     verify: bool = False,
-    clean: bool = False,
     quiet: bool = False,
+    clean: bool = False,
 ) -> dict:
     """Plans a raw dataset and writes ``<preprocessed>/<name>/<plans_name>.json``; returns the plans.
 
