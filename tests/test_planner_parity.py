@@ -70,12 +70,17 @@ def nnunet_plan(monkeypatch, raw: Path, pre: Path, name: str, planner="default",
     return json.loads((pre / name / f"{p.plans_identifier}.json").read_text())
 
 
-def nnunet_fingerprint(monkeypatch, raw: Path, pre: Path, name: str, num_processes: int = 1) -> dict:
+def nnunet_fingerprint(monkeypatch, raw: Path, pre: Path, name: str, num_processes: int = 1, intensity_samples: float = 1e6) -> dict:
+    """nnunetv2's fingerprint. Planning reads only spacings, shapes and the crop ratio; the
+    intensity statistics are copied through unchanged, so fewer intensity samples than nnU-Net's
+    1e8 keep this quick without touching anything the planners compute from."""
     require("nnunetv2")
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
 
     set_nnunet_env(monkeypatch, raw, pre)
-    return DatasetFingerprintExtractor(name, num_processes, verbose=False).run(overwrite_existing=True)
+    extractor = DatasetFingerprintExtractor(name, num_processes, verbose=False)
+    extractor.num_foreground_voxels_for_intensitystats = intensity_samples
+    return extractor.run(overwrite_existing=True)
 
 
 def our_plan(raw: Path, pre: Path, name: str, fingerprint: dict | None = None, planner="default", **kwargs) -> dict:
@@ -306,8 +311,8 @@ def hippocampus_subset_fingerprint(tmp_path_factory):
     root = tmp_path_factory.mktemp("hippo")
     raw = root / "raw"
     copy_dataset_subset(HIPPOCAMPUS, raw / "Dataset004_Hippocampus", 24)
-    with pytest.MonkeyPatch.context() as mp:
-        fp = nnunet_fingerprint(mp, raw, root / "pre_nnunet", "Dataset004_Hippocampus")
+    with pytest.MonkeyPatch.context() as mp:  # nnU-Net's full 1e8 intensity samples: compared end to end below
+        fp = nnunet_fingerprint(mp, raw, root / "pre_nnunet", "Dataset004_Hippocampus", intensity_samples=10e7)
     return root, fp
 
 
@@ -338,7 +343,7 @@ def test_full_hippocampus_matches_nnunet(tmp_path_factory, monkeypatch, planner)
     raw = HIPPOCAMPUS.parent
     fp_file = root / "pre_nnunet" / "Dataset004_Hippocampus" / "dataset_fingerprint.json"
     if not fp_file.is_file():  # extracted once for the three presets
-        nnunet_fingerprint(monkeypatch, raw, root / "pre_nnunet", "Dataset004_Hippocampus", num_processes=2)
+        nnunet_fingerprint(monkeypatch, raw, root / "pre_nnunet", "Dataset004_Hippocampus", num_processes=2, intensity_samples=10e7)
     fp = json.loads(fp_file.read_text())
     theirs = nnunet_plan(monkeypatch, raw, root / "pre_nnunet", "Dataset004_Hippocampus", planner)
     ours = our_plan(raw, root / f"pre_ours_{planner}", "Dataset004_Hippocampus", fp, planner)

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .presets import PlannerPreset, resolve_planner
-from .topology import FEATUREMAP_MIN_EDGE_LENGTH, Topology, pool_and_conv_props
+from .topology import Topology, pool_and_conv_props
 from .vram import conv_feature_map_size
 
 log = logging.getLogger("oxunet.planning")
