@@ -80,3 +80,60 @@ def hippocampus_subset(root: Path, n: int) -> Path:
     ds["numTraining"] = n
     (root / "dataset.json").write_text(json.dumps(ds))
     return root
+
+
+def make_2d_dataset(root: Path, shapes, channel_names=("rescale_to_0_1",), labels=2, seed=0) -> Path:
+    """A 2D dataset of grayscale PNGs (nnU-Net's NaturalImage2DIO: pseudo-3D (1, H, W), spacing
+    (999, 1, 1)), one case per (H, W) in ``shapes``; uint8 intensities, labels in a disc each."""
+    from skimage.io import imsave
+
+    rng = np.random.default_rng(seed)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(exist_ok=True)
+    for i, (h, w) in enumerate(shapes):
+        y, x = np.ogrid[:h, :w]
+        img = rng.normal(80, 20, size=(h, w))
+        seg = np.zeros((h, w), np.uint8)
+        for lab in range(1, labels + 1):
+            cy, cx, r = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w, rng.uniform(0.08, 0.15) * min(h, w)
+            disc = (y - cy) ** 2 + (x - cx) ** 2 < r**2
+            seg[disc] = lab
+            img[disc] += 50 * lab
+        img8 = np.clip(img, 0, 255).astype(np.uint8)
+        for c in range(len(channel_names)):
+            imsave(root / "imagesTr" / f"case_{i:03d}_{c:04d}.png", img8, check_contrast=False)
+        imsave(root / "labelsTr" / f"case_{i:03d}.png", seg, check_contrast=False)
+    ds = {
+        "channel_names": {str(i): n for i, n in enumerate(channel_names)},
+        "labels": {"background": 0, **{f"organ{lab}": lab for lab in range(1, labels + 1)}},
+        "numTraining": len(shapes),
+        "file_ending": ".png",
+    }
+    (root / "dataset.json").write_text(json.dumps(ds, indent=1))
+    return root
+
+
+def find_shared_dataset(name: str = "Dataset004_Hippocampus") -> Path | None:
+    """``shared/data/<name>`` in the nearest ancestor of this checkout that has it (also finds
+    it from a git worktree nested one level deeper than the main checkout); None if absent."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "data" / name
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def copy_dataset_subset(source: Path, root: Path, n: int) -> Path:
+    """The first ``n`` single-channel cases of ``source`` copied into ``root`` (a new raw dataset
+    folder) with dataset.json's numTraining adjusted."""
+    ds = json.loads((source / "dataset.json").read_text())
+    ending = ds["file_ending"]
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    cases = sorted(p.name[: -len("_0000" + ending)] for p in (source / "imagesTr").glob(f"*_0000{ending}"))[:n]
+    for c in cases:
+        shutil.copy(source / "imagesTr" / f"{c}_0000{ending}", root / "imagesTr")
+        shutil.copy(source / "labelsTr" / f"{c}{ending}", root / "labelsTr")
+    ds["numTraining"] = len(cases)
+    (root / "dataset.json").write_text(json.dumps(ds))
+    return root
