@@ -112,3 +112,13 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         assert tmp.name.endswith(".nii.gz")
         tmp.write_text("whole")
     assert target.read_text() == "whole"
+
+
+def test_plain_nii_uses_nnunets_reader_name(tmp_path):
+    from oxunet.io import NibabelIO
+
+    _write_itk(tmp_path / "a_0000.nii", np.arange(60, dtype=np.float32).reshape(3, 4, 5))
+    io = select_image_io(".nii", tmp_path / "a_0000.nii")
+    assert type(io) is NibabelIO  # nnU-Net's auto-detection picks NibabelIO for .nii
+    data, props = io.read_images([tmp_path / "a_0000.nii"])
+    assert data.shape == (1, 3, 4, 5) and props["spacing"] == pytest.approx([3.0, 0.7, 0.8])

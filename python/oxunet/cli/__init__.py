@@ -7,6 +7,7 @@ import click
 
 from .convert import convert_msd_command, import_masks_command
 from .info import info
+from .plan import plan
 from .verify import verify
 
 
@@ -21,6 +22,7 @@ def main() -> None:
 
 main.add_command(info)
 main.add_command(verify)
+main.add_command(plan)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 

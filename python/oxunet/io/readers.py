@@ -46,7 +46,7 @@ def _label_dtype(seg: np.ndarray) -> np.dtype:
 class SimpleITKIO(ImageIO):
     """.nii.gz/.nii/.nrrd/.mha/.gipl through SimpleITK; spacing reversed to numpy axis order."""
 
-    supported_file_endings = (".nii.gz", ".nrrd", ".mha", ".gipl", ".nii")
+    supported_file_endings = (".nii.gz", ".nrrd", ".mha", ".gipl")
 
     def read_images(self, paths):
         import SimpleITK as sitk
@@ -200,8 +200,16 @@ def _check_channels_agree(paths, shapes, spacings) -> None:
             raise ImageReadError(f"{p}: spacing {tuple(sp)} differs from {paths[0]} {tuple(spacings[0])}")
 
 
+class NibabelIO(SimpleITKIO):
+    """nnU-Net picks its nibabel reader for plain ``.nii``; arrays and spacing come out identical to
+    SimpleITK's (nnU-Net transposes nibabel's array to SimpleITK's order), so we read through
+    SimpleITK under nnU-Net's class name, which keeps plans files interchangeable."""
+
+    supported_file_endings = (".nii", ".nii.gz")
+
+
 # Auto-detection order as nnU-Net's (NaturalImage2DIO first so .tif 2D pictures are tried as such).
-IMAGE_IOS: tuple[type[ImageIO], ...] = (NaturalImage2DIO, SimpleITKIO, Tiff3DIO)
+IMAGE_IOS: tuple[type[ImageIO], ...] = (NaturalImage2DIO, SimpleITKIO, Tiff3DIO, NibabelIO)
 
 
 def io_class_by_name(name: str) -> type[ImageIO] | None:
