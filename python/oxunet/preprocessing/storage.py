@@ -1,0 +1,386 @@
+"""The on-disk format of preprocessed cases. Everything that reads or writes them goes through here.
+
+Format ``oxunet-npy`` version 1, per case in ``<preprocessed>/DatasetXXX/<data_identifier>/``:
+
+* ``{case}.data.npy`` — float32 ``(c, x, y, z)``, uncompressed, C order;
+* ``{case}.seg.npy`` — int8 ``(1, x, y, z)`` (int16 when a label is > 127); -1 = outside the
+  nonzero region;
+* ``{case}.locs.npy`` — int64 ``(K, 4)``: the class locations of all classes stacked, rows
+  ``(0, x, y, z)`` as nnU-Net stores them;
+* ``{case}.case.json`` — written last, so its presence marks a finished case: the format
+  version, shape/dtype of each array, the row range of each class in ``locs``
+  (``class_locations``), the input files' size/mtime (``source``) and nnU-Net's properties
+  (``spacing``, ``shape_before_cropping``, ``bbox_used_for_cropping``,
+  ``shape_after_cropping_and_before_resampling``, ``sitk_stuff``…) — no pickles.
+
+Why uncompressed ``.npy``: patches are read through ``np.load(mmap_mode='r')``, so a random
+patch costs only the pages it touches, with no decompression and no dependency; the OS page
+cache shares the arrays between data-loader workers. The price is disk: a case takes its
+in-memory size (nnU-Net 2.6+'s blosc2/LZ4HC is ~2–3× smaller on resampled float data but every
+patch read decompresses whole blocks). ``benches/preprocess_storage.py`` measures both.
+
+Arrays are written to hidden temporaries (``.{case}.data.tmp-{pid}.npy``) and renamed into
+place, then the JSON is written atomically; an interrupted write leaves no ``.case.json`` and
+the case counts as incomplete. :func:`case_is_complete` also checks each array's header and
+file size against the JSON, so a truncated or replaced file is noticed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from ..io import atomic_path
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CaseHandle",
+    "StorageError",
+    "case_is_complete",
+    "list_cases",
+    "open_case",
+    "read_folder_info",
+    "read_patch",
+    "remove_case",
+    "remove_temporary_files",
+    "write_case",
+    "write_folder_info",
+]
+
+FORMAT = "oxunet-npy"
+FORMAT_VERSION = 1
+FOLDER_INFO = "oxunet.json"
+_SUFFIX = {"data": ".data.npy", "seg": ".seg.npy", "locs": ".locs.npy"}
+_META = ".case.json"
+
+ClassKey = Union[int, tuple[int, ...]]
+PathLike = Union[str, os.PathLike]
+
+
+class StorageError(RuntimeError):
+    """A preprocessed case is missing, incomplete or unreadable; the message names it."""
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+
+
+def _check_case_name(case: str) -> str:
+    if not isinstance(case, str) or not case or case.startswith(".") or "/" in case or "\\" in case or "\0" in case:
+        raise StorageError(f"invalid case id {case!r} (must be a non-empty file name not starting with '.')")
+    return case
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _key_to_json(key: ClassKey):
+    if isinstance(key, (tuple, list)):
+        return [int(k) for k in key]
+    return int(key)
+
+
+def _key_from_json(key) -> ClassKey:
+    return tuple(int(k) for k in key) if isinstance(key, list) else int(key)
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran_order, data offset) of an .npy file."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        return tuple(shape), np.dtype(dtype), fortran, f.tell()
+
+
+def _array_ok(path: Path, spec: Mapping) -> str | None:
+    """None if the file holds the array `spec` describes in full, else why not."""
+    try:
+        shape, dtype, fortran, offset = _npy_header(path)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except (OSError, ValueError) as e:
+        return f"{path.name} is unreadable ({e})"
+    if list(shape) != list(spec["shape"]) or dtype.str != spec["dtype"] or fortran:
+        return f"{path.name} holds {dtype} {shape}, expected {spec['dtype']} {tuple(spec['shape'])}"
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if size != expected:
+        return f"{path.name} has {size} bytes, expected {expected} (truncated or overwritten)"
+    return None
+
+
+def _paths(folder: Path, case: str) -> dict[str, Path]:
+    return {role: folder / f"{case}{suffix}" for role, suffix in _SUFFIX.items()}
+
+
+def _meta_path(folder: Path, case: str) -> Path:
+    return folder / f"{case}{_META}"
+
+
+def _read_meta(folder: Path, case: str) -> dict:
+    path = _meta_path(folder, case)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StorageError(f"case {case}: not preprocessed in {folder} ({path.name} is missing)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise StorageError(f"case {case}: {path} is unreadable ({e})") from None
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise StorageError(
+            f"case {case}: {path.name} is format {meta.get('format')!r} v{meta.get('version')}, this oxunet reads "
+            f"{FORMAT!r} v{FORMAT_VERSION} (preprocess again with --clean)"
+        )
+    return meta
+
+
+def _problem(folder: Path, case: str, source: Mapping | None = None) -> str | None:
+    """None if the case is complete (and made from `source`, when given), else why not."""
+    try:
+        meta = _read_meta(folder, case)
+    except StorageError as e:
+        return str(e)
+    paths = _paths(folder, case)
+    for role, spec in meta["arrays"].items():
+        why = _array_ok(paths[role], spec)
+        if why is not None:
+            return f"case {case}: {why}"
+    if source is not None and meta.get("source") != json.loads(json.dumps(source, default=_json_default)):
+        return f"case {case}: its input files changed since it was preprocessed"
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# public API
+# ------------------------------------------------------------------------------------------
+
+
+def write_case(
+    folder: PathLike,
+    case: str,
+    data: np.ndarray,
+    seg: np.ndarray | None,
+    properties: Mapping,
+    class_locations: Mapping[ClassKey, np.ndarray] | None = None,
+    *,
+    source: Mapping | None = None,
+) -> None:
+    """Writes one preprocessed case atomically (any previous version of it is replaced).
+
+    `properties` must be JSON-serializable apart from numpy scalars/arrays (converted); a
+    ``class_locations`` entry in it is ignored — pass the locations as `class_locations`
+    (``{key: (k, 4) int array}``, key an int label or a tuple region). `source` is stored as
+    is and compared by :func:`case_is_complete` (the driver records the input files' stat).
+    """
+    folder = Path(folder)
+    _check_case_name(case)
+    data = np.asarray(data)
+    if data.dtype != np.float32 or data.ndim < 2:
+        raise StorageError(f"case {case}: data must be float32 (c, ...), got {data.dtype} {data.shape}")
+    arrays: dict[str, np.ndarray] = {"data": data}
+    if seg is not None:
+        seg = np.asarray(seg)
+        if seg.dtype not in (np.int8, np.int16) or seg.shape[1:] != data.shape[1:]:
+            raise StorageError(f"case {case}: seg must be int8/int16 (1, {data.shape[1:]}), got {seg.dtype} {seg.shape}")
+        arrays["seg"] = seg
+    index = None
+    if class_locations is not None:
+        blocks, index, start = [], [], 0
+        for key, locs in class_locations.items():
+            locs = np.asarray(locs, dtype=np.int64).reshape(-1, data.ndim)
+            blocks.append(locs)
+            index.append({"key": _key_to_json(key), "start": start, "stop": start + len(locs)})
+            start += len(locs)
+        arrays["locs"] = np.concatenate(blocks) if blocks else np.zeros((0, data.ndim), np.int64)
+    props = {k: v for k, v in properties.items() if k != "class_locations"}
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "case": case,
+        "arrays": {role: {"shape": list(a.shape), "dtype": a.dtype.str} for role, a in arrays.items()},
+        "class_locations": index,
+        "source": source,
+        "properties": props,
+    }
+    text = json.dumps(meta, default=_json_default)  # fail on bad properties before touching disk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = _paths(folder, case)
+    with contextlib.suppress(FileNotFoundError):
+        _meta_path(folder, case).unlink()  # from here on the old version no longer counts as complete
+    tmps = {role: folder / f".{case}.{role}.tmp-{os.getpid()}.npy" for role in arrays}
+    try:
+        for role, array in arrays.items():
+            _write_npy(tmps[role], array)
+        for role in arrays:
+            os.replace(tmps[role], paths[role])
+    finally:
+        for tmp in tmps.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    for role in set(_SUFFIX) - set(arrays):  # leftovers of an earlier version with more arrays
+        with contextlib.suppress(FileNotFoundError):
+            paths[role].unlink()
+    with atomic_path(_meta_path(folder, case), suffix=".json") as tmp:
+        tmp.write_text(text)
+
+
+def case_is_complete(folder: PathLike, case: str, source: Mapping | None = None) -> bool:
+    """True if `case` was fully written (JSON present, every array whole); with `source`,
+    only if it was also made from those inputs."""
+    return _problem(Path(folder), case, source) is None
+
+
+def list_cases(folder: PathLike, complete_only: bool = True) -> list[str]:
+    """Case ids in `folder`, sorted; by default only the complete ones."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    cases = sorted(p.name[: -len(_META)] for p in folder.iterdir() if p.name.endswith(_META) and not p.name.startswith("."))
+    return [c for c in cases if case_is_complete(folder, c)] if complete_only else cases
+
+
+def remove_case(folder: PathLike, case: str) -> None:
+    """Deletes a case (its JSON first, so it is never seen half-deleted)."""
+    folder = Path(folder)
+    _check_case_name(case)
+    for path in [_meta_path(folder, case), *_paths(folder, case).values()]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def remove_temporary_files(folder: PathLike) -> int:
+    """Deletes the temporaries interrupted writes left behind; returns how many."""
+    folder = Path(folder)
+    n = 0
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".") and ".tmp-" in p.name and p.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    n += 1
+    return n
+
+
+class CaseHandle:
+    """An opened case: ``data``/``seg`` memory-mapped read-only, ``properties`` (nnU-Net's keys),
+    ``class_locations`` ``{key: (k, 4) int64}`` (memory-mapped on first use; None without a seg)."""
+
+    def __init__(self, folder: Path, case: str, meta: dict, data: np.ndarray, seg: np.ndarray | None, mmap: bool):
+        self.folder = folder
+        self.case = case
+        self.properties: dict = meta["properties"]
+        self.data = data
+        self.seg = seg
+        self._meta = meta
+        self._mmap = mmap
+        self._locations: dict[ClassKey, np.ndarray] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape of the case."""
+        return tuple(self.data.shape[1:])
+
+    @property
+    def class_locations(self) -> dict[ClassKey, np.ndarray] | None:
+        index = self._meta.get("class_locations")
+        if index is None:
+            return None
+        if self._locations is None:
+            path = _paths(self.folder, self.case)["locs"]
+            try:
+                locs = np.load(path, mmap_mode="r" if self._mmap else None, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise StorageError(f"case {self.case}: {path} is unreadable ({e})") from None
+            self._locations = {_key_from_json(e["key"]): locs[e["start"] : e["stop"]] for e in index}
+        return self._locations
+
+    def __repr__(self) -> str:
+        seg = "none" if self.seg is None else f"{self.seg.dtype}"
+        return f"CaseHandle({self.case!r}, data {self.data.dtype}{tuple(self.data.shape)}, seg {seg}, folder {str(self.folder)!r})"
+
+
+def open_case(folder: PathLike, case: str, mmap: bool = True) -> CaseHandle:
+    """Opens a complete case (raises :class:`StorageError` naming it otherwise)."""
+    folder = Path(folder)
+    _check_case_name(case)
+    meta = _read_meta(folder, case)
+    paths = _paths(folder, case)
+    loaded = {}
+    for role in ("data", "seg"):
+        if role not in meta["arrays"]:
+            loaded[role] = None
+            continue
+        try:
+            arr = np.load(paths[role], mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise StorageError(f"case {case}: {paths[role]} is unreadable ({e}); preprocess it again") from None
+        spec = meta["arrays"][role]
+        if list(arr.shape) != spec["shape"] or arr.dtype.str != spec["dtype"]:
+            raise StorageError(f"case {case}: {paths[role].name} does not match {case}{_META}; preprocess it again")
+        loaded[role] = arr
+    return CaseHandle(folder, case, meta, loaded["data"], loaded["seg"], mmap)
+
+
+def read_patch(
+    handle: CaseHandle,
+    box: Sequence[Sequence[int]],
+    *,
+    data_pad: float = 0.0,
+    seg_pad: int = -1,
+    seg_dtype=np.int16,
+    with_seg: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The half-open spatial `box` ``[[lb, ub], ...]`` of a case: ``(data (c, *size) float32,
+    seg (1, *size) seg_dtype)``; parts outside the image are `data_pad` / `seg_pad` (nnU-Net: 0, -1)."""
+    from ..kernels import crop_and_pad
+
+    data = crop_and_pad(handle.data, box, data_pad)
+    seg = None
+    if with_seg and handle.seg is not None:
+        seg = crop_and_pad(handle.seg, box, seg_pad, dtype=seg_dtype)
+    return data, seg
+
+
+def write_folder_info(folder: PathLike, info: Mapping) -> None:
+    """Records what produced the cases of a folder (the driver stores the plan signature)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **info}, default=_json_default, indent=1)
+    with atomic_path(folder / FOLDER_INFO) as tmp:
+        tmp.write_text(text)
+
+
+def read_folder_info(folder: PathLike) -> dict | None:
+    """What :func:`write_folder_info` stored, or None (absent or unreadable)."""
+    try:
+        return json.loads((Path(folder) / FOLDER_INFO).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
