@@ -130,6 +130,7 @@ def preprocess_dataset(
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet)
+    n_per_config = _num_processes_per_configuration(configurations, num_processes)
     paths = paths or resolve_paths()
     name = dataset_name(dataset, paths)
     raw_dir = paths.require("raw") / name
@@ -149,7 +150,6 @@ def preprocess_dataset(
     if missing:
         raise PreprocessingError(f"{name}: no label file for case(s) {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
     class_keys = class_location_keys(info)
-    n_per_config = _num_processes_per_configuration(configurations, num_processes)
     cpus = os.cpu_count() or 1
 
     reports: dict[str, ConfigurationReport] = {}
