@@ -75,7 +75,7 @@ def test_stores_every_configuration_like_nnunet(roots):
         assert list_cases(folder) == _case_names()
         for case, (images, label) in raw_cases(raw).items():
             h = open_case(folder, case)
-            props = dict(h.properties, class_locations=h.class_locations)
+            props = dict(h.properties, class_locations={k: np.pad(v, ((0, 0), (1, 0))) for k, v in h.class_locations.items()})
             theirs = nnunet_run_case(images, label, plans, configuration, dataset_json)
             assert_same_as_nnunet((np.asarray(h.data), np.asarray(h.seg), props), theirs, f"{configuration}/{case}")
             if configuration == "3d_fullres":  # and exactly what the per-case function returns
@@ -83,7 +83,7 @@ def test_stores_every_configuration_like_nnunet(roots):
                 np.testing.assert_array_equal(h.data, d)
                 np.testing.assert_array_equal(h.seg, s)
                 for k, v in p["class_locations"].items():
-                    np.testing.assert_array_equal(h.class_locations[k], v)
+                    np.testing.assert_array_equal(h.class_locations[k], v[:, 1:])
     gt = roots / "pre" / NAME / "gt_segmentations"
     assert sorted(p.name for p in gt.iterdir()) == [f"{c}.nii.gz" for c in _case_names()]
     for c in _case_names():

@@ -48,11 +48,11 @@ def test_round_trip(tmp_path):
     assert "class_locations" not in h.properties  # the coordinates live in the .npy only
     assert list(h.class_locations) == [1, 2, (1, 2), 3]
     for k, v in locs.items():
-        assert h.class_locations[k].dtype == np.int64 and h.class_locations[k].shape == (len(v), 4)
-        np.testing.assert_array_equal(h.class_locations[k], v)
+        assert h.class_locations[k].dtype == np.int32 and h.class_locations[k].shape == (len(v), 3)
+        np.testing.assert_array_equal(h.class_locations[k], v[:, 1:])  # without nnU-Net's channel column
     loaded = open_case(tmp_path, "case_1", mmap=False)
     assert not isinstance(loaded.data, np.memmap)
-    np.testing.assert_array_equal(loaded.class_locations[(1, 2)], locs[(1, 2)])
+    np.testing.assert_array_equal(loaded.class_locations[(1, 2)], locs[(1, 2)][:, 1:])
     assert list_cases(tmp_path) == ["case_1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "case_1.case.json", "case_1.data.npy", "case_1.locs.npy", "case_1.seg.npy"]
@@ -193,6 +193,10 @@ def test_bad_arguments_name_the_case(tmp_path):
         write_case(tmp_path, "../x", data, seg, props)
     with pytest.raises(StorageError, match="invalid case id"):
         write_case(tmp_path, ".hidden", data, seg, props)
+    with pytest.raises(StorageError, match=r"case x: class 1 locations have shape \(3, 2\)"):
+        write_case(tmp_path, "x", data, seg, props, {1: np.zeros((3, 2), np.int64)})
+    with pytest.raises(StorageError, match="case x: class 2 has locations outside the image"):
+        write_case(tmp_path, "x", data, seg, props, {2: np.array([[0, 11, 0, 0]])})
     with pytest.raises(TypeError, match="not JSON serializable"):
         write_case(tmp_path, "x", data, seg, {"obj": object()})
     assert list(tmp_path.iterdir()) == []  # nothing written by the failed calls

@@ -5,8 +5,9 @@ Format ``oxunet-npy`` version 1, per case in ``<preprocessed>/DatasetXXX/<data_i
 * ``{case}.data.npy`` — float32 ``(c, x, y, z)``, uncompressed, C order;
 * ``{case}.seg.npy`` — int8 ``(1, x, y, z)`` (int16 when a label is > 127); -1 = outside the
   nonzero region;
-* ``{case}.locs.npy`` — int64 ``(K, 4)``: the class locations of all classes stacked, rows
-  ``(0, x, y, z)`` as nnU-Net stores them;
+* ``{case}.locs.npy`` — int32 ``(K, 3)``: the class locations of all classes stacked, rows
+  ``(x, y, z)`` (nnU-Net keeps int64 ``(0, x, y, z)`` rows in its pickle: the constant channel
+  column and the wide type made them ~3× larger; a data loader reads one row per sample);
 * ``{case}.case.json`` — written last, so its presence marks a finished case: the format
   version, shape/dtype of each array, the row range of each class in ``locs``
   (``class_locations``), the input files' size/mtime (``source``) and nnU-Net's properties
@@ -196,7 +197,8 @@ def write_case(
 
     `properties` must be JSON-serializable apart from numpy scalars/arrays (converted); a
     ``class_locations`` entry in it is ignored — pass the locations as `class_locations`
-    (``{key: (k, 4) int array}``, key an int label or a tuple region). `source` is stored as
+    (``{key: int array}`` with rows ``(0, x, y, z)`` as from :func:`preprocess_case`, or
+    ``(x, y, z)``; key an int label or a tuple region). `source` is stored as
     is and compared by :func:`case_is_complete` (the driver records the input files' stat).
     """
     folder = Path(folder)
@@ -213,12 +215,22 @@ def write_case(
     index = None
     if class_locations is not None:
         blocks, index, start = [], [], 0
+        spatial = data.ndim - 1
         for key, locs in class_locations.items():
-            locs = np.asarray(locs, dtype=np.int64).reshape(-1, data.ndim)
-            blocks.append(locs)
+            locs = np.asarray(locs, dtype=np.int64)
+            if locs.size == 0:  # nnU-Net's [] for an absent class
+                locs = locs.reshape(0, spatial)
+            if locs.ndim != 2 or locs.shape[1] not in (spatial, spatial + 1):
+                raise StorageError(
+                    f"case {case}: class {key!r} locations have shape {locs.shape}, expected (k, {spatial}) or (k, {spatial + 1})")
+            if locs.shape[1] == spatial + 1:
+                locs = locs[:, 1:]  # nnU-Net's leading channel index (always 0)
+            if len(locs) and (locs.min() < 0 or np.any(locs.max(0) >= data.shape[1:])):
+                raise StorageError(f"case {case}: class {key!r} has locations outside the image {data.shape[1:]}")
+            blocks.append(locs.astype(np.int32))
             index.append({"key": _key_to_json(key), "start": start, "stop": start + len(locs)})
             start += len(locs)
-        arrays["locs"] = np.concatenate(blocks) if blocks else np.zeros((0, data.ndim), np.int64)
+        arrays["locs"] = np.concatenate(blocks) if blocks else np.zeros((0, spatial), np.int32)
     props = {k: v for k, v in properties.items() if k != "class_locations"}
     meta = {
         "format": FORMAT,
@@ -291,7 +303,8 @@ def remove_temporary_files(folder: PathLike) -> int:
 
 class CaseHandle:
     """An opened case: ``data``/``seg`` memory-mapped read-only, ``properties`` (nnU-Net's keys),
-    ``class_locations`` ``{key: (k, 4) int64}`` (memory-mapped on first use; None without a seg)."""
+    ``class_locations`` ``{key: int32 (k, 3) rows (x, y, z)}`` (memory-mapped on first use; None
+    without a seg)."""
 
     def __init__(self, folder: Path, case: str, meta: dict, data: np.ndarray, seg: np.ndarray | None, mmap: bool):
         self.folder = folder
