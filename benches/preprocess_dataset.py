@@ -139,8 +139,9 @@ def main() -> None:
         results[tool] = {"wall_s": round(wall, 2), "peak_pss_mib": round(peak / 2**20, 1),
                          "disk_mib": round(du(pre / name / identifier) / 2**20, 2)}
         print(tool, results[tool], flush=True)
-    if not args.skip:
-        results["agreement"] = compare(work / "pre_ours" / name / identifier, work / "pre_nnunet" / name / identifier)
+    ours_dir, theirs_dir = (work / f"pre_{t}" / name / identifier for t in ("ours", "nnunet"))
+    if ours_dir.is_dir() and theirs_dir.is_dir():
+        results["agreement"] = compare(ours_dir, theirs_dir)
         print("agreement", results["agreement"])
     print(json.dumps(results, indent=1))
 

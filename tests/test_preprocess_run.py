@@ -131,10 +131,11 @@ def _run_and_die(roots, after_writes):
     real = storage._write_npy
 
     def write(path, array):
-        real(path, array)
+        offset = real(path, array)
         calls["n"] += 1
         if calls["n"] == after_writes:
             os._exit(9)
+        return offset
 
     storage._write_npy = write
     preprocess_dataset(NAME, _paths(roots), configurations=["3d_fullres"], num_processes=1, quiet=True)
@@ -221,3 +222,16 @@ def test_cli(roots):
     assert bad.exit_code == 1 and "dataset 999" in bad.output
     mismatch = CliRunner().invoke(preprocess, ["-d", "201", "-c", "2d", "3d_fullres", "-np", "1", "2", "3", *args[8:]])
     assert mismatch.exit_code == 1 and "one value or one per configuration" in mismatch.output
+
+
+def test_preprocessing_and_its_cli_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, oxunet.preprocessing, oxunet.cli.preprocess; "
+            "from click.testing import CliRunner; "
+            "r = CliRunner().invoke(oxunet.cli.preprocess.preprocess, ['--help']); "
+            "print('torch' in sys.modules, r.exit_code, '-np 8 4 8' in r.output)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "0", "True"]

@@ -36,12 +36,15 @@ def test_round_trip(tmp_path):
     data, seg, props, locs = _case()
     write_case(tmp_path, "case_1", data, seg, props, locs)
     h = open_case(tmp_path, "case_1")
-    assert isinstance(h.data, np.memmap) and isinstance(h.seg, np.memmap)
+    assert not h.data.flags.writeable and not h.seg.flags.writeable
     np.testing.assert_array_equal(h.data, data)
     np.testing.assert_array_equal(h.seg, seg)
     assert h.data.dtype == np.float32 and h.seg.dtype == np.int8 and h.shape == data.shape[1:]
     with pytest.raises(ValueError):
         h.data[0, 0, 0, 0] = 1  # read-only
+    import mmap
+
+    assert isinstance(memoryview(h.data.base.base).obj, mmap.mmap)  # memory-mapped, not read
     assert h.properties["bbox_used_for_cropping"] == [[1, 12], [0, 13], [0, 9]]
     assert h.properties["sitk_stuff"]["origin"] == [0.0, 1.0, 2.0]
     assert h.properties["shape_before_cropping"] == [13, 15, 9]
@@ -51,7 +54,7 @@ def test_round_trip(tmp_path):
         assert h.class_locations[k].dtype == np.int32 and h.class_locations[k].shape == (len(v), 3)
         np.testing.assert_array_equal(h.class_locations[k], v[:, 1:])  # without nnU-Net's channel column
     loaded = open_case(tmp_path, "case_1", mmap=False)
-    assert not isinstance(loaded.data, np.memmap)
+    assert loaded.data.flags.writeable  # read into memory
     np.testing.assert_array_equal(loaded.class_locations[(1, 2)], locs[(1, 2)][:, 1:])
     assert list_cases(tmp_path) == ["case_1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [

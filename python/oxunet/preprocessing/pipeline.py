@@ -162,6 +162,8 @@ def preprocess_case(
 
             seg = io_class_by_name(plan.image_reader_writer)().read_seg(str(seg))[0]
     else:
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]  # a single-channel case given as one path
         data, seg, properties = _read(plan, images, seg)
         data = data.astype(np.float32, copy=False)
 

@@ -67,8 +67,13 @@ def _process_one(case: str, image_files: list, label_file, plan: PreprocessingPl
 
 
 def _describe(case: str, e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    return text if case in text else f"case {case}: {text}"
+    from ..io import ImageReadError
+    from .normalization import NormalizationError
+
+    text = str(e)
+    if not isinstance(e, (PreprocessingError, storage.StorageError, PlansError, ImageReadError, NormalizationError)):
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__  # unexpected: keep the type
+    return text if text.startswith(f"case {case}:") else f"case {case}: {text}"
 
 
 def _num_processes_per_configuration(configurations: Sequence[str], num_processes) -> list[int]:

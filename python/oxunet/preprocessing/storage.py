@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import mmap
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -105,9 +106,12 @@ def _key_from_json(key) -> ClassKey:
     return tuple(int(k) for k in key) if isinstance(key, list) else int(key)
 
 
-def _write_npy(path: Path, array: np.ndarray) -> None:
+def _write_npy(path: Path, array: np.ndarray) -> int:
+    """Writes a standard .npy file; returns the byte offset of the array data in it."""
+    array = np.asarray(array)
     with open(path, "wb") as f:
-        np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+        np.lib.format.write_array(f, array, allow_pickle=False)
+        return f.tell() - array.nbytes
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -130,7 +134,7 @@ def _array_ok(path: Path, spec: Mapping) -> str | None:
         return f"{path.name} is missing"
     except (OSError, ValueError) as e:
         return f"{path.name} is unreadable ({e})"
-    if list(shape) != list(spec["shape"]) or dtype.str != spec["dtype"] or fortran:
+    if list(shape) != list(spec["shape"]) or dtype.str != spec["dtype"] or fortran or offset != spec.get("offset"):
         return f"{path.name} holds {dtype} {shape}, expected {spec['dtype']} {tuple(spec['shape'])}"
     expected = offset + math.prod(shape) * dtype.itemsize
     if size != expected:
@@ -146,10 +150,32 @@ def _meta_path(folder: Path, case: str) -> Path:
     return folder / f"{case}{_META}"
 
 
+def _map(path: str, spec: Mapping, mmap_mode: bool, case: str) -> np.ndarray:
+    """The array of an .npy file described by `spec` (shape, dtype, data offset), memory-mapped
+    read-only (or read into memory). Skips np.load's header parsing and np.memmap's path
+    resolution: opening a case for every sampled patch must be cheap."""
+    dtype = np.dtype(spec["dtype"])
+    shape = tuple(spec["shape"])
+    count = math.prod(shape)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != spec["offset"] + count * dtype.itemsize:
+                raise ValueError(f"{size} bytes, expected {spec['offset'] + count * dtype.itemsize}")
+            if not mmap_mode or size == 0:
+                f.seek(spec["offset"])
+                return np.fromfile(f, dtype=dtype, count=count).reshape(shape)
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return np.frombuffer(buf, dtype=dtype, count=count, offset=spec["offset"]).reshape(shape)
+    except (OSError, ValueError, KeyError) as e:
+        raise StorageError(f"case {case}: {path} is unreadable ({e}); preprocess it again") from None
+
+
 def _read_meta(folder: Path, case: str) -> dict:
     path = _meta_path(folder, case)
     try:
-        meta = json.loads(path.read_text())
+        with open(path, "rb") as f:
+            meta = json.loads(f.read())
     except FileNotFoundError:
         raise StorageError(f"case {case}: not preprocessed in {folder} ({path.name} is missing)") from None
     except (OSError, json.JSONDecodeError) as e:
@@ -241,7 +267,7 @@ def write_case(
         "source": source,
         "properties": props,
     }
-    text = json.dumps(meta, default=_json_default)  # fail on bad properties before touching disk
+    json.dumps(meta, default=_json_default)  # fail on bad properties before touching disk
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = _paths(folder, case)
@@ -250,7 +276,7 @@ def write_case(
     tmps = {role: folder / f".{case}.{role}.tmp-{os.getpid()}.npy" for role in arrays}
     try:
         for role, array in arrays.items():
-            _write_npy(tmps[role], array)
+            meta["arrays"][role]["offset"] = _write_npy(tmps[role], array)
         for role in arrays:
             os.replace(tmps[role], paths[role])
     finally:
@@ -261,7 +287,7 @@ def write_case(
         with contextlib.suppress(FileNotFoundError):
             paths[role].unlink()
     with atomic_path(_meta_path(folder, case), suffix=".json") as tmp:
-        tmp.write_text(text)
+        tmp.write_text(json.dumps(meta, default=_json_default))
 
 
 def case_is_complete(folder: PathLike, case: str, source: Mapping | None = None) -> bool:
@@ -306,14 +332,15 @@ class CaseHandle:
     ``class_locations`` ``{key: int32 (k, 3) rows (x, y, z)}`` (memory-mapped on first use; None
     without a seg)."""
 
-    def __init__(self, folder: Path, case: str, meta: dict, data: np.ndarray, seg: np.ndarray | None, mmap: bool):
-        self.folder = folder
+    def __init__(self, folder: str, case: str, meta: dict, data: np.ndarray, seg: np.ndarray | None, mmap_mode: bool):
+        self.folder = Path(folder)
         self.case = case
         self.properties: dict = meta["properties"]
         self.data = data
         self.seg = seg
+        self._folder = folder
         self._meta = meta
-        self._mmap = mmap
+        self._mmap = mmap_mode
         self._locations: dict[ClassKey, np.ndarray] | None = None
 
     @property
@@ -327,38 +354,27 @@ class CaseHandle:
         if index is None:
             return None
         if self._locations is None:
-            path = _paths(self.folder, self.case)["locs"]
-            try:
-                locs = np.load(path, mmap_mode="r" if self._mmap else None, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise StorageError(f"case {self.case}: {path} is unreadable ({e})") from None
+            path = os.path.join(self._folder, self.case + _SUFFIX["locs"])
+            locs = _map(path, self._meta["arrays"]["locs"], self._mmap, self.case)
             self._locations = {_key_from_json(e["key"]): locs[e["start"] : e["stop"]] for e in index}
         return self._locations
 
     def __repr__(self) -> str:
         seg = "none" if self.seg is None else f"{self.seg.dtype}"
-        return f"CaseHandle({self.case!r}, data {self.data.dtype}{tuple(self.data.shape)}, seg {seg}, folder {str(self.folder)!r})"
+        return f"CaseHandle({self.case!r}, data {self.data.dtype}{tuple(self.data.shape)}, seg {seg}, folder {self._folder!r})"
 
 
 def open_case(folder: PathLike, case: str, mmap: bool = True) -> CaseHandle:
-    """Opens a complete case (raises :class:`StorageError` naming it otherwise)."""
-    folder = Path(folder)
+    """Opens a complete case (raises :class:`StorageError` naming it otherwise). With `mmap`
+    (default) the arrays are read-only memory maps: only the pages a patch touches are read."""
+    folder = os.fspath(folder)
     _check_case_name(case)
-    meta = _read_meta(folder, case)
-    paths = _paths(folder, case)
-    loaded = {}
-    for role in ("data", "seg"):
-        if role not in meta["arrays"]:
-            loaded[role] = None
-            continue
-        try:
-            arr = np.load(paths[role], mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise StorageError(f"case {case}: {paths[role]} is unreadable ({e}); preprocess it again") from None
-        spec = meta["arrays"][role]
-        if list(arr.shape) != spec["shape"] or arr.dtype.str != spec["dtype"]:
-            raise StorageError(f"case {case}: {paths[role].name} does not match {case}{_META}; preprocess it again")
-        loaded[role] = arr
+    meta = _read_meta(Path(folder), case)
+    arrays = meta["arrays"]
+    loaded = {
+        role: _map(os.path.join(folder, case + _SUFFIX[role]), arrays[role], mmap, case) if role in arrays else None
+        for role in ("data", "seg")
+    }
     return CaseHandle(folder, case, meta, loaded["data"], loaded["seg"], mmap)
 
 
