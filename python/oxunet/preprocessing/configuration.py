@@ -144,6 +144,11 @@ class PreprocessingPlan:
                 normalization_class(s)
             except ValueError as e:
                 raise PlansError(f"{where}: {e}") from None
+        from ..io import io_class_by_name
+
+        reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
+        if io_class_by_name(reader) is None:
+            raise PlansError(f"plans: image_reader_writer {reader!r} is not supported by oxunet (SimpleITKIO, Tiff3DIO, NaturalImage2DIO)")
         props = plans.get("foreground_intensity_properties_per_channel")
         if props is None:
             props = plans.get("foreground_intensity_properties_by_modality", {})  # nnU-Net's old key
@@ -157,7 +162,7 @@ class PreprocessingPlan:
             intensity_properties={str(k): dict(v) for k, v in props.items()},
             resampling_data=Resampling.from_plans(need("resampling_fn_data"), cfg.get("resampling_fn_data_kwargs"), "data"),
             resampling_seg=Resampling.from_plans(need("resampling_fn_seg"), cfg.get("resampling_fn_seg_kwargs"), "seg"),
-            image_reader_writer=str(plans.get("image_reader_writer", "SimpleITKIO")),
+            image_reader_writer=reader,
             patch_size=tuple(int(p) for p in cfg.get("patch_size", ())),
         )
 
