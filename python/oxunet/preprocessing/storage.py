@@ -192,7 +192,7 @@ def _read_meta(folder: Path, case: str) -> dict:
     return meta
 
 
-def _problem(folder: Path, case: str, source: Mapping | None = None) -> str | None:
+def _problem(folder: Path, case: str, source: Any = None) -> str | None:
     """None if the case is complete (and made from `source`, when given), else why not."""
     try:
         meta = _read_meta(folder, case)
@@ -221,7 +221,7 @@ def write_case(
     properties: Mapping,
     class_locations: Mapping[ClassKey, np.ndarray] | None = None,
     *,
-    source: Mapping | None = None,
+    source: Any = None,
 ) -> None:
     """Writes one preprocessed case atomically (any previous version of it is replaced).
 
@@ -294,7 +294,7 @@ def write_case(
         tmp.write_text(json.dumps(meta, default=_json_default))
 
 
-def case_is_complete(folder: PathLike, case: str, source: Mapping | None = None) -> bool:
+def case_is_complete(folder: PathLike, case: str, source: Any = None) -> bool:
     """True if `case` was fully written (JSON present, every array whole); with `source`,
     only if it was also made from those inputs."""
     return _problem(Path(folder), case, source) is None
