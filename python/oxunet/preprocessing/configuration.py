@@ -1,0 +1,184 @@
+"""What preprocessing needs from a plans dict (nnU-Net's plans JSON), resolved once per configuration.
+
+Inheritance is resolved as nnU-Net's ``PlansManager`` does: a configuration with
+``inherits_from`` is its resolved parent updated with its own keys; cycles are errors.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["PlansError", "PreprocessingPlan", "Resampling", "resolve_configuration"]
+
+ANISO_THRESHOLD = 3  # nnU-Net's separate-z threshold; the kernels implement exactly this one
+SUPPORTED_PREPROCESSORS = ("DefaultPreprocessor",)
+
+
+class PlansError(ValueError):
+    """The plans lack something preprocessing needs, or ask for something oxunet does not implement."""
+
+
+def resolve_configuration(plans: Mapping, name: str) -> dict:
+    """The configuration dict `name` with its ``inherits_from`` chain applied (a deep copy)."""
+    configs = plans.get("configurations")
+    if not isinstance(configs, Mapping):
+        raise PlansError("plans: no 'configurations' mapping")
+    chain: list[str] = []
+    current = name
+    while True:
+        if current not in configs:
+            known = ", ".join(configs)
+            if current == name:
+                raise PlansError(f"plans: configuration {name!r} does not exist (available: {known})")
+            raise PlansError(f"plans: configuration {chain[-1]!r} inherits from {current!r}, which does not exist (available: {known})")
+        if current in chain:
+            raise PlansError(f"plans: circular inheritance {' -> '.join([*chain, current])}")
+        chain.append(current)
+        parent = configs[current].get("inherits_from")
+        if parent is None:
+            break
+        current = parent
+    resolved: dict = {}
+    for cfg in reversed(chain):
+        resolved.update(copy.deepcopy(dict(configs[cfg])))
+    return resolved
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """One resampling role of the plans (``resampling_fn_data``/``_seg`` and their kwargs)."""
+
+    fn: str
+    order: int = 3
+    order_z: int = 0
+    force_separate_z: bool | None = None
+
+    @classmethod
+    def from_plans(cls, fn: str, kwargs: Mapping | None, role: str) -> Resampling:
+        kwargs = dict(kwargs or {})
+        if fn == "no_resampling_hack":
+            if kwargs:
+                raise PlansError(f"plans: resampling_fn_{role}_kwargs must be empty for no_resampling_hack, got {kwargs}")
+            return cls(fn)
+        if fn != "resample_data_or_seg_to_shape":
+            raise PlansError(
+                f"plans: resampling_fn_{role} {fn!r} is not supported by oxunet "
+                "(supported: resample_data_or_seg_to_shape, no_resampling_hack)"
+            )
+        threshold = kwargs.pop("separate_z_anisotropy_threshold", ANISO_THRESHOLD)
+        if threshold != ANISO_THRESHOLD:
+            raise PlansError(f"plans: resampling_fn_{role}_kwargs separate_z_anisotropy_threshold={threshold} is not supported (only {ANISO_THRESHOLD})")
+        kwargs.pop("is_seg", None)  # the role decides
+        unknown = set(kwargs) - {"order", "order_z", "force_separate_z"}
+        if unknown:
+            raise PlansError(f"plans: resampling_fn_{role}_kwargs has unsupported key(s) {', '.join(sorted(unknown))}")
+        default_order = 3 if role == "data" else 1
+        force = kwargs.get("force_separate_z")
+        if force is not None and not isinstance(force, bool):
+            raise PlansError(f"plans: resampling_fn_{role}_kwargs force_separate_z must be null, true or false, got {force!r}")
+        return cls(fn, int(kwargs.get("order", default_order)), int(kwargs.get("order_z", 0)), force)
+
+    def apply(self, array: np.ndarray, new_shape: Sequence[int], current_spacing: Sequence[float],
+              new_spacing: Sequence[float], is_seg: bool) -> np.ndarray:
+        if self.fn == "no_resampling_hack":
+            return array
+        from ..kernels import resample_data, resample_seg
+
+        fn = resample_seg if is_seg else resample_data
+        return fn(array, new_shape, current_spacing, new_spacing, order=self.order, order_z=self.order_z,
+                  force_separate_z=self.force_separate_z)
+
+
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class PreprocessingPlan:
+    """The preprocessing-relevant part of one resolved configuration (picklable, sent to workers)."""
+
+    configuration: str
+    data_identifier: str
+    spacing: tuple[float, ...]
+    transpose_forward: tuple[int, ...]
+    normalization_schemes: tuple[str, ...]
+    use_mask_for_norm: tuple[bool, ...]
+    intensity_properties: dict = field(hash=False)
+    resampling_data: Resampling = Resampling("resample_data_or_seg_to_shape", 3)
+    resampling_seg: Resampling = Resampling("resample_data_or_seg_to_shape", 1)
+    image_reader_writer: str = "SimpleITKIO"
+    patch_size: tuple[int, ...] = ()
+
+    @classmethod
+    def from_plans(cls, plans: Mapping, configuration: str) -> PreprocessingPlan:
+        """Reads and checks the fields preprocessing needs from a plans dict."""
+        cfg = resolve_configuration(plans, configuration)
+        where = f"plans configuration {configuration!r}"
+
+        def need(key, source=cfg, place=where):
+            if key not in source:
+                raise PlansError(f"{place}: missing {key!r}")
+            return source[key]
+
+        preprocessor = cfg.get("preprocessor_name", "DefaultPreprocessor")
+        if preprocessor not in SUPPORTED_PREPROCESSORS:
+            raise PlansError(f"{where}: preprocessor {preprocessor!r} is not supported (only DefaultPreprocessor)")
+        transpose = tuple(int(i) for i in need("transpose_forward", plans, "plans"))
+        if sorted(transpose) != [0, 1, 2]:
+            raise PlansError(f"plans: transpose_forward must be a permutation of [0, 1, 2], got {list(transpose)}")
+        spacing = _floats(need("spacing"))
+        if len(spacing) not in (2, 3) or not all(np.isfinite(s) and s > 0 for s in spacing):
+            raise PlansError(f"{where}: spacing must be 2 or 3 positive numbers, got {list(spacing)}")
+        schemes = tuple(str(s) for s in need("normalization_schemes"))
+        use_mask = tuple(bool(b) for b in need("use_mask_for_norm"))
+        if len(schemes) != len(use_mask):
+            raise PlansError(f"{where}: {len(schemes)} normalization_schemes but {len(use_mask)} use_mask_for_norm entries")
+        from .normalization import normalization_class
+
+        for s in schemes:
+            try:
+                normalization_class(s)
+            except ValueError as e:
+                raise PlansError(f"{where}: {e}") from None
+        from ..io import io_class_by_name
+
+        reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
+        if io_class_by_name(reader) is None:
+            raise PlansError(f"plans: image_reader_writer {reader!r} is not supported by oxunet (SimpleITKIO, Tiff3DIO, NaturalImage2DIO)")
+        props = plans.get("foreground_intensity_properties_per_channel")
+        if props is None:
+            props = plans.get("foreground_intensity_properties_by_modality", {})  # nnU-Net's old key
+        return cls(
+            configuration=configuration,
+            data_identifier=str(need("data_identifier")),
+            spacing=spacing,
+            transpose_forward=transpose,
+            normalization_schemes=schemes,
+            use_mask_for_norm=use_mask,
+            intensity_properties={str(k): dict(v) for k, v in props.items()},
+            resampling_data=Resampling.from_plans(need("resampling_fn_data"), cfg.get("resampling_fn_data_kwargs"), "data"),
+            resampling_seg=Resampling.from_plans(need("resampling_fn_seg"), cfg.get("resampling_fn_seg_kwargs"), "seg"),
+            image_reader_writer=reader,
+            patch_size=tuple(int(p) for p in cfg.get("patch_size", ())),
+        )
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.normalization_schemes)
+
+    def target_spacing(self, original_spacing: Sequence[float]) -> list[float]:
+        """The spacing a case is resampled to; 2D keeps the case's own (transposed) axis-0 spacing."""
+        if len(self.spacing) < len(original_spacing):
+            return [float(original_spacing[0]), *self.spacing]
+        return list(self.spacing)
+
+    def signature(self) -> dict:
+        """Everything that changes the preprocessed arrays, as plain JSON (resume compares it)."""
+        out = asdict(self)
+        out.pop("configuration")
+        out.pop("patch_size")  # affects no array (kept for storage tuning only)
+        return out
