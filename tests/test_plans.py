@@ -98,7 +98,7 @@ def _broken(mutate):
     (lambda p: p.pop("transpose_forward"), "missing transpose_forward"),
     (lambda p: p.update(transpose_backward=[0, 1, 2], transpose_forward=[1, 0, 2]) or None, "not inverse permutations"),
     (lambda p: p["configurations"].update(x={"inherits_from": "y"}), "inherits from 'y', which does not exist"),
-    (lambda p: p["configurations"].update(a={"inherits_from": "b"}, b={"inherits_from": "a"}), "circular inherits_from"),
+    (lambda p: p["configurations"].update(a={"inherits_from": "b"}, b={"inherits_from": "a"}), "circular inheritance"),
     (lambda p: p["configurations"]["2d"].update(patch_size=[100, 96]), "not divisible by the total stride"),
     (lambda p: p["configurations"]["2d"].update(normalization_schemes=["Foo"]), "unknown normalization"),
     (lambda p: p["configurations"]["2d"].update(batch_size=0), "batch_size must be a positive integer"),

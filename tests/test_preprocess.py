@@ -306,8 +306,8 @@ def test_plans_errors_are_clear(ct):
         PreprocessingPlan.from_plans(p, "3d_fullres")
     with pytest.raises(PlansError, match="1 normalization_schemes but 2 use_mask_for_norm"):
         PreprocessingPlan.from_plans(broken(use_mask_for_norm=[False, True]), "3d_fullres")
-    with pytest.raises(PlansError, match="image_reader_writer 'NibabelIO' is not supported"):
-        PreprocessingPlan.from_plans(dict(plans, image_reader_writer="NibabelIO"), "3d_fullres")
+    with pytest.raises(PlansError, match="image_reader_writer 'NoSuchIO' is not supported"):
+        PreprocessingPlan.from_plans(dict(plans, image_reader_writer="NoSuchIO"), "3d_fullres")
     identity = PreprocessingPlan.from_plans(broken(resampling_fn_data="no_resampling_hack", resampling_fn_data_kwargs={}), "3d_fullres")
     assert identity.resampling_data.fn == "no_resampling_hack"
 

@@ -8,6 +8,8 @@ import click
 from .convert import convert_msd_command, import_masks_command
 from .info import info
 from .plan import plan
+from .plan_and_preprocess import plan_and_preprocess
+from .preprocess import preprocess
 from .verify import verify
 
 
@@ -23,6 +25,8 @@ def main() -> None:
 main.add_command(info)
 main.add_command(verify)
 main.add_command(plan)
+main.add_command(preprocess)
+main.add_command(plan_and_preprocess)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 

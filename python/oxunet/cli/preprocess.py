@@ -4,32 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import quiet_option, raw_dir_option
+from .common import multi_value_command, quiet_option, raw_dir_option
 
-# options that take several values in a row, as in nnU-Net (-d 4 5, -c 2d 3d_fullres, -np 8 4 8)
-_MULTI = ("-d", "--dataset", "-c", "--configurations", "-np", "--num-processes")
-
-
-class _MultiValueCommand(click.Command):
-    """Rewrites ``-d 4 5`` into ``-d 4 -d 5`` before click parses (click options take one value each)."""
-
-    def parse_args(self, ctx, args):
-        out, current = [], None
-        for token in args:
-            if token in _MULTI:
-                current = token
-                out.append(token)
-            elif current is not None and not token.startswith("-"):
-                if out[-1] != current:
-                    out.append(current)
-                out.append(token)
-            else:
-                current = None
-                out.append(token)
-        return super().parse_args(ctx, out)
-
-
-@click.command(cls=_MultiValueCommand)
+@click.command(cls=multi_value_command("-d", "--dataset", "-c", "--configurations", "-np", "--num-processes"))
 @click.option("-d", "--dataset", "datasets", multiple=True, required=True,
               help="Dataset id(s) or folder name(s): -d 4 5 (or repeat -d).")
 @click.option("-p", "-plans_name", "--plans-name", "plans_name", default="nnUNetPlans", show_default=True,

@@ -5,6 +5,8 @@ the entry when something is wrong."""
 
 from __future__ import annotations
 
+import copy
+
 import json
 from pathlib import Path
 
@@ -35,8 +37,11 @@ def oxunet_stamp(**extra) -> dict:
 
 
 def resolve_configuration(plans: dict, name: str, source: str = "plans") -> dict:
-    """A configuration with ``inherits_from`` applied (child keys override the parent's)."""
-    configurations = plans.get("configurations", {})
+    """A configuration with ``inherits_from`` applied (child keys override the parent's), as a deep
+    copy that keeps the child's ``inherits_from`` key, exactly as nnU-Net's PlansManager resolves it."""
+    configurations = plans.get("configurations")
+    if not isinstance(configurations, dict):
+        raise PlansError(f"{source}: no 'configurations' mapping")
     chain: list[str] = []
     resolved: dict = {}
     while True:
@@ -44,12 +49,11 @@ def resolve_configuration(plans: dict, name: str, source: str = "plans") -> dict
             what = f"configuration {name!r}" if not chain else f"configuration {chain[-1]!r} inherits from {name!r}, which"
             raise PlansError(f"{source}: {what} does not exist (available: {', '.join(configurations)})")
         if name in chain:
-            raise PlansError(f"{source}: circular inherits_from: {' -> '.join(chain + [name])}")
+            raise PlansError(f"{source}: circular inheritance {' -> '.join(chain + [name])}")
         chain.append(name)
-        resolved = {**configurations[name], **resolved}
+        resolved = {**copy.deepcopy(configurations[name]), **resolved}
         parent = configurations[name].get("inherits_from")
         if parent is None:
-            resolved.pop("inherits_from", None)
             return resolved
         name = parent
 

@@ -6,7 +6,6 @@ Inheritance is resolved as nnU-Net's ``PlansManager`` does: a configuration with
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -18,34 +17,8 @@ ANISO_THRESHOLD = 3  # nnU-Net's separate-z threshold; the kernels implement exa
 SUPPORTED_PREPROCESSORS = ("DefaultPreprocessor",)
 
 
-class PlansError(ValueError):
-    """The plans lack something preprocessing needs, or ask for something oxunet does not implement."""
-
-
-def resolve_configuration(plans: Mapping, name: str) -> dict:
-    """The configuration dict `name` with its ``inherits_from`` chain applied (a deep copy)."""
-    configs = plans.get("configurations")
-    if not isinstance(configs, Mapping):
-        raise PlansError("plans: no 'configurations' mapping")
-    chain: list[str] = []
-    current = name
-    while True:
-        if current not in configs:
-            known = ", ".join(configs)
-            if current == name:
-                raise PlansError(f"plans: configuration {name!r} does not exist (available: {known})")
-            raise PlansError(f"plans: configuration {chain[-1]!r} inherits from {current!r}, which does not exist (available: {known})")
-        if current in chain:
-            raise PlansError(f"plans: circular inheritance {' -> '.join([*chain, current])}")
-        chain.append(current)
-        parent = configs[current].get("inherits_from")
-        if parent is None:
-            break
-        current = parent
-    resolved: dict = {}
-    for cfg in reversed(chain):
-        resolved.update(copy.deepcopy(dict(configs[cfg])))
-    return resolved
+# One definition of plans errors and configuration inheritance, shared with the planner.
+from ..planning.plans import PlansError, resolve_configuration  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -148,7 +121,10 @@ class PreprocessingPlan:
 
         reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
         if io_class_by_name(reader) is None:
-            raise PlansError(f"plans: image_reader_writer {reader!r} is not supported by oxunet (SimpleITKIO, Tiff3DIO, NaturalImage2DIO)")
+            from ..io import IMAGE_IOS
+
+            known = ", ".join(c.__name__ for c in IMAGE_IOS)
+            raise PlansError(f"plans: image_reader_writer {reader!r} is not supported by oxunet ({known})")
         props = plans.get("foreground_intensity_properties_per_channel")
         if props is None:
             props = plans.get("foreground_intensity_properties_by_modality", {})  # nnU-Net's old key
