@@ -127,7 +127,8 @@ def main(argv=None) -> int:
         env = dict(os.environ, nnUNet_raw=str(raw), nnUNet_preprocessed=str(pre), nnUNet_results=str(work / "results"),
                    OXUNET_RAW=str(raw), OXUNET_PREPROCESSED=str(pre), OXUNET_RESULTS=str(work / "results"))
         if tool == "oxunet":
-            cmd = [sys.executable, "-m", "oxunet.cli", "plan-and-preprocess", "-d", dataset_id, "-np", str(args.num_processes), "--quiet"]
+            cmd = [sys.executable, "-m", "oxunet.cli", "plan-and-preprocess", "-d", dataset_id, "-np", str(args.num_processes),
+                   "-npfp", str(args.num_processes), "--quiet"]
         else:
             exe = shutil.which("nnUNetv2_plan_and_preprocess")
             if exe is None:
