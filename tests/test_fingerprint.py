@@ -55,3 +55,29 @@ def test_fingerprint_matches_nnunet_on_hippocampus_subset(tmp_path, monkeypatch)
     theirs = _nnunet_fingerprint(raw, tmp_path / "pre", "Dataset004_Hippocampus", monkeypatch)
     _assert_same(ours, theirs)
     assert np.all(np.array(ours["spacings"]) == 1.0)
+
+
+def test_cases_without_foreground_contribute_no_samples(tmp_path):
+    import SimpleITK as sitk
+
+    from oxunet.io import SimpleITKIO
+    from oxunet.kernels import crop_to_nonzero
+    from oxunet.planning.fingerprint import channel_statistics, foreground_intensity_samples
+
+    ds = make_dataset(tmp_path / "Dataset202_Empty", shapes=[(8, 20, 22), (9, 18, 20), (8, 22, 20)], spacings=[(2.0, 1.0, 1.0)] * 3)
+    empty = ds / "labelsTr" / "case_001.nii.gz"
+    img = sitk.ReadImage(str(empty))
+    blank = sitk.GetImageFromArray(np.zeros(sitk.GetArrayFromImage(img).shape, np.uint8))
+    blank.CopyInformation(img)
+    sitk.WriteImage(blank, str(empty))
+    fp = extract_fingerprint(ds, tmp_path / "out", num_processes=2, quiet=True)
+    per_case = int(1e8 // 3)
+    pooled = []
+    for i in (0, 2):  # the empty case 1 contributes nothing
+        data, _ = SimpleITKIO().read_images([ds / "imagesTr" / f"case_{i:03d}_0000.nii.gz"])
+        seg, _ = SimpleITKIO().read_seg(ds / "labelsTr" / f"case_{i:03d}.nii.gz")
+        cropped, seg_c, _ = crop_to_nonzero(data, seg.astype(np.int16))
+        pooled.append(foreground_intensity_samples(seg_c, cropped, per_case)[0])
+    expected = channel_statistics(np.concatenate(pooled))
+    assert fp["foreground_intensity_properties_per_channel"]["0"] == pytest.approx(expected, rel=1e-6)
+    assert not list(tmp_path.glob("**/oxunet-fingerprint-*"))
