@@ -1,6 +1,9 @@
 //! The separable machinery: one axis pass over a 3-D volume (lines of the axis processed
 //! in blocks of lanes in f64 scratch), chains of passes, min/max scans and nearest gathers.
 
+// lane loops index several arrays in step on purpose (they vectorise that way)
+#![allow(clippy::needless_range_loop)]
+
 use std::marker::PhantomData;
 
 use ndarray::ArrayView3;

@@ -14,11 +14,14 @@
 //! Tensor-product interpolation is separable, so an N-d resize is a sequence of these 1-D
 //! operators, one axis at a time.
 
+// lane loops index several arrays in step on purpose (they vectorise that way)
+#![allow(clippy::needless_range_loop)]
+
 /// Edge samples scipy prepends/appends before prefiltering for mode 'nearest'.
 pub(crate) const NPAD: usize = 12;
 
 /// The pole of the cubic B-spline prefilter, sqrt(3) - 2.
-const POLE3: f64 = -0.267_949_192_431_122_706_472_553_658_494_127_633;
+const POLE3: f64 = -0.267_949_192_431_122_7;
 
 /// Interpolation taps of one output sample: up to 4 indices into the (padded) line and
 /// weights (also rounded to f32 for f32 scratch lines).
