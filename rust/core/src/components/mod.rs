@@ -135,9 +135,6 @@ pub fn label_components_into<T: MaskValue>(
     }
     let table = table_for(m, T::is_on)?;
     let (labels, n) = label(&table, connectivity);
-    if n > u32::MAX - 1 {
-        return Err(KernelError::invalid("mask", "more than 2^32 - 1 components"));
-    }
     o.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(x, mut plane)| {
         for (y, mut row) in plane.outer_iter_mut().enumerate() {
             row.fill(0);

@@ -95,10 +95,12 @@ pub(crate) struct Slab {
     pub runs: Vec<Run>,
     /// `row_ptr[r]..row_ptr[r + 1]` are the runs of local row `r = (x - p0) * ny + y`.
     pub row_ptr: Vec<u32>,
-    /// Rank index of each row (`nw` words per row): bit `z` of `starts` is set where a run
-    /// starts, bit `z` of `lasts` where a run has its last voxel; `*_pref[w]` counts the bits
-    /// of the row's words before `w`. Together they find the runs touching an interval in
-    /// O(1), without scanning.
+    /// Rank index of the rows with many runs (`nw` words each; `index_of_row[r]` is the
+    /// slot of row `r`, or `NO_INDEX`): bit `z` of `starts` is set where a run starts, bit `z`
+    /// of `lasts` where a run has its last voxel; `*_pref[w]` counts the bits of the row's
+    /// words before `w`. Together they find the runs touching an interval in O(1). Rows with
+    /// few runs are scanned instead.
+    index_of_row: Vec<u32>,
     starts: Vec<u64>,
     lasts: Vec<u64>,
     starts_pref: Vec<u32>,
@@ -115,11 +117,22 @@ pub(crate) struct RunTable {
     nw: usize,
 }
 
-/// One row's runs with their rank index.
+const NO_INDEX: u32 = u32::MAX;
+
+/// Rows with more runs than this get a rank index.
+const INDEX_MIN_RUNS: usize = 8;
+
+/// One row's runs, with their rank index when the row has many.
 #[derive(Clone, Copy)]
 struct RowIndex<'a> {
     /// Index (in the parent array being worked on) of the row's first run.
     first: u32,
+    runs: &'a [Run],
+    index: Option<RankIndex<'a>>,
+}
+
+#[derive(Clone, Copy)]
+struct RankIndex<'a> {
     starts: &'a [u64],
     lasts: &'a [u64],
     starts_pref: &'a [u32],
@@ -134,17 +147,31 @@ fn rank(bits: &[u64], pref: &[u32], t: usize) -> u32 {
 }
 
 impl RowIndex<'_> {
+    const EMPTY: RowIndex<'static> = RowIndex { first: 0, runs: &[], index: None };
+
     /// Local indices `lo..hi` of the runs touching `[s, e)`; with `diagonal_z`, runs that
     /// only touch it at a corner (one voxel before or after) count too.
     #[inline(always)]
     fn touching(&self, s: u32, e: u32, diagonal_z: bool, nz: usize) -> (u32, u32) {
-        let d = diagonal_z as usize;
-        let (s, e) = (s as usize, e as usize);
-        // Runs whose last voxel is before s - d are entirely before the interval.
-        let lo = if s > d { rank(self.lasts, self.lasts_pref, s - d - 1) } else { 0 };
-        // Runs starting at or before e - 1 + d reach it.
-        let hi = rank(self.starts, self.starts_pref, (e - 1 + d).min(nz - 1));
-        (lo, hi)
+        let d = diagonal_z as u32;
+        match &self.index {
+            Some(ix) => {
+                let (s, e, d) = (s as usize, e as usize, d as usize);
+                // Runs whose last voxel is before s - d lie entirely before the interval.
+                let lo = if s > d { rank(ix.lasts, ix.lasts_pref, s - d - 1) } else { 0 };
+                // Runs starting at or before e - 1 + d reach it.
+                let hi = rank(ix.starts, ix.starts_pref, (e - 1 + d).min(nz - 1));
+                (lo, hi)
+            }
+            None => {
+                let (mut lo, mut hi) = (0u32, 0u32);
+                for r in self.runs {
+                    lo += (r.e + d <= s) as u32;
+                    hi += (r.s < e + d) as u32;
+                }
+                (lo, hi)
+            }
+        }
     }
 }
 
@@ -162,19 +189,19 @@ impl RunTable {
 impl Slab {
     /// Runs and rank index of local row `r`; `first` is offset by `base`.
     #[inline(always)]
-    fn row_index(&self, r: usize, nw: usize, base: usize) -> (&[Run], RowIndex<'_>) {
+    fn row_index(&self, r: usize, nw: usize, base: usize) -> RowIndex<'_> {
         let (a, b) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
-        let w = r * nw..(r + 1) * nw;
-        (
-            &self.runs[a..b],
-            RowIndex {
-                first: (base + a) as u32,
+        let slot = self.index_of_row[r];
+        let index = (slot != NO_INDEX).then(|| {
+            let w = slot as usize * nw..(slot as usize + 1) * nw;
+            RankIndex {
                 starts: &self.starts[w.clone()],
                 lasts: &self.lasts[w.clone()],
                 starts_pref: &self.starts_pref[w.clone()],
                 lasts_pref: &self.lasts_pref[w],
-            },
-        )
+            }
+        });
+        RowIndex { first: (base + a) as u32, runs: &self.runs[a..b], index }
     }
 }
 
@@ -192,36 +219,38 @@ fn extract_slab<S: RowRuns>(grid: Grid, nw: usize, src: &S, p0: usize, p1: usize
     let rows = (p1 - p0) * grid.ny;
     let mut runs = Vec::new();
     let mut row_ptr = Vec::with_capacity(rows + 1);
-    let mut starts = vec![0u64; rows * nw];
-    let mut lasts = vec![0u64; rows * nw];
-    let mut starts_pref = vec![0u32; rows * nw];
-    let mut lasts_pref = vec![0u32; rows * nw];
+    let mut index_of_row = Vec::with_capacity(rows);
+    let (mut starts, mut lasts, mut starts_pref, mut lasts_pref) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     row_ptr.push(0u32);
-    let mut r = 0usize;
     for x in p0..p1 {
         for y in 0..grid.ny {
             let first = runs.len();
             src.push_runs(x, y, &mut scratch, &mut runs);
             row_ptr.push(u32::try_from(runs.len()).unwrap_or(u32::MAX));
-            let w = r * nw..(r + 1) * nw;
-            let (sb, lb) = (&mut starts[w.clone()], &mut lasts[w.clone()]);
+            if runs.len() - first <= INDEX_MIN_RUNS {
+                index_of_row.push(NO_INDEX);
+                continue;
+            }
+            index_of_row.push((starts.len() / nw) as u32);
+            let w0 = starts.len();
+            starts.resize(w0 + nw, 0u64);
+            lasts.resize(w0 + nw, 0u64);
+            let (sb, lb) = (&mut starts[w0..], &mut lasts[w0..]);
             for run in &runs[first..] {
                 let (s, l) = (run.s as usize, run.e as usize - 1);
                 sb[s >> 6] |= 1 << (s & 63);
                 lb[l >> 6] |= 1 << (l & 63);
             }
-            let (sp, lp) = (&mut starts_pref[w.clone()], &mut lasts_pref[w]);
             let (mut cs, mut cl) = (0u32, 0u32);
             for k in 0..nw {
-                sp[k] = cs;
-                lp[k] = cl;
+                starts_pref.push(cs);
+                lasts_pref.push(cl);
                 cs += sb[k].count_ones();
                 cl += lb[k].count_ones();
             }
-            r += 1;
         }
     }
-    Slab { p0, p1, base: 0, runs, row_ptr, starts, lasts, starts_pref, lasts_pref }
+    Slab { p0, p1, base: 0, runs, row_ptr, index_of_row, starts, lasts, starts_pref, lasts_pref }
 }
 
 /// Extracts the runs of every row, slabs in parallel.
@@ -278,9 +307,9 @@ fn link(p: &mut [u32], root: &mut u32, rb: u32) {
 /// (each with its z tolerance; missing rows are empty). The smaller root always becomes the
 /// parent, so a component's root is its first run.
 #[inline(always)]
-fn unite_row<const K: usize>(a: &[Run], a_first: u32, nbrs: &[(RowIndex<'_>, bool); K], nz: usize, p: &mut [u32]) {
-    for (k, ra) in a.iter().enumerate() {
-        let mut root = find(p, a_first + k as u32);
+fn unite_row<const K: usize>(a: &RowIndex<'_>, nbrs: &[(RowIndex<'_>, bool); K], nz: usize, p: &mut [u32]) {
+    for (k, ra) in a.runs.iter().enumerate() {
+        let mut root = find(p, a.first + k as u32);
         for (b, diag) in nbrs {
             let (lo, hi) = b.touching(ra.s, ra.e, *diag, nz);
             // The first candidate without a branch on random data: `root` itself (a no-op
@@ -309,7 +338,6 @@ fn neighbours<'t, const K: usize>(
     min_x: usize,
     previous_plane_only: bool,
     index: &impl Fn(usize, usize) -> RowIndex<'t>,
-    empty: RowIndex<'t>,
 ) -> [(RowIndex<'t>, bool); K] {
     let dirs = conn.previous_rows();
     debug_assert_eq!(dirs.len(), K);
@@ -317,26 +345,11 @@ fn neighbours<'t, const K: usize>(
         let (dx, dy, diag) = dirs[k];
         let (nxi, nyi) = (x as isize + dx, y as isize + dy);
         if (previous_plane_only && dx == 0) || nxi < min_x as isize || nyi < 0 || nyi >= grid.ny as isize {
-            (empty, diag)
+            (RowIndex::EMPTY, diag)
         } else {
             (index(nxi as usize, nyi as usize), diag)
         }
     })
-}
-
-/// Zeroed rank index words for missing neighbour rows.
-struct EmptyRow {
-    bits: Vec<u64>,
-    pref: Vec<u32>,
-}
-
-impl EmptyRow {
-    fn new(nw: usize) -> Self {
-        EmptyRow { bits: vec![0; nw], pref: vec![0; nw] }
-    }
-    fn index(&self) -> RowIndex<'_> {
-        RowIndex { first: 0, starts: &self.bits, lasts: &self.bits, starts_pref: &self.pref, lasts_pref: &self.pref }
-    }
 }
 
 /// Slab-local union-find over the runs of `slab` (`p` indexed locally), flattened, then
@@ -381,16 +394,15 @@ fn unite_slab_impl(grid: Grid, conn: Connectivity, nw: usize, slab: &Slab, p: &m
 
 #[inline(always)]
 fn unite_slab_rows<const K: usize>(grid: Grid, conn: Connectivity, nw: usize, slab: &Slab, p: &mut [u32]) {
-    let empty = EmptyRow::new(nw);
-    let index = |x: usize, y: usize| slab.row_index((x - slab.p0) * grid.ny + y, nw, 0).1;
+    let index = |x: usize, y: usize| slab.row_index((x - slab.p0) * grid.ny + y, nw, 0);
     for x in slab.p0..slab.p1 {
         for y in 0..grid.ny {
-            let (a, ai) = slab.row_index((x - slab.p0) * grid.ny + y, nw, 0);
-            if a.is_empty() {
+            let a = index(x, y);
+            if a.runs.is_empty() {
                 continue;
             }
-            let nbrs = neighbours::<K>(grid, conn, x, y, slab.p0, false, &index, empty.index());
-            unite_row(a, ai.first, &nbrs, grid.nz, p);
+            let nbrs = neighbours::<K>(grid, conn, x, y, slab.p0, false, &index);
+            unite_row(&a, &nbrs, grid.nz, p);
         }
     }
 }
@@ -398,20 +410,19 @@ fn unite_slab_rows<const K: usize>(grid: Grid, conn: Connectivity, nw: usize, sl
 /// Unites the first plane of every slab but the first with the last plane of the slab before.
 fn stitch_slabs<const K: usize>(table: &RunTable, conn: Connectivity, parent: &mut [u32]) {
     let (grid, nw) = (table.grid, table.nw);
-    let empty = EmptyRow::new(nw);
     let index = |x: usize, y: usize| {
         let slab = &table.slabs[table.slab_of_plane[x] as usize];
-        slab.row_index((x - slab.p0) * grid.ny + y, nw, slab.base).1
+        slab.row_index((x - slab.p0) * grid.ny + y, nw, slab.base)
     };
     for slab in table.slabs.iter().skip(1) {
         for y in 0..grid.ny {
-            let (a, ai) = slab.row_index(y, nw, slab.base);
-            if a.is_empty() {
+            let a = index(slab.p0, y);
+            if a.runs.is_empty() {
                 continue;
             }
             // Only the rows of the previous plane: the slab's own rows are already united.
-            let nbrs = neighbours::<K>(grid, conn, slab.p0, y, slab.p0 - 1, true, &index, empty.index());
-            unite_row(a, ai.first, &nbrs, grid.nz, parent);
+            let nbrs = neighbours::<K>(grid, conn, slab.p0, y, slab.p0 - 1, true, &index);
+            unite_row(&a, &nbrs, grid.nz, parent);
         }
     }
 }
@@ -500,6 +511,9 @@ impl<'a, T: Copy> Rows<'a, T> {
     pub fn row<'b>(&'b self, x: usize, y: usize, z0: usize, z1: usize, buf: &'b mut Vec<T>) -> &'b [T] {
         debug_assert!(x < self.shape[0] && y < self.shape[1] && z0 <= z1 && z1 <= self.shape[2]);
         let n = z1 - z0;
+        if n == 0 {
+            return &[];
+        }
         // SAFETY: indices are within the view's shape, so every offset lands inside it.
         unsafe {
             let start = self.ptr.offset(
@@ -625,6 +639,68 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows given as bit patterns, through `extract`, with and without a rank index.
+    struct BitRows(Vec<Vec<bool>>);
+
+    impl RowRuns for BitRows {
+        type Scratch = ();
+        fn scratch(&self) {}
+        fn push_runs(&self, _x: usize, y: usize, _: &mut (), out: &mut Vec<Run>) {
+            let row = &self.0[y];
+            let mut z = 0;
+            while z < row.len() {
+                if row[z] {
+                    let s = z;
+                    while z < row.len() && row[z] {
+                        z += 1;
+                    }
+                    out.push(Run { s: s as u32, e: z as u32 });
+                } else {
+                    z += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rank_index_and_scan_agree() {
+        let mut state = 12345u64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for nz in [1usize, 5, 63, 64, 65, 130, 200] {
+            let rows: Vec<Vec<bool>> =
+                (0..40).map(|k| (0..nz).map(|_| rnd() % 100 < [5, 30, 50, 70, 95][k % 5]).collect()).collect();
+            let grid = Grid { nx: 1, ny: rows.len(), nz };
+            let table = extract(grid, &BitRows(rows)).unwrap();
+            let slab = &table.slabs[0];
+            for y in 0..grid.ny {
+                let ix = slab.row_index(y, table.nw, 0);
+                let scan = RowIndex { index: None, ..ix };
+                for s in 0..nz as u32 {
+                    for e in s + 1..=nz as u32 {
+                        for diag in [false, true] {
+                            let got = ix.touching(s, e, diag, nz);
+                            assert_eq!(got, scan.touching(s, e, diag, nz), "nz {nz} row {y} [{s},{e}) {diag}");
+                            // And by definition.
+                            let d = diag as u32;
+                            let want: Vec<u32> = (0..ix.runs.len() as u32)
+                                .filter(|&j| {
+                                    let r = ix.runs[j as usize];
+                                    r.s < e + d && s < r.e + d
+                                })
+                                .collect();
+                            assert_eq!((got.0..got.1).collect::<Vec<_>>(), want);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn pack_and_runs() {
