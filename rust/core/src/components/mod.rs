@@ -78,6 +78,9 @@ fn grid_shape(shape: &[usize], arg: &'static str) -> KernelResult<[usize; 3]> {
 
 fn grid_view<'a, T>(v: ArrayViewD<'a, T>, arg: &'static str) -> KernelResult<ArrayView3<'a, T>> {
     let g = grid_shape(v.shape(), arg)?;
+    if g[2] >= u32::MAX as usize {
+        return Err(KernelError::shape(arg, "the last axis is too long (2^32 or more)"));
+    }
     let v3 = match v.ndim() {
         2 => v.insert_axis(Axis(1)),
         _ if v.shape()[0] == 1 => v.index_axis_move(Axis(0), 0).insert_axis(Axis(1)),

@@ -6,6 +6,12 @@
 //! z-intervals overlap (strictly, or with a one-voxel tolerance when diagonal steps along z
 //! are allowed). Components are then the classes of a union-find over runs.
 //!
+//! The runs of a neighbour row touching a given run form a contiguous index range. Rows with
+//! many runs carry a rank index (bit sets of run starts and run ends with per-word prefix
+//! counts) that yields that range in O(1); short rows are simply scanned. Each run then
+//! unites with its candidates while tracking its current root, so most candidates cost one
+//! `find` and no branch mispredictions on the hot path.
+//!
 //! Parallel scheme: the planes `x` are split into slabs; every slab extracts its runs and
 //! unites them independently (local indices), then the slabs are stitched sequentially at
 //! their boundary planes. Union-find always links the larger root below the smaller one, so
