@@ -512,6 +512,22 @@ impl<'a, T: Copy> Rows<'a, T> {
         self.shape
     }
 
+    /// Hints the CPU to fetch the cache line holding voxel `(x, y, z)` (no-op elsewhere).
+    #[inline(always)]
+    pub fn prefetch(&self, x: usize, y: usize, z: usize) {
+        if x < self.shape[0] && y < self.shape[1] && z < self.shape[2] {
+            let off = x as isize * self.strides[0] + y as isize * self.strides[1] + z as isize * self.strides[2];
+            let p = self.ptr.wrapping_offset(off);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: prefetching is a hint; it never faults, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = p;
+        }
+    }
+
     /// Row `(x, y)` from `z0` to `z1`, borrowed when contiguous, else gathered into `buf`.
     #[inline]
     pub fn row<'b>(&'b self, x: usize, y: usize, z0: usize, z1: usize, buf: &'b mut Vec<T>) -> &'b [T] {
@@ -531,6 +547,48 @@ impl<'a, T: Copy> Rows<'a, T> {
                 buf.clear();
                 buf.extend((0..n).map(|k| *start.offset(k as isize * self.strides[2])));
                 &buf[..]
+            }
+        }
+    }
+}
+
+/// Write access to the rows of a 3D view, shareable across threads on the promise that no
+/// row is accessed by two threads (see [`RowsMut::write_row`]).
+pub(crate) struct RowsMut<'a, T> {
+    ptr: *mut T,
+    strides: [isize; 3],
+    shape: [usize; 3],
+    _life: PhantomData<&'a mut T>,
+}
+
+// SAFETY: writers promise disjoint rows (see `write_row`), so this is like handing out
+// disjoint `&mut [T]` to several threads.
+unsafe impl<T: Send> Sync for RowsMut<'_, T> {}
+unsafe impl<T: Send> Send for RowsMut<'_, T> {}
+
+impl<'a, T: Copy> RowsMut<'a, T> {
+    pub fn new(mut v: ndarray::ArrayViewMut3<'a, T>) -> Self {
+        let s = v.strides();
+        let (s, sh) = ([s[0], s[1], s[2]], [v.shape()[0], v.shape()[1], v.shape()[2]]);
+        RowsMut { ptr: v.as_mut_ptr(), strides: s, shape: sh, _life: PhantomData }
+    }
+
+    /// Copies `src` into row `(x, y)` (its length must be the row's).
+    ///
+    /// # Safety
+    /// No other thread may read or write row `(x, y)` during the call.
+    #[inline]
+    pub unsafe fn write_row(&self, x: usize, y: usize, src: &[T]) {
+        assert!(x < self.shape[0] && y < self.shape[1] && src.len() == self.shape[2]);
+        // SAFETY: in bounds (asserted); exclusive access to the row is the caller's promise.
+        unsafe {
+            let start = self.ptr.offset(x as isize * self.strides[0] + y as isize * self.strides[1]);
+            if self.strides[2] == 1 {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), start, src.len());
+            } else {
+                for (k, &v) in src.iter().enumerate() {
+                    *start.offset(k as isize * self.strides[2]) = v;
+                }
             }
         }
     }
