@@ -44,7 +44,11 @@ class Mirror(Transform):
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
         if not self.axes:
             return batch
-        return _per_sample(batch, self.sample(gen, batch.size), lambda t, axes: torch.flip(t, axes))
+        return self.apply(batch, self.sample(gen, batch.size))
+
+    def apply(self, batch: Batch, flips: list[tuple[int, ...] | None]) -> Batch:
+        """Flip sample ``b`` over tensor dims ``flips[b]`` (spatial axis + 1), or not at all (None)."""
+        return _per_sample(batch, flips, lambda t, axes: torch.flip(t, axes))
 
 
 class Rot90(Transform):

@@ -50,76 +50,99 @@ def median_filter(vol: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
-class MedianFilter(Transform):
-    """MedianFilterTransform: per selected channel, window size uniform in [size[0], size[1])."""
+class _PerRow(Transform):
+    """Per selected (sample, channel) row: ``sample`` draws ``{"rows": [row ids], "params": [...]}``,
+    ``apply`` transforms each row volume in place."""
 
     image_only = True
+
+    def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
+        return self.apply(batch, self.sample(gen, batch))
+
+    def sample(self, gen: torch.Generator, batch: Batch) -> dict:
+        mask = _channel_mask(gen, batch, self.p_per_channel)
+        spatial = tuple(batch.data.shape[2:])
+        rows = mask.nonzero()[:, 0].tolist()
+        return {"rows": rows, "params": [self.sample_row(gen, spatial) for _ in rows]}
+
+    def apply(self, batch: Batch, params: dict) -> Batch:
+        vols = batch.data.view(-1, *batch.data.shape[2:])
+        for r, p in zip(params["rows"], params["params"]):
+            vols[r] = self.apply_row(vols[r], p)
+        return batch
+
+    def sample_row(self, gen: torch.Generator, spatial: tuple[int, ...]):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def apply_row(self, vol: torch.Tensor, p) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class MedianFilter(_PerRow):
+    """MedianFilterTransform: per selected channel, window size uniform in [size[0], size[1])."""
 
     def __init__(self, size=(2, 8), p_per_channel: float = 1.0):
         self.size, self.p_per_channel = tuple(size), p_per_channel
 
-    def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        mask = _channel_mask(gen, batch, self.p_per_channel)
-        sizes = _rng.randint(gen, *self.size, mask.numel()).tolist()
-        rows = batch.data.view(-1, *batch.data.shape[2:])
-        for r in mask.nonzero()[:, 0].tolist():
-            rows[r] = median_filter(rows[r], sizes[r])
-        return batch
+    def sample_row(self, gen, spatial):
+        return int(_rng.randint(gen, *self.size, 1))
+
+    def apply_row(self, vol, size):
+        return median_filter(vol, size)
 
 
-class Sharpen(Transform):
+def laplacian_kernel(dim: int, device=None) -> torch.Tensor:
+    """The 3- or 5-point-per-axis discrete Laplacian SharpeningTransform subtracts (centre 2·dim)."""
+    kernel = torch.zeros((3,) * dim, device=device)
+    center = (1,) * dim
+    kernel[center] = 2 * dim
+    for axis in range(dim):
+        for off in (0, 2):
+            idx = list(center)
+            idx[axis] = off
+            kernel[tuple(idx)] = -1
+    return kernel
+
+
+class Sharpen(_PerRow):
     """SharpeningTransform: ``x + strength * laplacian(x)`` (replicate padding), strength uniform per channel."""
-
-    image_only = True
 
     def __init__(self, strength=(0.1, 1.0), p_per_channel: float = 1.0):
         self.strength, self.p_per_channel = tuple(strength), p_per_channel
 
-    def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        mask = _channel_mask(gen, batch, self.p_per_channel)
-        strengths = _rng.uniform(gen, *self.strength, mask.numel()).tolist()
-        spatial = batch.data.shape[2:]
-        dim = len(spatial)
-        kernel = torch.zeros((3,) * dim, device=batch.data.device)
-        center = (1,) * dim
-        kernel[center] = 2 * dim
-        for axis in range(dim):
-            for off in (0, 2):
-                idx = list(center)
-                idx[axis] = off
-                kernel[tuple(idx)] = -1
+    def sample_row(self, gen, spatial):
+        return float(_rng.uniform(gen, *self.strength, 1))
+
+    def apply_row(self, vol, strength):
+        dim = vol.ndim
         conv = F.conv3d if dim == 3 else F.conv2d
-        rows = batch.data.view(-1, *spatial)
-        for r in mask.nonzero()[:, 0].tolist():
-            x = rows[r][None, None]
-            lap = conv(F.pad(x, [1, 1] * dim, mode="replicate"), kernel[None, None])
-            rows[r] = (lap.mul_(strengths[r]).add_(x))[0, 0]
-        return batch
+        x = vol[None, None]
+        lap = conv(F.pad(x, [1, 1] * dim, mode="replicate"), laplacian_kernel(dim, vol.device)[None, None])
+        return lap.mul_(strength).add_(x)[0, 0]
 
 
-class BlankRectangle(Transform):
+class BlankRectangle(_PerRow):
     """BlankRectangleTransform as DA5 configures it: per selected channel 1-4 boxes (``num_rectangles``
     upper bound exclusive), side per axis in [max(1, p // 10), p // 3) of the patch size, filled with
     the box's mean."""
-
-    image_only = True
 
     def __init__(self, patch_size: Sequence[int], num_rectangles=(1, 5), p_per_channel: float = 1.0):
         self.sizes = [(max(1, p // 10), max(max(1, p // 10) + 1, p // 3)) for p in patch_size]
         self.num_rectangles, self.p_per_channel = tuple(num_rectangles), p_per_channel
 
-    def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        mask = _channel_mask(gen, batch, self.p_per_channel)
-        spatial = batch.data.shape[2:]
-        rows = batch.data.view(-1, *spatial)
-        for r in mask.nonzero()[:, 0].tolist():
-            for _ in range(int(_rng.randint(gen, *self.num_rectangles, 1))):
-                size = [min(int(_rng.randint(gen, lo, hi, 1)), s) for (lo, hi), s in zip(self.sizes, spatial)]
-                lb = [int(_rng.randint(gen, 0, s - z + 1, 1)) for s, z in zip(spatial, size)]
-                box = tuple(slice(a, a + z) for a, z in zip(lb, size))
-                region = rows[r][box]
-                region.fill_(float(region.mean()))
-        return batch
+    def sample_row(self, gen, spatial):
+        boxes = []
+        for _ in range(int(_rng.randint(gen, *self.num_rectangles, 1))):
+            size = [min(int(_rng.randint(gen, lo, hi, 1)), s) for (lo, hi), s in zip(self.sizes, spatial)]
+            lb = [int(_rng.randint(gen, 0, s - z + 1, 1)) for s, z in zip(spatial, size)]
+            boxes.append(tuple(slice(a, a + z) for a, z in zip(lb, size)))
+        return boxes
+
+    def apply_row(self, vol, boxes):
+        for box in boxes:
+            region = vol[box]
+            region.fill_(float(region.mean()))
+        return vol
 
 
 def gaussian_bump(shape: Sequence[int], centres: Sequence[float], sigmas: Sequence[float],
@@ -138,62 +161,60 @@ def gaussian_bump(shape: Sequence[int], centres: Sequence[float], sigmas: Sequen
     return kernel.to(device)
 
 
-def _sample_bump(shape: Sequence[int], gen: torch.Generator, loc, device) -> torch.Tensor:
-    """DA5's draw: centre at ``loc`` (uniform) × size, sigma log-uniform in [size // 6, size]."""
+def sample_bump(gen: torch.Generator, shape: Sequence[int], loc) -> tuple[list[float], list[float]]:
+    """DA5's draw: centre at ``loc`` (uniform) × size, sigma log-uniform in [size // 6, size] (voxels)."""
     centres, sigmas = [], []
     for size in shape:
         centres.append(float(_rng.uniform(gen, *loc, 1)) * size)
         lo = math.log(max(size // 6, 1e-6))
         sigmas.append(math.exp(float(_rng.uniform(gen, lo, math.log(size), 1))))
-    return gaussian_bump(shape, centres, sigmas, device)
+    return centres, sigmas
 
 
-class BrightnessGradient(Transform):
+class BrightnessGradient(_PerRow):
     """BrightnessGradientAdditiveTransform (DA5): add a smooth bump scaled to a peak of ±``strength``
     (sign 50/50, magnitude uniform) to each selected channel."""
-
-    image_only = True
 
     def __init__(self, loc=(-0.5, 1.5), strength=(1.0, 5.0), p_per_channel: float = 1.0):
         self.loc, self.strength, self.p_per_channel = tuple(loc), tuple(strength), p_per_channel
 
-    def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        mask = _channel_mask(gen, batch, self.p_per_channel)
-        spatial = batch.data.shape[2:]
-        rows = batch.data.view(-1, *spatial)
-        for r in mask.nonzero()[:, 0].tolist():
-            bump = _sample_bump(spatial, gen, self.loc, rows.device)
-            peak = bump.abs().max()
-            if peak < 1e-8:
-                continue
-            sign = -1.0 if float(_rng.rand(gen, 1)) < 0.5 else 1.0
-            strength = sign * float(_rng.uniform(gen, *self.strength, 1))
-            rows[r] += (bump / peak * strength).to(rows.dtype)
-        return batch
+    def sample_row(self, gen, spatial):
+        centres, sigmas = sample_bump(gen, spatial, self.loc)
+        sign = -1.0 if float(_rng.rand(gen, 1)) < 0.5 else 1.0
+        return centres, sigmas, sign * float(_rng.uniform(gen, *self.strength, 1))
+
+    def apply_row(self, vol, p):
+        centres, sigmas, strength = p
+        bump = gaussian_bump(vol.shape, centres, sigmas, vol.device)
+        peak = bump.abs().max()
+        if peak < 1e-8:
+            return vol
+        return vol.add_((bump / peak * strength).to(vol.dtype))
 
 
-class LocalGamma(Transform):
+class LocalGamma(_PerRow):
     """LocalGammaTransform (DA5): blend each selected channel with its gamma-corrected self through
     a smooth bump; gamma uniform in ``gamma_low`` or ``gamma_high`` (50/50)."""
-
-    image_only = True
 
     def __init__(self, loc=(-0.5, 1.5), gamma_low=(0.01, 0.8), gamma_high=(1.5, 4.0), p_per_channel: float = 1.0):
         self.loc, self.gamma_low, self.gamma_high = tuple(loc), tuple(gamma_low), tuple(gamma_high)
         self.p_per_channel = p_per_channel
 
-    def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        mask = _channel_mask(gen, batch, self.p_per_channel)
-        spatial = batch.data.shape[2:]
-        rows = batch.data.view(-1, *spatial)
-        for r in mask.nonzero()[:, 0].tolist():
-            bump = _sample_bump(spatial, gen, self.loc, rows.device)
-            rng = self.gamma_low if float(_rng.rand(gen, 1)) < 0.5 else self.gamma_high
-            gamma = float(_rng.uniform(gen, *rng, 1))
-            x = rows[r]
-            lo, hi = torch.aminmax(x)
-            denom = torch.clamp(hi - lo, min=1e-8)
-            norm = (x - lo) / denom
-            blended = norm * (1.0 - bump) + norm.pow(gamma) * bump
-            rows[r] = blended * denom + lo
-        return batch
+    def sample_row(self, gen, spatial):
+        centres, sigmas = sample_bump(gen, spatial, self.loc)
+        rng = self.gamma_low if float(_rng.rand(gen, 1)) < 0.5 else self.gamma_high
+        return centres, sigmas, float(_rng.uniform(gen, *rng, 1))
+
+    def apply_row(self, vol, p):
+        centres, sigmas, gamma = p
+        bump = gaussian_bump(vol.shape, centres, sigmas, vol.device)
+        return local_gamma(vol, bump, gamma)
+
+
+def local_gamma(vol: torch.Tensor, bump: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``norm * (1 - bump) + norm ** gamma * bump`` on min-max normalised values, rescaled back."""
+    lo, hi = torch.aminmax(vol)
+    denom = torch.clamp(hi - lo, min=1e-8)
+    norm = (vol - lo) / denom
+    blended = (1.0 - bump) * norm + norm.pow(gamma) * bump
+    return blended * denom + lo
