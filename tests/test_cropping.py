@@ -189,6 +189,16 @@ def test_crop_large_volume_thread_counts_and_layouts():
         np.testing.assert_array_equal(got[1], ref[1])
 
 
+def test_multichannel_seg_matches_nnunet():
+    cropping = require("nnunetv2.preprocessing.cropping.cropping")
+    rng = np.random.default_rng(11)
+    data = make_data(rng, 2, (9, 12, 30), "shell", np.float32)
+    seg = rng.choice(np.array([0, 0, 1, 3], np.int16), size=(3, 9, 12, 30))
+    want = cropping.crop_to_nonzero(data.copy(), seg.copy(), -1)
+    check_outputs(K.crop_to_nonzero(data, seg, -1), want, data, seg)
+    check_outputs(R.crop_to_nonzero(data, seg, -1), want, data, seg)
+
+
 def test_empty_image_keeps_full_extent():
     data = np.zeros((2, 3, 4, 5), np.float64)
     data[1, 0, 0, 0] = -0.0

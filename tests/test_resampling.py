@@ -345,6 +345,18 @@ def test_seg_mid_size_identical(dtype, shape, new_shape, cur, new, order, order_
     np.testing.assert_array_equal(out, ref)
 
 
+@pytest.mark.parametrize("nlabels", [4, 40])
+def test_seg_random_labels_identical(nlabels):
+    # every voxel is a boundary voxel; with 40 labels more than 8 meet within a chunk of voxels
+    rng = np.random.default_rng(nlabels)
+    seg = rng.integers(-1, nlabels - 1, size=(1, 12, 30, 75)).astype(np.int16)
+    for new_shape, order_z, cur in [((20, 17, 83), 0, (1, 1, 1)), ((7, 45, 40), 0, (4, 1, 1)),
+                                    ((30, 31, 30), 1, (1, 1, 5))]:
+        ref = R.resample_seg(seg, new_shape, cur, (1, 1, 1), 1, order_z)
+        out = K.resample_seg(seg, new_shape, cur, (1, 1, 1), 1, order_z)
+        np.testing.assert_array_equal(out, ref)
+
+
 def test_seg_never_invents_labels_and_settles_ties_by_nearest():
     s = np.array([[[0, 0, 2]]], np.int8)
     out = K.resample_seg(s, (1, 7), (1, 1), (1, 1), order=1)

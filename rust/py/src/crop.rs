@@ -1,11 +1,11 @@
 //! Bindings for `oxunet_core::crop`: `crop_to_nonzero(data, seg, nonzero_label)`.
 //!
 //! Outputs are allocated by numpy (its allocator asks for huge pages on large arrays) between
-//! the planning step and the parallel copy, both of which run without the GIL.
+//! the steps (box, copy + fill, seg), all of which run without the GIL.
 
 use half::f16;
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use oxunet_core::crop::{crop_data_into, crop_seg_into, new_seg_into, plan_crop, CropPlan, NonzeroValue};
+use oxunet_core::crop::{crop_box, crop_data_into, crop_seg_into, new_seg_into, CropBox, CropPlan, NonzeroValue};
 use oxunet_core::components::LabelValue;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -14,9 +14,9 @@ use crate::common::run_detached;
 
 type Bbox = Vec<Vec<usize>>;
 
-fn cropped_dims(channels: usize, plan: &CropPlan) -> Vec<usize> {
+fn cropped_dims(channels: usize, crop: &CropBox) -> Vec<usize> {
     let mut d = vec![channels];
-    d.extend(plan.cropped_shape());
+    d.extend(crop.cropped_shape());
     d
 }
 
@@ -29,7 +29,7 @@ fn crop_seg<'py, S: LabelValue + Element>(
     let ro = seg.readonly();
     let view = ro.as_array();
     // SAFETY: `crop_seg_into` writes every element before the array is handed out.
-    let out = unsafe { PyArrayDyn::<S>::new(py, cropped_dims(seg.shape()[0], plan), false) };
+    let out = unsafe { PyArrayDyn::<S>::new(py, cropped_dims(seg.shape()[0], &plan.crop), false) };
     {
         let mut rw = out.readwrite();
         let ov = rw.as_array_mut();
@@ -46,22 +46,22 @@ fn crop_typed<'py, F: NonzeroValue + Element>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bbox)> {
     let ro = data.readonly();
     let view = ro.as_array();
-    let plan = {
+    let crop = {
         let v = view.view();
-        run_detached(py, "crop_to_nonzero", move || plan_crop(v))?
+        run_detached(py, "crop_to_nonzero", move || crop_box(v))?
     };
     // SAFETY: `crop_data_into` writes every element before the array is handed out.
-    let out = unsafe { PyArrayDyn::<F>::new(py, cropped_dims(data.shape()[0], &plan), false) };
-    {
+    let out = unsafe { PyArrayDyn::<F>::new(py, cropped_dims(data.shape()[0], &crop), false) };
+    let plan = {
         let mut rw = out.readwrite();
         let ov = rw.as_array_mut();
-        let p = &plan;
-        run_detached(py, "crop_to_nonzero", move || crop_data_into(view, p, ov))?;
-    }
+        let c = &crop;
+        run_detached(py, "crop_to_nonzero", move || crop_data_into(view, c, ov))?
+    };
     let seg_out = match seg {
         None => {
             // SAFETY: `new_seg_into` writes every element.
-            let s = unsafe { PyArrayDyn::<i8>::new(py, cropped_dims(1, &plan), false) };
+            let s = unsafe { PyArrayDyn::<i8>::new(py, cropped_dims(1, &crop), false) };
             {
                 let mut rw = s.readwrite();
                 let ov = rw.as_array_mut();
@@ -86,7 +86,7 @@ fn crop_typed<'py, F: NonzeroValue + Element>(
 }
 
 fn bbox(plan: &CropPlan) -> Bbox {
-    plan.bbox().iter().map(|b| vec![b[0], b[1]]).collect()
+    plan.crop.bbox().iter().map(|b| vec![b[0], b[1]]).collect()
 }
 
 /// `(data_cropped, seg_cropped, bbox)`; arguments are validated by `oxunet.kernels.cropping`.

@@ -29,8 +29,9 @@ def label_components(mask: np.ndarray, connectivity: int | None = None) -> tuple
     return labels.astype(np.uint32), int(n)
 
 
-def _component_sizes(seg: np.ndarray, labels: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mask = np.isin(seg, labels)
+def _components(seg: np.ndarray, labels: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mask ``seg in labels``, its full-connectivity labels and the size of each label."""
+    mask = seg == labels[0] if len(labels) == 1 else np.isin(seg, labels)
     lab, n = ndimage.label(mask, structure=np.ones((3,) * seg.ndim, dtype=bool))
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
     sizes[0] = 0
@@ -45,9 +46,12 @@ def remove_all_but_largest_component(
     labels = check_labels(labels_or_regions, seg.dtype)
     background_label = _label_value("background_label", background_label, seg.dtype)
     out = np.array(seg, order="C", copy=True)
-    mask, lab, sizes = _component_sizes(seg, labels)
-    if sizes.size > 1:
-        out[mask & (sizes[lab] < sizes.max())] = background_label
+    if not labels:
+        return out
+    mask, lab, sizes = _components(seg, labels)
+    if sizes.size > 2:  # more than one component
+        keep = np.flatnonzero(sizes == sizes.max())  # every largest one (ties)
+        out[mask & ~np.isin(lab, keep)] = background_label
     return out
 
 
@@ -60,6 +64,10 @@ def remove_small_components(
     min_size = check_min_size(min_size)
     replace_with = _label_value("replace_with", replace_with, seg.dtype)
     out = np.array(seg, order="C", copy=True)
-    mask, lab, sizes = _component_sizes(seg, labels)
-    out[mask & (sizes[lab] < min_size)] = replace_with
+    if not labels:
+        return out
+    mask, lab, sizes = _components(seg, labels)
+    small = np.flatnonzero(sizes[1:] < min_size) + 1
+    if small.size:
+        out[np.isin(lab, small)] = replace_with
     return out

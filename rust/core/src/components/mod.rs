@@ -78,6 +78,9 @@ fn grid_shape(shape: &[usize], arg: &'static str) -> KernelResult<[usize; 3]> {
 
 fn grid_view<'a, T>(v: ArrayViewD<'a, T>, arg: &'static str) -> KernelResult<ArrayView3<'a, T>> {
     let g = grid_shape(v.shape(), arg)?;
+    if g[2] >= u32::MAX as usize {
+        return Err(KernelError::shape(arg, "the last axis is too long (2^32 or more)"));
+    }
     let v3 = match v.ndim() {
         2 => v.insert_axis(Axis(1)),
         _ if v.shape()[0] == 1 => v.index_axis_move(Axis(0), 0).insert_axis(Axis(1)),
@@ -135,9 +138,6 @@ pub fn label_components_into<T: MaskValue>(
     }
     let table = table_for(m, T::is_on)?;
     let (labels, n) = label(&table, connectivity);
-    if n > u32::MAX - 1 {
-        return Err(KernelError::invalid("mask", "more than 2^32 - 1 components"));
-    }
     o.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(x, mut plane)| {
         for (y, mut row) in plane.outer_iter_mut().enumerate() {
             row.fill(0);

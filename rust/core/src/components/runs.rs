@@ -6,6 +6,12 @@
 //! z-intervals overlap (strictly, or with a one-voxel tolerance when diagonal steps along z
 //! are allowed). Components are then the classes of a union-find over runs.
 //!
+//! The runs of a neighbour row touching a given run form a contiguous index range. Rows with
+//! many runs carry a rank index (bit sets of run starts and run ends with per-word prefix
+//! counts) that yields that range in O(1); short rows are simply scanned. Each run then
+//! unites with its candidates while tracking its current root, so most candidates cost one
+//! `find` and no branch mispredictions on the hot path.
+//!
 //! Parallel scheme: the planes `x` are split into slabs; every slab extracts its runs and
 //! unites them independently (local indices), then the slabs are stitched sequentially at
 //! their boundary planes. Union-find always links the larger root below the smaller one, so
@@ -95,6 +101,16 @@ pub(crate) struct Slab {
     pub runs: Vec<Run>,
     /// `row_ptr[r]..row_ptr[r + 1]` are the runs of local row `r = (x - p0) * ny + y`.
     pub row_ptr: Vec<u32>,
+    /// Rank index of the rows with many runs (`nw` words each; `index_of_row[r]` is the
+    /// slot of row `r`, or `NO_INDEX`): bit `z` of `starts` is set where a run starts, bit `z`
+    /// of `lasts` where a run has its last voxel; `*_pref[w]` counts the bits of the row's
+    /// words before `w`. Together they find the runs touching an interval in O(1). Rows with
+    /// few runs are scanned instead.
+    index_of_row: Vec<u32>,
+    starts: Vec<u64>,
+    lasts: Vec<u64>,
+    starts_pref: Vec<u32>,
+    lasts_pref: Vec<u32>,
 }
 
 /// All runs of a grid, in raster order, split into slabs.
@@ -103,6 +119,66 @@ pub(crate) struct RunTable {
     pub slabs: Vec<Slab>,
     slab_of_plane: Vec<u32>,
     pub n_runs: usize,
+    /// Words per row in the rank index.
+    nw: usize,
+}
+
+const NO_INDEX: u32 = u32::MAX;
+
+/// Rows with more runs than this get a rank index.
+const INDEX_MIN_RUNS: usize = 8;
+
+/// One row's runs, with their rank index when the row has many.
+#[derive(Clone, Copy)]
+struct RowIndex<'a> {
+    /// Index (in the parent array being worked on) of the row's first run.
+    first: u32,
+    runs: &'a [Run],
+    index: Option<RankIndex<'a>>,
+}
+
+#[derive(Clone, Copy)]
+struct RankIndex<'a> {
+    starts: &'a [u64],
+    lasts: &'a [u64],
+    starts_pref: &'a [u32],
+    lasts_pref: &'a [u32],
+}
+
+/// Number of set bits of `bits` at positions `<= t`.
+#[inline(always)]
+fn rank(bits: &[u64], pref: &[u32], t: usize) -> u32 {
+    let w = t >> 6;
+    pref[w] + (bits[w] & (u64::MAX >> (63 - (t & 63)))).count_ones()
+}
+
+impl RowIndex<'_> {
+    const EMPTY: RowIndex<'static> = RowIndex { first: 0, runs: &[], index: None };
+
+    /// Local indices `lo..hi` of the runs touching `[s, e)`; with `diagonal_z`, runs that
+    /// only touch it at a corner (one voxel before or after) count too.
+    #[inline(always)]
+    fn touching(&self, s: u32, e: u32, diagonal_z: bool, nz: usize) -> (u32, u32) {
+        let d = diagonal_z as u32;
+        match &self.index {
+            Some(ix) => {
+                let (s, e, d) = (s as usize, e as usize, d as usize);
+                // Runs whose last voxel is before s - d lie entirely before the interval.
+                let lo = if s > d { rank(ix.lasts, ix.lasts_pref, s - d - 1) } else { 0 };
+                // Runs starting at or before e - 1 + d reach it.
+                let hi = rank(ix.starts, ix.starts_pref, (e - 1 + d).min(nz - 1));
+                (lo, hi)
+            }
+            None => {
+                let (mut lo, mut hi) = (0u32, 0u32);
+                for r in self.runs {
+                    lo += (r.e + d <= s) as u32;
+                    hi += (r.s < e + d) as u32;
+                }
+                (lo, hi)
+            }
+        }
+    }
 }
 
 impl RunTable {
@@ -116,31 +192,82 @@ impl RunTable {
     }
 }
 
+impl Slab {
+    /// Runs and rank index of local row `r`; `first` is offset by `base`.
+    #[inline(always)]
+    fn row_index(&self, r: usize, nw: usize, base: usize) -> RowIndex<'_> {
+        let (a, b) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
+        let slot = self.index_of_row[r];
+        let index = (slot != NO_INDEX).then(|| {
+            let w = slot as usize * nw..(slot as usize + 1) * nw;
+            RankIndex {
+                starts: &self.starts[w.clone()],
+                lasts: &self.lasts[w.clone()],
+                starts_pref: &self.starts_pref[w.clone()],
+                lasts_pref: &self.lasts_pref[w],
+            }
+        });
+        RowIndex { first: (base + a) as u32, runs: &self.runs[a..b], index }
+    }
+}
+
 /// Splits `nx` planes into slabs: one for small grids, else a few per thread.
 fn slab_ranges(grid: Grid) -> Vec<(usize, usize)> {
     let nx = grid.nx.max(1);
-    let n = if grid.voxels() < (1 << 18) { 1 } else { (rayon::current_num_threads() * 4).clamp(1, nx) };
+    // Unit tests split small grids too, so that the stitching is exercised everywhere.
+    const MIN_SPLIT_VOXELS: usize = if cfg!(test) { 1 << 8 } else { 1 << 18 };
+    let n = if grid.voxels() < MIN_SPLIT_VOXELS { 1 } else { (rayon::current_num_threads() * 4).clamp(1, nx) };
     (0..n).map(|k| (k * nx / n, (k + 1) * nx / n)).filter(|(a, b)| b > a).collect()
+}
+
+/// Runs and rank index of planes `[p0, p1)`.
+#[inline(never)]
+fn extract_slab<S: RowRuns>(grid: Grid, nw: usize, src: &S, p0: usize, p1: usize) -> Slab {
+    let mut scratch = src.scratch();
+    let rows = (p1 - p0) * grid.ny;
+    let mut runs = Vec::new();
+    let mut row_ptr = Vec::with_capacity(rows + 1);
+    let mut index_of_row = Vec::with_capacity(rows);
+    let (mut starts, mut lasts, mut starts_pref, mut lasts_pref) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    row_ptr.push(0u32);
+    for x in p0..p1 {
+        for y in 0..grid.ny {
+            let first = runs.len();
+            src.push_runs(x, y, &mut scratch, &mut runs);
+            row_ptr.push(u32::try_from(runs.len()).unwrap_or(u32::MAX));
+            if runs.len() - first <= INDEX_MIN_RUNS {
+                index_of_row.push(NO_INDEX);
+                continue;
+            }
+            index_of_row.push((starts.len() / nw) as u32);
+            let w0 = starts.len();
+            starts.resize(w0 + nw, 0u64);
+            lasts.resize(w0 + nw, 0u64);
+            let (sb, lb) = (&mut starts[w0..], &mut lasts[w0..]);
+            for run in &runs[first..] {
+                let (s, l) = (run.s as usize, run.e as usize - 1);
+                sb[s >> 6] |= 1 << (s & 63);
+                lb[l >> 6] |= 1 << (l & 63);
+            }
+            let (mut cs, mut cl) = (0u32, 0u32);
+            for k in 0..nw {
+                starts_pref.push(cs);
+                lasts_pref.push(cl);
+                cs += sb[k].count_ones();
+                cl += lb[k].count_ones();
+            }
+        }
+    }
+    Slab { p0, p1, base: 0, runs, row_ptr, index_of_row, starts, lasts, starts_pref, lasts_pref }
 }
 
 /// Extracts the runs of every row, slabs in parallel.
 pub(crate) fn extract<S: RowRuns>(grid: Grid, src: &S) -> KernelResult<RunTable> {
     let ranges = slab_ranges(grid);
+    let nw = grid.nz.div_ceil(64).max(1);
     let mut slabs: Vec<Slab> = ranges
         .into_par_iter()
-        .map(|(p0, p1)| {
-            let mut scratch = src.scratch();
-            let mut runs = Vec::new();
-            let mut row_ptr = Vec::with_capacity((p1 - p0) * grid.ny + 1);
-            row_ptr.push(0u32);
-            for x in p0..p1 {
-                for y in 0..grid.ny {
-                    src.push_runs(x, y, &mut scratch, &mut runs);
-                    row_ptr.push(u32::try_from(runs.len()).unwrap_or(u32::MAX));
-                }
-            }
-            Slab { p0, p1, base: 0, runs, row_ptr }
-        })
+        .map(|(p0, p1)| extract_slab(grid, nw, src, p0, p1))
         .collect();
     let mut base = 0usize;
     let mut slab_of_plane = vec![0u32; grid.nx];
@@ -150,14 +277,12 @@ pub(crate) fn extract<S: RowRuns>(grid: Grid, src: &S) -> KernelResult<RunTable>
         }
         slab.base = base;
         base += slab.runs.len();
-        for p in slab.p0..slab.p1 {
-            slab_of_plane[p] = k as u32;
-        }
+        slab_of_plane[slab.p0..slab.p1].fill(k as u32);
     }
     if base >= u32::MAX as usize {
         return Err(KernelError::invalid("mask", "too many foreground runs (more than 2^32) for one volume"));
     }
-    Ok(RunTable { grid, slabs, slab_of_plane, n_runs: base })
+    Ok(RunTable { grid, slabs, slab_of_plane, n_runs: base, nw })
 }
 
 #[inline]
@@ -173,70 +298,153 @@ fn find(p: &mut [u32], mut x: u32) -> u32 {
     }
 }
 
-/// Unites the classes of `a` and `b`, the smaller root becoming the parent.
-#[inline]
-fn union(p: &mut [u32], a: u32, b: u32) {
-    let ra = find(p, a);
-    let rb = find(p, b);
-    if ra < rb {
-        p[rb as usize] = ra;
-    } else if rb < ra {
-        p[ra as usize] = rb;
-    }
-}
-
-/// Unites the runs of row `a` (first index `ao`) with the touching runs of row `b` (`bo`).
-#[inline]
-fn merge_rows(a: &[Run], ao: u32, b: &[Run], bo: u32, diagonal_z: bool, p: &mut [u32]) {
-    let d = diagonal_z as u32;
-    let (mut i, mut j) = (0usize, 0usize);
-    while i < a.len() && j < b.len() {
-        let (ra, rb) = (a[i], b[j]);
-        if rb.s < ra.e + d && ra.s < rb.e + d {
-            union(p, ao + i as u32, bo + j as u32);
-        }
-        if ra.e < rb.e {
-            i += 1;
+/// Makes `rb` and `root` one class; `root` stays the class's root (the smaller index wins).
+#[inline(always)]
+fn link(p: &mut [u32], root: &mut u32, rb: u32) {
+    if rb != *root {
+        if rb < *root {
+            p[*root as usize] = rb;
+            *root = rb;
         } else {
-            j += 1;
+            p[rb as usize] = *root;
         }
     }
 }
 
-/// Unites the runs of row `(x, y)` with those of its earlier neighbour rows. Rows in planes
-/// before `min_x` are skipped. `index(x, y)` gives a row's runs and the index (in `p`) of the
-/// first of them.
-#[inline]
-fn unite_row<'t>(
+/// Unites every run of row `a` with the runs it touches in the earlier rows `nbrs`
+/// (each with its z tolerance; missing rows are empty). The smaller root always becomes the
+/// parent, so a component's root is its first run.
+#[inline(always)]
+fn unite_row<const K: usize>(a: &RowIndex<'_>, nbrs: &[(RowIndex<'_>, bool); K], nz: usize, p: &mut [u32]) {
+    for (k, ra) in a.runs.iter().enumerate() {
+        let mut root = find(p, a.first + k as u32);
+        for (b, diag) in nbrs {
+            let (lo, hi) = b.touching(ra.s, ra.e, *diag, nz);
+            // The first candidate without a branch on random data: `root` itself (a no-op
+            // union) when there is none.
+            let has = ((lo < hi) as u32).wrapping_neg();
+            let c0 = root ^ ((root ^ b.first.wrapping_add(lo)) & has);
+            let rb = find(p, c0);
+            link(p, &mut root, rb);
+            for j in lo + 1..hi {
+                let rb = find(p, b.first + j);
+                link(p, &mut root, rb);
+            }
+        }
+    }
+}
+
+/// The `K` earlier neighbour rows of row `(x, y)` through `index`, `empty` where a row does
+/// not exist, lies before plane `min_x`, or (with `previous_plane_only`) is in plane `x`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn neighbours<'t, const K: usize>(
     grid: Grid,
     conn: Connectivity,
     x: usize,
     y: usize,
     min_x: usize,
-    index: &impl Fn(usize, usize) -> (&'t [Run], u32),
-    p: &mut [u32],
-) {
-    let (a, ao) = index(x, y);
-    if a.is_empty() {
-        return;
-    }
-    for &(dx, dy, diag) in conn.previous_rows() {
+    previous_plane_only: bool,
+    index: &impl Fn(usize, usize) -> RowIndex<'t>,
+) -> [(RowIndex<'t>, bool); K] {
+    let dirs = conn.previous_rows();
+    debug_assert_eq!(dirs.len(), K);
+    std::array::from_fn(|k| {
+        let (dx, dy, diag) = dirs[k];
         let (nxi, nyi) = (x as isize + dx, y as isize + dy);
-        if nxi < min_x as isize || nyi < 0 || nyi >= grid.ny as isize {
-            continue;
+        if (previous_plane_only && dx == 0) || nxi < min_x as isize || nyi < 0 || nyi >= grid.ny as isize {
+            (RowIndex::EMPTY, diag)
+        } else {
+            (index(nxi as usize, nyi as usize), diag)
         }
-        let (b, bo) = index(nxi as usize, nyi as usize);
-        if !b.is_empty() {
-            merge_rows(a, ao, b, bo, diag, p);
+    })
+}
+
+/// Slab-local union-find over the runs of `slab` (`p` indexed locally), flattened, then
+/// shifted to global indices.
+#[inline(never)]
+fn unite_slab(grid: Grid, conn: Connectivity, nw: usize, slab: &Slab, p: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU supports popcnt.
+        return unsafe { unite_slab_popcnt(grid, conn, nw, slab, p) };
+    }
+    unite_slab_impl(grid, conn, nw, slab, p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn unite_slab_popcnt(grid: Grid, conn: Connectivity, nw: usize, slab: &Slab, p: &mut [u32]) {
+    unite_slab_impl(grid, conn, nw, slab, p)
+}
+
+#[inline(always)]
+fn unite_slab_impl(grid: Grid, conn: Connectivity, nw: usize, slab: &Slab, p: &mut [u32]) {
+    for (i, v) in p.iter_mut().enumerate() {
+        *v = i as u32;
+    }
+    match conn {
+        Connectivity::Face => unite_slab_rows::<2>(grid, conn, nw, slab, p),
+        _ => unite_slab_rows::<4>(grid, conn, nw, slab, p),
+    }
+    // Flatten (parents always precede their children) and go global.
+    for i in 0..p.len() {
+        let r = p[p[i] as usize];
+        p[i] = r;
+    }
+    let base = slab.base as u32;
+    if base != 0 {
+        for v in p.iter_mut() {
+            *v += base;
+        }
+    }
+}
+
+#[inline(always)]
+fn unite_slab_rows<const K: usize>(grid: Grid, conn: Connectivity, nw: usize, slab: &Slab, p: &mut [u32]) {
+    let index = |x: usize, y: usize| slab.row_index((x - slab.p0) * grid.ny + y, nw, 0);
+    for x in slab.p0..slab.p1 {
+        for y in 0..grid.ny {
+            let a = index(x, y);
+            if a.runs.is_empty() {
+                continue;
+            }
+            let nbrs = neighbours::<K>(grid, conn, x, y, slab.p0, false, &index);
+            unite_row(&a, &nbrs, grid.nz, p);
+        }
+    }
+}
+
+/// Unites the first plane of every slab but the first with the last plane of the slab before.
+fn stitch_slabs<const K: usize>(table: &RunTable, conn: Connectivity, parent: &mut [u32]) {
+    let (grid, nw) = (table.grid, table.nw);
+    let index = |x: usize, y: usize| {
+        let slab = &table.slabs[table.slab_of_plane[x] as usize];
+        slab.row_index((x - slab.p0) * grid.ny + y, nw, slab.base)
+    };
+    for slab in table.slabs.iter().skip(1) {
+        for y in 0..grid.ny {
+            let a = index(slab.p0, y);
+            if a.runs.is_empty() {
+                continue;
+            }
+            // Only the rows of the previous plane: the slab's own rows are already united.
+            let nbrs = neighbours::<K>(grid, conn, slab.p0, y, slab.p0 - 1, true, &index);
+            unite_row(&a, &nbrs, grid.nz, parent);
         }
     }
 }
 
 /// Component of every run: returns `(label per run, number of components)`, labels `1..=n`
 /// numbered in raster order of each component's first voxel.
+#[inline(never)]
 pub(crate) fn label(table: &RunTable, conn: Connectivity) -> (Vec<u32>, u32) {
     let grid = table.grid;
-    // 1. Slab-local union-find, in parallel; stored with global indices.
+    let nw = table.nw;
+    if table.n_runs == 0 {
+        return (Vec::new(), 0);
+    }
+    // 1. Slab-local union-find, in parallel, on local indices; then shifted to global ones.
     let mut parent = vec![0u32; table.n_runs];
     {
         let mut rest: &mut [u32] = &mut parent;
@@ -246,42 +454,12 @@ pub(crate) fn label(table: &RunTable, conn: Connectivity) -> (Vec<u32>, u32) {
             parts.push((slab, head));
             rest = tail;
         }
-        parts.into_par_iter().for_each(|(slab, p)| {
-            for (i, v) in p.iter_mut().enumerate() {
-                *v = i as u32;
-            }
-            let index = |x: usize, y: usize| {
-                let r = (x - slab.p0) * grid.ny + y;
-                let (a, b) = (slab.row_ptr[r] as usize, slab.row_ptr[r + 1] as usize);
-                (&slab.runs[a..b], a as u32)
-            };
-            for x in slab.p0..slab.p1 {
-                for y in 0..grid.ny {
-                    unite_row(grid, conn, x, y, slab.p0, &index, p);
-                }
-            }
-            // Flatten (parents always precede their children) and go global.
-            for i in 0..p.len() {
-                let r = p[p[i] as usize];
-                p[i] = r;
-            }
-            let base = slab.base as u32;
-            if base != 0 {
-                for v in p.iter_mut() {
-                    *v += base;
-                }
-            }
-        });
+        parts.into_par_iter().for_each(|(slab, p)| unite_slab(grid, conn, nw, slab, p));
     }
     // 2. Stitch each slab's first plane to the previous slab's last plane.
-    let index = |x: usize, y: usize| {
-        let (r, o) = table.row(x, y);
-        (r, o as u32)
-    };
-    for slab in table.slabs.iter().skip(1) {
-        for y in 0..grid.ny {
-            unite_row(grid, conn, slab.p0, y, slab.p0 - 1, &index, &mut parent);
-        }
+    match conn {
+        Connectivity::Face => stitch_slabs::<2>(table, conn, &mut parent),
+        _ => stitch_slabs::<4>(table, conn, &mut parent),
     }
     // 3. Flatten globally and number the roots in order.
     let mut n = 0u32;
@@ -336,11 +514,30 @@ impl<'a, T: Copy> Rows<'a, T> {
         self.shape
     }
 
+    /// Hints the CPU to fetch the cache line holding voxel `(x, y, z)` (no-op elsewhere).
+    #[inline(always)]
+    pub fn prefetch(&self, x: usize, y: usize, z: usize) {
+        if x < self.shape[0] && y < self.shape[1] && z < self.shape[2] {
+            let off = x as isize * self.strides[0] + y as isize * self.strides[1] + z as isize * self.strides[2];
+            let p = self.ptr.wrapping_offset(off);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: prefetching is a hint; it never faults, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = p;
+        }
+    }
+
     /// Row `(x, y)` from `z0` to `z1`, borrowed when contiguous, else gathered into `buf`.
     #[inline]
     pub fn row<'b>(&'b self, x: usize, y: usize, z0: usize, z1: usize, buf: &'b mut Vec<T>) -> &'b [T] {
         debug_assert!(x < self.shape[0] && y < self.shape[1] && z0 <= z1 && z1 <= self.shape[2]);
         let n = z1 - z0;
+        if n == 0 {
+            return &[];
+        }
         // SAFETY: indices are within the view's shape, so every offset lands inside it.
         unsafe {
             let start = self.ptr.offset(
@@ -352,6 +549,48 @@ impl<'a, T: Copy> Rows<'a, T> {
                 buf.clear();
                 buf.extend((0..n).map(|k| *start.offset(k as isize * self.strides[2])));
                 &buf[..]
+            }
+        }
+    }
+}
+
+/// Write access to the rows of a 3D view, shareable across threads on the promise that no
+/// row is accessed by two threads (see [`RowsMut::write_row`]).
+pub(crate) struct RowsMut<'a, T> {
+    ptr: *mut T,
+    strides: [isize; 3],
+    shape: [usize; 3],
+    _life: PhantomData<&'a mut T>,
+}
+
+// SAFETY: writers promise disjoint rows (see `write_row`), so this is like handing out
+// disjoint `&mut [T]` to several threads.
+unsafe impl<T: Send> Sync for RowsMut<'_, T> {}
+unsafe impl<T: Send> Send for RowsMut<'_, T> {}
+
+impl<'a, T: Copy> RowsMut<'a, T> {
+    pub fn new(mut v: ndarray::ArrayViewMut3<'a, T>) -> Self {
+        let s = v.strides();
+        let (s, sh) = ([s[0], s[1], s[2]], [v.shape()[0], v.shape()[1], v.shape()[2]]);
+        RowsMut { ptr: v.as_mut_ptr(), strides: s, shape: sh, _life: PhantomData }
+    }
+
+    /// Copies `src` into row `(x, y)` (its length must be the row's).
+    ///
+    /// # Safety
+    /// No other thread may read or write row `(x, y)` during the call.
+    #[inline]
+    pub unsafe fn write_row(&self, x: usize, y: usize, src: &[T]) {
+        assert!(x < self.shape[0] && y < self.shape[1] && src.len() == self.shape[2]);
+        // SAFETY: in bounds (asserted); exclusive access to the row is the caller's promise.
+        unsafe {
+            let start = self.ptr.offset(x as isize * self.strides[0] + y as isize * self.strides[1]);
+            if self.strides[2] == 1 {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), start, src.len());
+            } else {
+                for (k, &v) in src.iter().enumerate() {
+                    *start.offset(k as isize * self.strides[2]) = v;
+                }
             }
         }
     }
@@ -466,6 +705,68 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows given as bit patterns, through `extract`, with and without a rank index.
+    struct BitRows(Vec<Vec<bool>>);
+
+    impl RowRuns for BitRows {
+        type Scratch = ();
+        fn scratch(&self) {}
+        fn push_runs(&self, _x: usize, y: usize, _: &mut (), out: &mut Vec<Run>) {
+            let row = &self.0[y];
+            let mut z = 0;
+            while z < row.len() {
+                if row[z] {
+                    let s = z;
+                    while z < row.len() && row[z] {
+                        z += 1;
+                    }
+                    out.push(Run { s: s as u32, e: z as u32 });
+                } else {
+                    z += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rank_index_and_scan_agree() {
+        let mut state = 12345u64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for nz in [1usize, 5, 63, 64, 65, 150] {
+            let rows: Vec<Vec<bool>> =
+                (0..15).map(|k| (0..nz).map(|_| rnd() % 100 < [5, 30, 50, 70, 95][k % 5]).collect()).collect();
+            let grid = Grid { nx: 1, ny: rows.len(), nz };
+            let table = extract(grid, &BitRows(rows)).unwrap();
+            let slab = &table.slabs[0];
+            for y in 0..grid.ny {
+                let ix = slab.row_index(y, table.nw, 0);
+                let scan = RowIndex { index: None, ..ix };
+                for s in 0..nz as u32 {
+                    for e in s + 1..=nz as u32 {
+                        for diag in [false, true] {
+                            let got = ix.touching(s, e, diag, nz);
+                            assert_eq!(got, scan.touching(s, e, diag, nz), "nz {nz} row {y} [{s},{e}) {diag}");
+                            // And by definition.
+                            let d = diag as u32;
+                            let want: Vec<u32> = (0..ix.runs.len() as u32)
+                                .filter(|&j| {
+                                    let r = ix.runs[j as usize];
+                                    r.s < e + d && s < r.e + d
+                                })
+                                .collect();
+                            assert_eq!((got.0..got.1).collect::<Vec<_>>(), want);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn pack_and_runs() {

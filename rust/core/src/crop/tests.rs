@@ -174,7 +174,7 @@ fn empty_mask_keeps_everything() {
 #[test]
 fn large_case_uses_many_slabs() {
     let mut rng = Rng::new(23);
-    let shape = [80usize, 30, 120];
+    let shape = [40usize, 20, 90];
     let m = blobs(shape, 0.6, &mut rng);
     let data = m.mapv(|v| v as u8 as f32).insert_axis(Axis(0)).into_dyn();
     let seg = ArrayD::<i16>::zeros(IxDyn(data.shape()));

@@ -23,7 +23,8 @@ mod seg;
 use ndarray::{ArrayD, ArrayView3, ArrayView4, ArrayViewD, Axis, IxDyn};
 
 use crate::{KernelError, KernelResult};
-pub use pass::Sample;
+pub use pass::{Sample, Zeroable};
+pub use plan::Lane;
 use pass::{axis_pass, chain, gather_axis, min_max, uninit_vec, Clip, Vol};
 use plan::AxisPlan;
 pub use seg::Label;
@@ -182,7 +183,7 @@ fn data_channel<T: Sample>(
     let Some(a) = sep else {
         let steps = steps_for(&changed_axes(idims, odims, None));
         let (lo, hi) = min_max(&vol, None)[0];
-        chain::<_, T::Work, T>(&vol, &steps, dst, &Clip::All(lo, hi));
+        chain::<_, T::Work, T, T::Scratch>(&vol, &steps, dst, &Clip::All(lo, hi));
         return;
     };
     let inplane = changed_axes(idims, odims, Some(a));
@@ -193,14 +194,14 @@ fn data_channel<T: Sample>(
         if order_z == 0 {
             gather_axis(&vol, a, &AxisPlan::nearest_indices(idims[a], odims[a]), dst);
         } else {
-            axis_pass(&vol, a, &AxisPlan::new(idims[a], odims[a], order_z), dst, &Clip::None);
+            axis_pass::<T::Scratch, _, _>(&vol, a, &AxisPlan::new(idims[a], odims[a], order_z), dst, &Clip::None);
         }
         return;
     }
     // every slice along `a` is clipped to its own range
     let bounds = min_max(&vol, Some(a));
     if !z_changes {
-        chain::<_, T::Work, T>(&vol, &steps, dst, &Clip::AlongAxis { axis: a, bounds });
+        chain::<_, T::Work, T, T::Scratch>(&vol, &steps, dst, &Clip::AlongAxis { axis: a, bounds });
         return;
     }
     let mut mid = odims;
@@ -215,17 +216,17 @@ fn data_channel<T: Sample>(
             gather_axis(&vol, a, &nn, &mut picked);
             let bounds = nn.iter().map(|&j| bounds[j]).collect();
             let pvol = Vol::from_slice(&picked, sdims);
-            chain::<_, T::Work, T>(&pvol, &steps, dst, &Clip::AlongAxis { axis: a, bounds });
+            chain::<_, T::Work, T, T::Scratch>(&pvol, &steps, dst, &Clip::AlongAxis { axis: a, bounds });
         } else {
             let mut inplane_out: Vec<T> = uninit_vec(mid.iter().product());
-            chain::<_, T::Work, T>(&vol, &steps, &mut inplane_out, &Clip::AlongAxis { axis: a, bounds });
+            chain::<_, T::Work, T, T::Scratch>(&vol, &steps, &mut inplane_out, &Clip::AlongAxis { axis: a, bounds });
             gather_axis(&Vol::from_slice(&inplane_out, mid), a, &nn, dst);
         }
     } else {
         let mut inplane_out: Vec<T::Work> = uninit_vec(mid.iter().product());
-        chain::<_, T::Work, T::Work>(&vol, &steps, &mut inplane_out, &Clip::AlongAxis { axis: a, bounds });
+        chain::<_, T::Work, T::Work, T::Scratch>(&vol, &steps, &mut inplane_out, &Clip::AlongAxis { axis: a, bounds });
         let zplan = AxisPlan::new(idims[a], odims[a], order_z);
-        axis_pass(&Vol::from_slice(&inplane_out, mid), a, &zplan, dst, &Clip::None);
+        axis_pass::<T::Scratch, _, _>(&Vol::from_slice(&inplane_out, mid), a, &zplan, dst, &Clip::None);
     }
 }
 

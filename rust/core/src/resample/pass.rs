@@ -1,26 +1,30 @@
 //! The separable machinery: one axis pass over a 3-D volume (lines of the axis processed
-//! `LANES` at a time in f64 scratch), chains of passes, min/max scans and nearest gathers.
+//! in blocks of lanes in f64 scratch), chains of passes, min/max scans and nearest gathers.
+
+// lane loops index several arrays in step on purpose (they vectorise that way)
+#![allow(clippy::needless_range_loop)]
 
 use std::marker::PhantomData;
 
 use ndarray::ArrayView3;
 use rayon::prelude::*;
 
-use super::plan::AxisPlan;
-
-/// Lines processed together in one scratch block (vectorised across lanes).
-pub(crate) const LANES: usize = 16;
+use super::plan::{AxisPlan, Lane};
 
 /// A floating point element the data path reads and writes.
-pub trait Sample: Copy + Default + Send + Sync + 'static {
+pub trait Sample: Copy + Default + Send + Sync + Zeroable + 'static {
     /// Storage of intermediate results between axis passes: f32 for f16/f32, f64 for f64.
     type Work: Sample;
+    /// Arithmetic of the scratch lines: f32 for f32, f64 for f64 and f16 (whose results
+    /// must land within one f16 step, also near zero).
+    type Scratch: Lane;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 }
 
 impl Sample for f32 {
     type Work = f32;
+    type Scratch = f32;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
@@ -33,6 +37,7 @@ impl Sample for f32 {
 
 impl Sample for f64 {
     type Work = f64;
+    type Scratch = f64;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
@@ -45,6 +50,7 @@ impl Sample for f64 {
 
 impl Sample for half::f16 {
     type Work = f32;
+    type Scratch = f64;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self.to_f64()
@@ -154,7 +160,7 @@ pub(crate) enum Clip {
 }
 
 impl Clip {
-    #[inline]
+    #[inline(always)]
     fn bounds(&self, pos: [usize; 3]) -> (f64, f64) {
         match self {
             Clip::None => (f64::NEG_INFINITY, f64::INFINITY),
@@ -166,7 +172,7 @@ impl Clip {
 
 /// np.clip semantics for finite bounds; NaN stays NaN.
 #[inline(always)]
-fn clip_value(v: f64, lo: f64, hi: f64) -> f64 {
+fn clip_value<F: Lane>(v: F, lo: F, hi: F) -> F {
     if v < lo {
         lo
     } else if v > hi {
@@ -182,7 +188,7 @@ unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
 /// Multi-index of the `idx`-th element of the sub-volume spanned by `axes` (row-major).
-#[inline]
+#[inline(always)]
 fn unravel(mut idx: usize, dims: &[usize; 3], axes: std::ops::Range<usize>, pos: &mut [usize; 3]) {
     for a in axes.rev() {
         pos[a] = idx % dims[a];
@@ -192,9 +198,47 @@ fn unravel(mut idx: usize, dims: &[usize; 3], axes: std::ops::Range<usize>, pos:
 
 /// Resamples `src` along `axis` with `plan` into `dst` (contiguous, row-major, the source's
 /// dims with `dims[axis] = plan.m`), clipping what it writes.
-pub(crate) fn axis_pass<S: Source, D: Sample>(src: &S, axis: usize, plan: &AxisPlan, dst: &mut [D], clip: &Clip) {
+///
+/// Lines along the axis are processed in blocks of `L` lanes in f64 scratch. When the axis is
+/// the innermost non-trivial one the lanes are separate contiguous lines (L = 16); otherwise
+/// they are neighbouring columns, so every row of the block is one contiguous run of memory,
+/// and L is as wide as the scratch budget allows (fewer cache lines and TLB entries per row).
+pub(crate) fn axis_pass<F: Lane, S: Source, D: Sample>(src: &S, axis: usize, plan: &AxisPlan, dst: &mut [D], clip: &Clip) {
     let dims = src.dims();
-    let strides = src.strides();
+    let inner: usize = dims[axis + 1..].iter().product();
+    if inner == 1 {
+        return axis_pass_lanes::<F, S, D, 16>(src, axis, plan, dst, clip);
+    }
+    // the widest block whose scratch fits ~256 KiB and that pads the rows by at most 1/8
+    let budget = 256 * 1024 / (std::mem::size_of::<F>() * plan.line_len);
+    let width = [128usize, 64, 32]
+        .into_iter()
+        .find(|&w| w <= budget && inner.div_ceil(w) * w - inner <= inner / 8)
+        .unwrap_or(16);
+    match width {
+        128 => axis_pass_lanes::<F, S, D, 128>(src, axis, plan, dst, clip),
+        64 => axis_pass_lanes::<F, S, D, 64>(src, axis, plan, dst, clip),
+        32 => axis_pass_lanes::<F, S, D, 32>(src, axis, plan, dst, clip),
+        _ => axis_pass_lanes::<F, S, D, 16>(src, axis, plan, dst, clip),
+    }
+}
+
+/// What every block task of one axis pass shares.
+struct PassCtx<'a, S, D> {
+    src: &'a S,
+    plan: &'a AxisPlan,
+    clip: &'a Clip,
+    dst: SendPtr<D>,
+    dims: [usize; 3],
+    strides: [isize; 3],
+    axis: usize,
+    outer: usize,
+    inner: usize,
+    chunks_per_outer: usize,
+}
+
+fn axis_pass_lanes<F: Lane, S: Source, D: Sample, const L: usize>(src: &S, axis: usize, plan: &AxisPlan, dst: &mut [D], clip: &Clip) {
+    let dims = src.dims();
     assert_eq!(dims[axis], plan.n);
     let mut odims = dims;
     odims[axis] = plan.m;
@@ -204,119 +248,242 @@ pub(crate) fn axis_pass<S: Source, D: Sample>(src: &S, axis: usize, plan: &AxisP
     }
     let outer: usize = dims[..axis].iter().product();
     let inner: usize = dims[axis + 1..].iter().product();
-    let (n, m) = (plan.n, plan.m);
-    let s_ax = strides[axis];
-    let dptr = SendPtr(dst.as_mut_ptr());
-
-    // a task is up to LANES lines: consecutive outer indices when the axis is the innermost
+    // a task is up to L lines: consecutive outer indices when the axis is the innermost
     // non-trivial one, else consecutive inner indices of one outer index
-    let by_outer = inner == 1;
-    let chunks_per_outer = inner.div_ceil(LANES);
-    let ntasks = if by_outer { outer.div_ceil(LANES) } else { outer * chunks_per_outer };
-    let d_ax: isize = if by_outer { 1 } else { inner as isize };
-
+    let chunks_per_outer = inner.div_ceil(L);
+    let ntasks = if inner == 1 { outer.div_ceil(L) } else { outer * chunks_per_outer };
+    let ctx = PassCtx {
+        src,
+        plan,
+        clip,
+        dst: SendPtr(dst.as_mut_ptr()),
+        dims,
+        strides: src.strides(),
+        axis,
+        outer,
+        inner,
+        chunks_per_outer,
+    };
+    let wide = simd_available();
     (0..ntasks).into_par_iter().for_each_init(
-        || vec![[0.0f64; LANES]; plan.line_len],
+        || vec![[F::ZERO; L]; plan.line_len],
         |line, t| {
-            let dp = dptr;
-            let mut src_base = [0isize; LANES];
-            let mut dst_base = [0isize; LANES];
-            let mut bounds = [(f64::NEG_INFINITY, f64::INFINITY); LANES];
-            let lanes;
-            let mut pos = [0usize; 3];
-            if by_outer {
-                let o0 = t * LANES;
-                lanes = LANES.min(outer - o0);
-                for l in 0..lanes {
-                    let o = o0 + l;
-                    unravel(o, &dims, 0..axis, &mut pos);
-                    src_base[l] = (0..axis).map(|a| pos[a] as isize * strides[a]).sum();
-                    dst_base[l] = (o * m) as isize;
-                    bounds[l] = clip.bounds(pos);
+            if wide {
+                // SAFETY: the CPU supports the features (checked at run time)
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    block_task_avx2::<F, S, D, L>(&ctx, line, t)
                 }
             } else {
-                let o = t / chunks_per_outer;
-                let i0 = (t % chunks_per_outer) * LANES;
-                lanes = LANES.min(inner - i0);
-                unravel(o, &dims, 0..axis, &mut pos);
-                let ob: isize = (0..axis).map(|a| pos[a] as isize * strides[a]).sum();
-                for l in 0..lanes {
-                    unravel(i0 + l, &dims, axis + 1..3, &mut pos);
-                    src_base[l] = ob + (axis + 1..3).map(|a| pos[a] as isize * strides[a]).sum::<isize>();
-                    dst_base[l] = (o * m * inner + i0 + l) as isize;
-                    bounds[l] = clip.bounds(pos);
-                }
-            }
-            // load
-            let body = &mut line[plan.pad..plan.pad + n];
-            if by_outer {
-                for l in 0..lanes {
-                    let b = src_base[l];
-                    for (i, row) in body.iter_mut().enumerate() {
-                        row[l] = unsafe { src.load(b + i as isize * s_ax) };
-                    }
-                }
-            } else {
-                for (i, row) in body.iter_mut().enumerate() {
-                    let o = i as isize * s_ax;
-                    for l in 0..lanes {
-                        row[l] = unsafe { src.load(src_base[l] + o) };
-                    }
-                }
-            }
-            if lanes < LANES {
-                for row in body.iter_mut() {
-                    row[lanes..].fill(0.0);
-                }
-            }
-            plan.prepare(line);
-            // evaluate and store
-            for k in 0..m {
-                let v = plan.eval(line, k);
-                let ko = k as isize * d_ax;
-                for l in 0..lanes {
-                    let (lo, hi) = bounds[l];
-                    unsafe { *dp.0.offset(dst_base[l] + ko) = D::from_f64(clip_value(v[l], lo, hi)) };
-                }
+                block_task::<F, S, D, L>(&ctx, line, t)
             }
         },
     );
 }
 
+pub(crate) fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The same task compiled for AVX2 (4 f64 per instruction instead of SSE2's 2). No fused
+/// multiply-adds are formed (Rust never contracts `a * b + c`), so results are identical.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_task_avx2<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S, D>, line: &mut [[F; L]], t: usize) {
+    block_task::<F, S, D, L>(ctx, line, t)
+}
+
+/// One block of up to L lines: load into f64 scratch, pad + prefilter, evaluate, clip, store.
+#[inline(always)]
+fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S, D>, line: &mut [[F; L]], t: usize) {
+    let PassCtx { src, plan, clip, dims, strides, axis, outer, inner, chunks_per_outer, .. } = *ctx;
+    let (n, m) = (plan.n, plan.m);
+    let s_ax = strides[axis];
+    let by_outer = inner == 1;
+    let d_ax: isize = if by_outer { 1 } else { inner as isize };
+    let dp = ctx.dst;
+    let mut src_base = [0isize; L];
+    let mut dst_base = [0isize; L];
+    let mut bounds = [(F::ZERO, F::ZERO); L];
+    let lanes;
+    let mut pos = [0usize; 3];
+    let bnd = |pos: [usize; 3]| {
+        let (lo, hi) = clip.bounds(pos);
+        (F::from_f64(lo), F::from_f64(hi))
+    };
+    if by_outer {
+        let o0 = t * L;
+        lanes = L.min(outer - o0);
+        for l in 0..lanes {
+            let o = o0 + l;
+            unravel(o, &dims, 0..axis, &mut pos);
+            src_base[l] = (0..axis).map(|a| pos[a] as isize * strides[a]).sum();
+            dst_base[l] = (o * m) as isize;
+            bounds[l] = bnd(pos);
+        }
+    } else {
+        let o = t / chunks_per_outer;
+        let i0 = (t % chunks_per_outer) * L;
+        lanes = L.min(inner - i0);
+        unravel(o, &dims, 0..axis, &mut pos);
+        let ob: isize = (0..axis).map(|a| pos[a] as isize * strides[a]).sum();
+        for l in 0..lanes {
+            unravel(i0 + l, &dims, axis + 1..3, &mut pos);
+            src_base[l] = ob + (axis + 1..3).map(|a| pos[a] as isize * strides[a]).sum::<isize>();
+            dst_base[l] = (o * m * inner + i0 + l) as isize;
+            bounds[l] = bnd(pos);
+        }
+    }
+    // lanes of a block are contiguous in both source and destination when the block spans
+    // columns of unit stride (the common, C-contiguous case)
+    let contiguous = !by_outer
+        && (0..lanes).all(|l| src_base[l] == src_base[0] + l as isize)
+        && (0..lanes).all(|l| dst_base[l] == dst_base[0] + l as isize);
+    // load
+    let body = &mut line[plan.pad..plan.pad + n];
+    if by_outer {
+        for l in 0..lanes {
+            let b = src_base[l];
+            for (i, row) in body.iter_mut().enumerate() {
+                row[l] = F::from_f64(unsafe { src.load(b + i as isize * s_ax) });
+            }
+        }
+    } else if contiguous {
+        let b = src_base[0];
+        for (i, row) in body.iter_mut().enumerate() {
+            let o = b + i as isize * s_ax;
+            for (l, v) in row[..lanes].iter_mut().enumerate() {
+                *v = F::from_f64(unsafe { src.load(o + l as isize) });
+            }
+        }
+    } else {
+        for (i, row) in body.iter_mut().enumerate() {
+            let o = i as isize * s_ax;
+            for l in 0..lanes {
+                row[l] = F::from_f64(unsafe { src.load(src_base[l] + o) });
+            }
+        }
+    }
+    if lanes < L {
+        for row in body.iter_mut() {
+            row[lanes..].fill(F::ZERO);
+        }
+    }
+    plan.prepare(line);
+    // evaluate and store
+    let uniform = (1..lanes).all(|l| bounds[l] == bounds[0]);
+    for k in 0..m {
+        let v = plan.eval(line, k);
+        let ko = k as isize * d_ax;
+        if contiguous && uniform {
+            let (lo, hi) = bounds[0];
+            let out = unsafe { std::slice::from_raw_parts_mut(dp.0.offset(dst_base[0] + ko), lanes) };
+            for (o, &x) in out.iter_mut().zip(&v[..lanes]) {
+                *o = D::from_f64(clip_value(x, lo, hi).to_f64());
+            }
+        } else {
+            for l in 0..lanes {
+                let (lo, hi) = bounds[l];
+                unsafe { *dp.0.offset(dst_base[l] + ko) = D::from_f64(clip_value(v[l], lo, hi).to_f64()) };
+            }
+        }
+    }
+}
+
 /// Runs the passes `steps` (axis, plan) one after the other, from `src` into `dst`, keeping
 /// intermediates in `W` and clipping only what the last pass writes. `steps` must not be empty.
-pub(crate) fn chain<S: Source, W: Sample, D: Sample>(src: &S, steps: &[(usize, &AxisPlan)], dst: &mut [D], clip: &Clip) {
+pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(src: &S, steps: &[(usize, &AxisPlan)], dst: &mut [D], clip: &Clip) {
     assert!(!steps.is_empty());
     let mut dims = src.dims();
     if steps.len() == 1 {
         let (axis, plan) = steps[0];
-        axis_pass(src, axis, plan, dst, clip);
+        axis_pass::<F, _, _>(src, axis, plan, dst, clip);
         return;
     }
     let (axis, plan) = steps[0];
     dims[axis] = plan.m;
     let mut cur: Vec<W> = uninit_vec(dims.iter().product());
-    axis_pass(src, axis, plan, &mut cur, &Clip::None);
+    axis_pass::<F, _, _>(src, axis, plan, &mut cur, &Clip::None);
     for (si, &(axis, plan)) in steps.iter().enumerate().skip(1) {
         let vol = Vol::from_slice(&cur, dims);
         let mut odims = dims;
         odims[axis] = plan.m;
         if si + 1 == steps.len() {
-            axis_pass(&vol, axis, plan, dst, clip);
+            axis_pass::<F, _, _>(&vol, axis, plan, dst, clip);
             return;
         }
         let mut next: Vec<W> = uninit_vec(odims.iter().product());
-        axis_pass(&vol, axis, plan, &mut next, &Clip::None);
+        axis_pass::<F, _, _>(&vol, axis, plan, &mut next, &Clip::None);
         cur = next;
         dims = odims;
     }
 }
 
-/// A vector whose every element the caller overwrites before reading; zero-filled, which
-/// for the float/int types used here is a calloc-backed allocation (pages touched lazily).
-pub(crate) fn uninit_vec<T: Copy + Default>(len: usize) -> Vec<T> {
-    vec![T::default(); len]
+/// Element types for which the all-zero bit pattern is a valid value.
+///
+/// # Safety
+/// Implement only for such types.
+pub unsafe trait Zeroable: Copy {}
+unsafe impl Zeroable for half::f16 {}
+unsafe impl Zeroable for f32 {}
+unsafe impl Zeroable for f64 {}
+unsafe impl Zeroable for i8 {}
+unsafe impl Zeroable for i16 {}
+unsafe impl Zeroable for i32 {}
+unsafe impl Zeroable for i64 {}
+unsafe impl Zeroable for u8 {}
+unsafe impl Zeroable for u16 {}
+unsafe impl Zeroable for u32 {}
+
+/// A zero-filled vector for buffers the kernels overwrite. It comes from `alloc_zeroed` (fresh
+/// pages, touched lazily) and large ones are advised to use transparent huge pages, which
+/// makes first-touch page faults of big outputs and intermediates ~100x fewer.
+pub(crate) fn uninit_vec<T: Zeroable>(len: usize) -> Vec<T> {
+    let size = std::mem::size_of::<T>();
+    if len == 0 || size == 0 {
+        return Vec::new();
+    }
+    let layout = std::alloc::Layout::array::<T>(len).expect("buffer size overflows");
+    // SAFETY: non-zero size; all-zero bits are a valid T (Zeroable); the layout is the one Vec
+    // uses for `len` elements of T, so Vec may own and free the allocation.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        advise_huge_pages(ptr as *const u8, len * size);
+        Vec::from_raw_parts(ptr, len, len)
+    }
 }
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *const u8, bytes: usize) {
+    use std::ffi::{c_int, c_void};
+    extern "C" {
+        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
+    }
+    const MADV_HUGEPAGE: c_int = 14;
+    const PAGE: usize = 4096;
+    if bytes < (4 << 20) {
+        return;
+    }
+    let start = (ptr as usize).div_ceil(PAGE) * PAGE;
+    let end = (ptr as usize + bytes) / PAGE * PAGE;
+    if end > start {
+        // advisory only: failure (e.g. no THP support) changes nothing but speed
+        unsafe { madvise(start as *mut c_void, end - start, MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *const u8, _bytes: usize) {}
 
 /// NaN-ignoring (min, max) of the volume (`axis = None`) or of each slice along `axis`;
 /// (NaN, NaN) where there is no non-NaN value.
@@ -385,26 +552,23 @@ pub(crate) fn gather_axis<T: Copy + Send + Sync>(src: &Vol<'_, T>, axis: usize, 
         return;
     }
     let row = odims[2];
+    let s2 = src.strides[2];
     dst.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
         let (i0, i1) = (r / odims[1], r % odims[1]);
-        match axis {
-            0 => {
-                let base = src.offset([index[i0], i1, 0]);
-                for (i2, o) in out.iter_mut().enumerate() {
-                    *o = unsafe { src.at(base + i2 as isize * src.strides[2]) };
-                }
+        let base = match axis {
+            0 => src.offset([index[i0], i1, 0]),
+            1 => src.offset([i0, index[i1], 0]),
+            _ => src.offset([i0, i1, 0]),
+        };
+        if axis == 2 {
+            for (o, &j) in out.iter_mut().zip(index) {
+                *o = unsafe { src.at(base + j as isize * s2) };
             }
-            1 => {
-                let base = src.offset([i0, index[i1], 0]);
-                for (i2, o) in out.iter_mut().enumerate() {
-                    *o = unsafe { src.at(base + i2 as isize * src.strides[2]) };
-                }
-            }
-            _ => {
-                let base = src.offset([i0, i1, 0]);
-                for (o, &j) in out.iter_mut().zip(index) {
-                    *o = unsafe { src.at(base + j as isize * src.strides[2]) };
-                }
+        } else if s2 == 1 {
+            out.copy_from_slice(unsafe { std::slice::from_raw_parts(src.ptr.offset(base), row) });
+        } else {
+            for (i2, o) in out.iter_mut().enumerate() {
+                *o = unsafe { src.at(base + i2 as isize * s2) };
             }
         }
     });
@@ -452,7 +616,7 @@ mod tests {
             let plans: Vec<AxisPlan> = (0..3).map(|ax| AxisPlan::new(vol.dims[ax], shape[ax], order)).collect();
             let steps: Vec<(usize, &AxisPlan)> = vec![(2, &plans[2]), (0, &plans[0]), (1, &plans[1])];
             let mut out = vec![0.0f64; shape.iter().product()];
-            chain::<_, f64, f64>(&vol, &steps, &mut out, &Clip::None);
+            chain::<_, f64, f64, f64>(&vol, &steps, &mut out, &Clip::None);
             for (x, y) in out.iter().zip(expect.iter()) {
                 assert!((x - y).abs() < 1e-12, "order {order}: {x} vs {y}");
             }
@@ -481,5 +645,38 @@ mod tests {
         let mut out = vec![0; 2 * 2 * 4];
         gather_axis(&vol, 1, &[2, 2], &mut out);
         assert_eq!(&out[..4], &[20, 21, 22, 23]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn time_axis_pass() {
+        let dims = [80usize, 512, 512];
+        let src: Vec<f32> = (0..dims.iter().product::<usize>()).map(|i| (i % 1013) as f32).collect();
+        let vol = Vol::from_slice(&src, dims);
+        for (axis, order) in [(2usize, 3usize), (1, 3), (0, 3), (2, 1), (1, 1)] {
+            let plan = AxisPlan::new(dims[axis], if axis == 0 { 267 } else { 448 }, order);
+            let mut od = dims;
+            od[axis] = plan.m;
+            let t = Instant::now();
+            let mut out: Vec<f32> = uninit_vec(od.iter().product());
+            let ta = t.elapsed();
+            axis_pass::<f32, _, _>(&vol, axis, &plan, &mut out, &Clip::All(0.0, 1e9));
+            let t1 = t.elapsed();
+            let t = Instant::now();
+            axis_pass::<f32, _, _>(&vol, axis, &plan, &mut out, &Clip::All(0.0, 1e9));
+            let t2 = t.elapsed();
+            eprintln!("axis {axis} order {order}: alloc {ta:?} first {t1:?} second {t2:?}");
+        }
+        let mut out = vec![0f32; 267 * 512 * 512];
+        let nn = AxisPlan::nearest_indices(80, 267);
+        let t = Instant::now();
+        gather_axis(&vol, 0, &nn, &mut out);
+        eprintln!("gather (touched) {:?}", t.elapsed());
     }
 }

@@ -14,17 +14,80 @@
 //! Tensor-product interpolation is separable, so an N-d resize is a sequence of these 1-D
 //! operators, one axis at a time.
 
+// lane loops index several arrays in step on purpose (they vectorise that way)
+#![allow(clippy::needless_range_loop)]
+
 /// Edge samples scipy prepends/appends before prefiltering for mode 'nearest'.
 pub(crate) const NPAD: usize = 12;
 
 /// The pole of the cubic B-spline prefilter, sqrt(3) - 2.
-const POLE3: f64 = -0.267_949_192_431_122_706_472_553_658_494_127_633;
+const POLE3: f64 = -0.267_949_192_431_122_7;
 
-/// Interpolation taps of one output sample: up to 4 indices into the (padded) line and weights.
+/// Interpolation taps of one output sample: up to 4 indices into the (padded) line and
+/// weights (also rounded to f32 for f32 scratch lines).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Taps {
+pub struct Taps {
     pub idx: [u32; 4],
     pub w: [f64; 4],
+    pub w32: [f32; 4],
+}
+
+/// The arithmetic type of scratch lines: f64, or f32 where its precision is plenty (the
+/// B-spline prefilter is a stable recursion with |pole| < 0.27, so f32 lines lose only a few
+/// f32 ulps of the data's magnitude).
+pub trait Lane:
+    Copy
+    + Default
+    + Send
+    + Sync
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::MulAssign
+    + 'static
+{
+    const ZERO: Self;
+    /// Terms of the causal initialisation sum below this (relative) are dropped.
+    const NEGLIGIBLE: f64;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn weights(t: &Taps) -> [Self; 4];
+}
+
+impl Lane for f64 {
+    const ZERO: f64 = 0.0;
+    const NEGLIGIBLE: f64 = 1e-30;
+    #[inline(always)]
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn weights(t: &Taps) -> [f64; 4] {
+        t.w
+    }
+}
+
+impl Lane for f32 {
+    const ZERO: f32 = 0.0;
+    const NEGLIGIBLE: f64 = 1e-12;
+    #[inline(always)]
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn weights(t: &Taps) -> [f32; 4] {
+        t.w32
+    }
 }
 
 /// A 1-D resampling operator from `n` to `m` samples at spline order 0, 1 or 3.
@@ -79,6 +142,12 @@ fn spline_weights(cc: f64, order: usize) -> [f64; 4] {
     w
 }
 
+impl Taps {
+    fn new(idx: [u32; 4], w: [f64; 4]) -> Taps {
+        Taps { idx, w, w32: w.map(|x| x as f32) }
+    }
+}
+
 impl AxisPlan {
     pub fn new(n: usize, m: usize, order: usize) -> AxisPlan {
         assert!(n >= 1 && m >= 1, "axis lengths must be positive");
@@ -91,20 +160,17 @@ impl AxisPlan {
             .map(|k| {
                 let cc = source_coordinate(k, zoom);
                 match order {
-                    0 => Taps { idx: [clamp((cc + 0.5).floor() as i64), 0, 0, 0], w: [1.0, 0.0, 0.0, 0.0] },
+                    0 => Taps::new([clamp((cc + 0.5).floor() as i64), 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
                     1 => {
                         let s = cc.floor() as i64;
-                        Taps { idx: [clamp(s), clamp(s + 1), 0, 0], w: spline_weights(cc, 1) }
+                        Taps::new([clamp(s), clamp(s + 1), 0, 0], spline_weights(cc, 1))
                     }
                     _ => {
                         let cc = cc + NPAD as f64;
                         let s = cc.floor() as i64 - 1;
                         // with 12 samples of padding every tap lies inside the padded line
                         debug_assert!(s >= 0 && s + 3 <= last);
-                        Taps {
-                            idx: [clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)],
-                            w: spline_weights(cc, 3),
-                        }
+                        Taps::new([clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)], spline_weights(cc, 3))
                     }
                 }
             })
@@ -124,8 +190,8 @@ impl AxisPlan {
 
     /// Pads the loaded samples `line[pad .. pad + n]` (in lanes) with copies of the edge
     /// samples and runs the B-spline prefilter when the order needs one.
-    #[inline]
-    pub fn prepare<const L: usize>(&self, line: &mut [[f64; L]]) {
+    #[inline(always)]
+    pub fn prepare<F: Lane, const L: usize>(&self, line: &mut [[F; L]]) {
         if self.order != 3 {
             return;
         }
@@ -140,11 +206,12 @@ impl AxisPlan {
 
     /// Evaluates output sample `k` from the prepared line.
     #[inline(always)]
-    pub fn eval<const L: usize>(&self, line: &[[f64; L]], k: usize) -> [f64; L] {
+    pub fn eval<F: Lane, const L: usize>(&self, line: &[[F; L]], k: usize) -> [F; L] {
         let t = &self.taps[k];
-        let mut acc = [0.0f64; L];
+        let ws = F::weights(t);
+        let mut acc = [F::ZERO; L];
         for j in 0..self.ntaps {
-            let w = t.w[j];
+            let w = ws[j];
             let src = &line[t.idx[j] as usize];
             for l in 0..L {
                 acc[l] += w * src[l];
@@ -157,38 +224,42 @@ impl AxisPlan {
 /// scipy's cubic B-spline prefilter (`apply_filter` with one pole and the 'nearest' boundary,
 /// which uses the reflect initialisation), on `L` independent lines stored lane-interleaved.
 ///
-/// The causal initialisation sums `z^i` terms over the whole line; terms below 1e-30 of the
-/// leading one are dropped (|z|^i < 1e-30 after 53 samples), which changes nothing at f64
-/// precision.
-pub(crate) fn prefilter_cubic<const L: usize>(c: &mut [[f64; L]]) {
+/// The causal initialisation sums `z^i` terms over the whole line; terms below
+/// `F::NEGLIGIBLE` of the leading one are dropped (for f64: |z|^i < 1e-30 after 53 samples),
+/// which changes nothing at the line's precision.
+#[inline(always)]
+pub(crate) fn prefilter_cubic<F: Lane, const L: usize>(c: &mut [[F; L]]) {
     let n = c.len();
     if n < 2 {
         return;
     }
-    let z = POLE3;
-    let gain = (1.0 - z) * (1.0 - 1.0 / z);
+    let z64 = POLE3;
+    let z = F::from_f64(z64);
+    let gain = F::from_f64((1.0 - z64) * (1.0 - 1.0 / z64));
     for row in c.iter_mut() {
         for v in row.iter_mut() {
             *v *= gain;
         }
     }
     // causal initialisation (reflect): c0 += z / (1 - z^2n) * sum_i z^i (c_i + z^n c_{n-1-i})
-    let zn = z.powi(n as i32);
-    let mut sum = [0.0f64; L];
+    let zn64 = z64.powi(n as i32);
+    let zn = F::from_f64(zn64);
+    let mut sum = [F::ZERO; L];
     for l in 0..L {
         sum[l] = c[0][l] + zn * c[n - 1][l];
     }
-    let mut zi = z;
+    let mut zi64 = z64;
     for i in 1..n {
-        if zi.abs() < 1e-30 {
+        if zi64.abs() < F::NEGLIGIBLE {
             break;
         }
+        let zi = F::from_f64(zi64);
         for l in 0..L {
             sum[l] += zi * (c[i][l] + zn * c[n - 1 - i][l]);
         }
-        zi *= z;
+        zi64 *= z64;
     }
-    let f = z / (1.0 - zn * zn);
+    let f = F::from_f64(z64 / (1.0 - zn64 * zn64));
     for l in 0..L {
         c[0][l] += sum[l] * f;
     }
@@ -199,7 +270,7 @@ pub(crate) fn prefilter_cubic<const L: usize>(c: &mut [[f64; L]]) {
         }
     }
     // anti-causal initialisation (reflect)
-    let f = z / (z - 1.0);
+    let f = F::from_f64(z64 / (z64 - 1.0));
     for l in 0..L {
         c[n - 1][l] *= f;
     }
