@@ -127,3 +127,25 @@ def test_config_variants(tmp_path):
     p.write_text(json.dumps({"name": "mine", "epoch": 3}))
     with pytest.raises(TrainerConfigError, match="epoch"):
         load_trainer_config(p)
+
+
+def test_cli_smoke(prepared, tmp_path):
+    import click
+    from click.testing import CliRunner
+
+    from oxunet.cli.train import train
+
+    group = click.Group(commands={"train": train})
+    args = ["train", "900", "3d_fullres", "all", "--epochs", "1", "--iters-per-epoch", "1", "--val-iters", "1",
+            "--num-workers", "0", "--device", "cpu", "--precision", "fp32", "--quiet",
+            "--preprocessed-dir", str(prepared / "pre"), "--results-dir", str(tmp_path)]
+    r = CliRunner().invoke(group, args)
+    assert r.exit_code == 0, r.output
+    fold = tmp_path / NAME / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_all"
+    assert str(fold) in r.output and (fold / "validation" / "summary.json").is_file()
+    r = CliRunner().invoke(group, ["train", "900", "3d_fullres", "7x", "--preprocessed-dir", str(prepared / "pre"),
+                                   "--results-dir", str(tmp_path)])
+    assert r.exit_code != 0 and "fold" in r.output
+    r = CliRunner().invoke(group, ["train", "900", "3d_fullres", "0", "-tr", "nnUNetTrainerNope",
+                                   "--preprocessed-dir", str(prepared / "pre"), "--results-dir", str(tmp_path)])
+    assert r.exit_code != 0 and "unknown trainer" in r.output
