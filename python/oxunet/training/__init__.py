@@ -1,4 +1,4 @@
-"""Training: losses (and, later, the trainer). Names load on first access so ``import oxunet.training`` stays light."""
+"""Training: losses, data loader, trainer and its variants. Names load on first access so ``import oxunet.training`` stays light."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ _LAZY = {
         "TopKLoss", "build_loss", "deep_supervision_scales", "default_deep_supervision_weights",
     )
 }
+
+_LAZY.update({name: ".config" for name in ("TrainerConfig", "TrainerConfigError", "builtin_config", "load_trainer_config",
+                                            "variant_names", "BUILTIN_VARIANTS")})
+_LAZY.update({name: ".trainer" for name in ("Trainer", "TrainingError", "poly_lr", "resolve_precision")})
+_LAZY.update({name: ".loader" for name in ("LoaderSpec", "epoch_loader", "default_num_workers")})
 
 __all__ = list(_LAZY)
 

@@ -1,0 +1,100 @@
+"""``oxunet train``: nnU-Net's ``nnUNetv2_train DATASET CONFIG FOLD`` (also ``-d/-c/-f``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import quiet_option
+
+
+@click.command()
+@click.argument("positional", nargs=-1)
+@click.option("-d", "--dataset", help="Dataset id or name (or the first positional argument).")
+@click.option("-c", "--configuration", help="Configuration, e.g. 3d_fullres (or the second positional).")
+@click.option("-f", "--fold", help="Fold 0-4 or 'all' (or the third positional).")
+@click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True,
+              help="nnU-Net variant name (nnUNetTrainer_250epochs, nnUNetTrainerNoMirroring, ...) or a JSON TrainerConfig file.")
+@click.option("-p", "--plans", "plans_name", default="nnUNetPlans", show_default=True, help="Plans identifier.")
+@click.option("--epochs", type=click.IntRange(1), help="Override the number of epochs (on --continue the poly "
+              "schedule is recomputed over the new total).")
+@click.option("--iters-per-epoch", type=click.IntRange(1), help="Training iterations per epoch (default 250).")
+@click.option("--val-iters", type=click.IntRange(0), help="Validation iterations per epoch (default 50).")
+@click.option("--batch-size", type=click.IntRange(1), help="Override the plan's batch size.")
+@click.option("--device", type=click.Choice(["cuda", "cpu", "mps"]), default=None, help="Default: cuda if available, else cpu.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
+@click.option("--continue", "--c", "continue_training", is_flag=True, help="Resume from final/latest/best checkpoint.")
+@click.option("--num-workers", type=click.IntRange(0), help="Data-loading workers [$nnUNet_n_proc_DA, default 12]; 0 = in-process.")
+@click.option("--pretrained", "--pretrained_weights", "pretrained", type=click.Path(dir_okay=False, exists=True),
+              help="Initialise from a checkpoint (all but seg layers must match).")
+@click.option("--val", "only_val", is_flag=True, help="Only run the final validation (needs checkpoint_final.pth).")
+@click.option("--val-best", "--val_best", is_flag=True, help="Validate checkpoint_best.pth instead.")
+@click.option("--npz", is_flag=True, help="Accepted for nnU-Net compatibility; no-op (validation exports nothing yet).")
+@click.option("--preprocessed-dir", type=click.Path(file_okay=False), help="[$OXUNET_PREPROCESSED or $nnUNet_preprocessed]")
+@click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
+@quiet_option
+def train(positional, dataset, configuration, fold, trainer, plans_name, epochs, iters_per_epoch, val_iters, batch_size,
+          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, preprocessed_dir,
+          results_dir, quiet) -> None:
+    """Train a configuration on one fold (nnU-Net's nnUNetTrainer), then validate it."""
+    pos = list(positional)
+    if len(pos) > 3:
+        raise click.UsageError(f"expected at most DATASET CONFIG FOLD, got {pos}")
+    values = [dataset, configuration, fold]
+    for i, v in enumerate(pos):
+        if values[i] is not None:
+            raise click.UsageError(f"{['dataset', 'configuration', 'fold'][i]} given twice ({values[i]!r} and {v!r})")
+        values[i] = v
+    missing = [n for n, v in zip(("DATASET (-d)", "CONFIG (-c)", "FOLD (-f)"), values) if v is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)}")
+    if continue_training and only_val:
+        raise click.UsageError("--continue cannot be combined with --val")
+    if continue_training and pretrained:
+        raise click.UsageError("--continue cannot be combined with --pretrained")
+
+    import torch
+
+    from ..dataset import resolve_paths
+    from ..training.config import TrainerConfigError, load_trainer_config
+    from ..training.trainer import Trainer, TrainingError
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        cfg = load_trainer_config(trainer).replace(epochs=epochs, iterations_per_epoch=iters_per_epoch,
+                                                   val_iterations=val_iters, batch_size=batch_size,
+                                                   precision=precision, num_workers=num_workers)
+        cfg.validate()
+        paths = resolve_paths(preprocessed_dir=preprocessed_dir, results_dir=results_dir)
+        progress = None if quiet or not sys.stderr.isatty() else _progress(cfg.epochs)
+        tr = Trainer(values[0], values[1], values[2], paths=paths, config=cfg, plans_name=plans_name, device=device,
+                     quiet=quiet, on_epoch_end=progress)
+        if not quiet:
+            click.echo(f"results: {tr.fold_dir}", err=True)
+        if npz and not quiet:
+            click.echo("note: --npz is accepted but validation exports no probabilities yet", err=True)
+        if only_val or val_best:
+            summary = tr.validate("checkpoint_best.pth" if val_best else "checkpoint_final.pth")
+        else:
+            tr.run(continue_training=continue_training, pretrained=pretrained)
+            summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())
+    except (TrainingError, TrainerConfigError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{tr.fold_dir}")
+    if not quiet:
+        click.echo(f"Mean validation Dice (preprocessed space): {summary['foreground_mean'].get('Dice')}", err=True)
+
+
+def _progress(total: int):
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def show(s) -> None:
+        dice = ", ".join(f"{d:.3f}" for d in s.pseudo_dice)
+        console.print(f"epoch {s.epoch + 1}/{total}  lr {s.lr:.2e}  train {s.train_loss:.4f}  val {s.val_loss:.4f}  "
+                      f"pseudo dice [{dice}]  ema {s.ema:.4f}  {s.seconds:.1f}s")
+
+    return show

@@ -1,0 +1,142 @@
+"""Training / validation batches following nnU-Net's ``nnUNetDataLoader`` rules (spec §9).
+
+Cases are drawn uniformly with replacement; sample ``j`` of a batch is forced to contain
+foreground per :func:`oxunet.kernels.foreground_flags`; boxes come from
+:func:`oxunet.kernels.sample_patch_box` with the enlarged initial patch and ``need_to_pad =
+initial − final``; patches are read from the memory-mapped cases (never whole datasets), augmented
+per sample and stacked.
+
+Determinism: every epoch's stream is a pure function of ``(seed, epoch, stream, worker)``; the
+DataLoader returns worker batches round-robin in a fixed order, so an epoch gives the same
+batches for the same number of workers (a resumed run reproduces an uninterrupted one).
+Workers are started per epoch (fork is cheap next to an epoch of training).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..kernels import foreground_flags, sample_patch_box
+from ..preprocessing.storage import open_case, read_patch
+
+
+def default_num_workers() -> int:
+    """nnU-Net's ``nnUNet_n_proc_DA`` (default 12), capped at the CPU count."""
+    env = os.environ.get("nnUNet_n_proc_DA")
+    n = int(env) if env not in (None, "") else 12
+    return max(0, min(n, os.cpu_count() or 1))
+
+
+@dataclass
+class LoaderSpec:
+    """What one batch stream needs (picklable: it travels to the workers)."""
+
+    folder: str
+    cases: list[str]
+    batch_size: int
+    patch_size: tuple[int, ...]  # crop size read from disk (training: the initial, enlarged patch)
+    final_patch_size: tuple[int, ...]
+    oversample_foreground_percent: float
+    probabilistic_oversampling: bool
+    has_ignore: bool
+    augmenter: object  # oxunet.training.augmentation.Augmenter
+
+
+def need_to_pad(patch_size: Sequence[int], final_patch_size: Sequence[int]) -> tuple[int, ...]:
+    """nnU-Net's padding allowance: ``initial − final`` per axis (the per-case widening for small
+    cases is applied inside sample_patch_box)."""
+    return tuple(int(i) - int(f) for i, f in zip(patch_size, final_patch_size))
+
+
+class BatchStream:
+    """Makes batches for one spec from a numpy Generator (boxes, cases) and a torch Generator (augmentation)."""
+
+    def __init__(self, spec: LoaderSpec):
+        self.spec = spec
+        self._handles: dict = {}
+        two_d = len(spec.patch_size) == 2
+        # a 2D configuration reads (1, y, z) patches from the 3D-stored case: a random slice
+        self._read_patch = (1, *spec.patch_size) if two_d else tuple(spec.patch_size)
+        self._ntp = (0, *need_to_pad(spec.patch_size, spec.final_patch_size)) if two_d else need_to_pad(
+            spec.patch_size, spec.final_patch_size)
+        self._two_d = two_d
+
+    def _handle(self, case: str):
+        h = self._handles.get(case)
+        if h is None:
+            h = self._handles[case] = open_case(self.spec.folder, case)
+        return h
+
+    def batch(self, rng: np.random.Generator, gen: torch.Generator) -> dict:
+        s = self.spec
+        forced = foreground_flags(s.batch_size, s.oversample_foreground_percent, s.probabilistic_oversampling, rng)
+        datas, segs, keys = [], [], []
+        for j in range(s.batch_size):
+            case = s.cases[int(rng.integers(len(s.cases)))]
+            h = self._handle(case)
+            box = sample_patch_box(h.shape, self._read_patch, h.class_locations, bool(forced[j]), self._ntp, rng,
+                                   has_ignore=s.has_ignore)
+            data, seg = read_patch(h, box)
+            data, seg = torch.from_numpy(data), torch.from_numpy(seg)
+            if self._two_d:
+                data, seg = data[:, 0], seg[:, 0]
+            data, seg = s.augmenter(data, seg, gen)
+            datas.append(data)
+            segs.append(seg)
+            keys.append(case)
+        data = torch.stack(datas).float()
+        if isinstance(segs[0], list):
+            target = [torch.stack([sg[i] for sg in segs]) for i in range(len(segs[0]))]
+        else:
+            target = torch.stack(segs)
+        return {"data": data, "target": target, "keys": keys}
+
+
+def _seeds(seed: int, epoch: int, stream: int, worker: int) -> tuple[np.random.Generator, torch.Generator]:
+    ss = np.random.SeedSequence([int(seed), int(epoch), int(stream), int(worker)])
+    rng = np.random.default_rng(ss)
+    gen = torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    return rng, gen
+
+
+class EpochBatches(IterableDataset):
+    """``num_batches`` batches of one epoch; workers split them round-robin (worker w makes batches
+    w, w + n, ...), matching the DataLoader's in-order collection."""
+
+    def __init__(self, spec: LoaderSpec, num_batches: int, seed: int, epoch: int, stream: int):
+        self.spec, self.num_batches, self.seed, self.epoch, self.stream = spec, num_batches, seed, epoch, stream
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, n = (0, 1) if info is None else (info.id, info.num_workers)
+        torch.set_num_threads(1)
+        rng, gen = _seeds(self.seed, self.epoch, self.stream, wid)
+        maker = BatchStream(self.spec)
+        for _ in range(wid, self.num_batches, n):
+            yield maker.batch(rng, gen)
+
+
+def epoch_loader(spec: LoaderSpec, num_batches: int, seed: int, epoch: int, *, stream: int = 0,
+                 num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict]:
+    """An iterator over one epoch's batches (``num_workers`` = 0: in this process)."""
+    ds = EpochBatches(spec, num_batches, seed, epoch, stream)
+    if num_workers <= 0:
+        # in-process: keep the caller's torch thread count
+        info_free = iter(_inprocess(ds))
+        return info_free
+    workers = min(num_workers, num_batches)
+    return iter(DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                           prefetch_factor=max(2, 6 // max(workers, 1)), persistent_workers=False))
+
+
+def _inprocess(ds: EpochBatches) -> Iterator[dict]:
+    rng, gen = _seeds(ds.seed, ds.epoch, ds.stream, 0)
+    maker = BatchStream(ds.spec)
+    for _ in range(ds.num_batches):
+        yield maker.batch(rng, gen)

@@ -1,0 +1,550 @@
+"""nnU-Net's ``nnUNetTrainer`` (spec §13): SGD Nesterov, PolyLR per epoch, deep supervision,
+AMP, pseudo-Dice EMA, best/latest/final checkpoints, exact ``--continue``, a minimal final validation.
+
+Resume: the poly schedule is a function of (epoch, total epochs); continuing with a larger
+``epochs`` recomputes it over the new total from the next epoch on (nnU-Net behaves the same).
+Batches are a pure function of (seed, epoch, workers), so 1 + continue 1 epochs give the same
+weights as 2 straight epochs (same device, workers, precision).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..dataset import Paths, dataset_name, load_dataset_json
+from ..planning import load_plans, resolve_configuration
+from ..preprocessing.storage import list_cases, open_case, read_patch
+from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from .config import TrainerConfig
+from .logger import TrainingLogger
+
+CHECKPOINT_FORMAT = "oxunet-checkpoint"
+
+
+class TrainingError(RuntimeError):
+    """Bad training input (missing folders, unknown fold, plans/dataset mismatch); names the problem."""
+
+
+def poly_lr(initial_lr: float, epoch: int, max_epochs: int, exponent: float = 0.9) -> float:
+    """nnU-Net's PolyLRScheduler: ``initial × (1 − epoch / max_epochs) ** exponent``."""
+    return initial_lr * (1 - epoch / max_epochs) ** exponent
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto → fp16 AMP on CUDA, bf16 autocast on CPUs with native bf16, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def _fold_value(fold: int | str) -> int | str:
+    if isinstance(fold, int) and not isinstance(fold, bool) and fold >= 0:
+        return fold
+    if isinstance(fold, str) and (fold == "all" or fold.isdigit()):
+        return fold if fold == "all" else int(fold)
+    raise TrainingError(f"fold: expected a non-negative integer or 'all', got {fold!r}")
+
+
+@dataclass
+class EpochSummary:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    pseudo_dice: list[float]
+    ema: float
+    lr: float
+    seconds: float
+
+
+class Trainer:
+    """One (dataset, configuration, fold) training run. ``run()`` trains (or resumes) and validates."""
+
+    def __init__(
+        self,
+        dataset: str | int,
+        configuration: str,
+        fold: int | str,
+        *,
+        paths: Paths,
+        config: TrainerConfig | None = None,
+        plans_name: str = "nnUNetPlans",
+        device: str | torch.device = "cpu",
+        quiet: bool = False,
+        on_epoch_end: Callable[[EpochSummary], None] | None = None,
+    ):
+        self.config = config or TrainerConfig()
+        self.fold = _fold_value(fold)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise TrainingError("device cuda requested but torch sees no CUDA device")
+        self.quiet, self.on_epoch_end = quiet, on_epoch_end
+        if paths.preprocessed is None:
+            raise TrainingError("no preprocessed folder: set nnUNet_preprocessed / OXUNET_PREPROCESSED or pass --preprocessed-dir")
+        if paths.results is None:
+            raise TrainingError("no results folder: set nnUNet_results / OXUNET_RESULTS or pass --results-dir")
+        try:
+            self.dataset_name = dataset_name(dataset, paths)
+        except LookupError as e:
+            raise TrainingError(str(e)) from None
+        self.pre_dir = Path(paths.preprocessed) / self.dataset_name
+        plans_path = self.pre_dir / f"{plans_name}.json"
+        if not plans_path.is_file():
+            raise TrainingError(f"{plans_path}: plans file not found (run `oxunet plan-and-preprocess -d {dataset}` first)")
+        self.plans = load_plans(plans_path)
+        self.plans_name = plans_name
+        if self.plans.get("dataset_name") not in (None, self.dataset_name):
+            raise TrainingError(f"{plans_path}: plans are for dataset {self.plans['dataset_name']!r}, not {self.dataset_name!r}")
+        self.configuration_name = configuration
+        try:
+            self.cfg = resolve_configuration(self.plans, configuration, str(plans_path))
+        except Exception as e:
+            raise TrainingError(str(e)) from None
+        if self.cfg.get("previous_stage"):
+            raise TrainingError(f"configuration {configuration!r} is a cascade stage: cascade training is not supported yet")
+        ds_json = self.pre_dir / "dataset.json"
+        if not ds_json.is_file():
+            raise TrainingError(f"{ds_json}: dataset.json missing from the preprocessed dataset folder")
+        self.dataset_json_path = ds_json
+        self.info = load_dataset_json(ds_json)
+        self.data_dir = self.pre_dir / self.cfg["data_identifier"]
+        if not self.data_dir.is_dir():
+            raise TrainingError(f"{self.data_dir}: preprocessed data for configuration {configuration!r} not found "
+                                f"(run `oxunet preprocess -d {dataset} -c {configuration}`)")
+        self.cases = list_cases(self.data_dir)
+        if not self.cases:
+            raise TrainingError(f"{self.data_dir}: no complete preprocessed cases")
+        first = open_case(self.data_dir, self.cases[0])
+        if first.data.shape[0] != self.info.num_channels:
+            raise TrainingError(f"{self.data_dir}: cases have {first.data.shape[0]} channel(s) but {ds_json} declares "
+                                f"{self.info.num_channels}: plans/preprocessed data and dataset.json do not match")
+        if len(self.cfg["patch_size"]) not in (2, 3):
+            raise TrainingError(f"{plans_path}: patch_size {self.cfg['patch_size']} must have 2 or 3 axes")
+
+        from .splits import train_val_keys
+
+        try:
+            self.train_keys, self.val_keys = train_val_keys(self.pre_dir, self.cases, self.fold)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        missing = sorted(set(self.train_keys + self.val_keys) - set(self.cases))
+        if missing:
+            raise TrainingError(f"{self.pre_dir / 'splits_final.json'}: fold {self.fold} names case(s) not preprocessed "
+                                f"in {self.data_dir}: {missing[:5]}")
+        self.output_root = Path(paths.results) / self.dataset_name / f"{self.config.name}__{plans_name}__{configuration}"
+        self.fold_dir = self.output_root / f"fold_{self.fold}"
+        self._built = False
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.batch_size or self.cfg["batch_size"])
+
+    @property
+    def num_workers(self) -> int:
+        from .loader import default_num_workers
+
+        return default_num_workers() if self.config.num_workers is None else self.config.num_workers
+
+    def _oversample(self) -> float:
+        c = self.config
+        if c.oversample_foreground_percent is not None:
+            return c.oversample_foreground_percent
+        # nnUNetTrainer_probabilisticOversampling: the deterministic scheme's effective fraction
+        b = self.batch_size
+        return float(np.mean([j >= round(b * (1 - 0.33)) for j in range(b)]))
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        from ..networks import build_network
+        from .augmentation import build_training_transforms, build_validation_transforms, configure_augmentation
+        from .augmentation.presets import get_preset
+        from .loader import LoaderSpec
+        from .losses import build_loss, deep_supervision_scales
+
+        c, cfg, info = self.config, self.cfg, self.info
+        arch = cfg["architecture"]
+        self.network = build_network(arch, info.num_channels, info.num_segmentation_heads,
+                                     deep_supervision=c.deep_supervision).to(self.device)
+        strides = arch["arch_kwargs"]["strides"]
+        n_out = len(strides) - 1
+        self.ds_scales = deep_supervision_scales(strides) if c.deep_supervision else None
+        self.loss = build_loss(c.loss, batch_dice=bool(cfg.get("batch_dice", False)), is_regions=info.has_regions,
+                               ignore_label=info.ignore_label, smooth=c.loss_smooth,
+                               num_outputs=n_out if c.deep_supervision else None,
+                               deep_supervision_weights=c.deep_supervision_weights if c.deep_supervision else None)
+        self.optimizer = torch.optim.SGD(self.network.parameters(), c.initial_lr, weight_decay=c.weight_decay,
+                                         momentum=c.momentum, nesterov=True)
+        self.precision = resolve_precision(c.precision, self.device)
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" and self.device.type == "cuda" else None
+        patch = tuple(int(p) for p in cfg["patch_size"])
+        preset = get_preset(c.augmentation)
+        setup = configure_augmentation(patch, patch_scale_range=preset.patch_scale_range, mirror=preset.mirror)
+        self.inference_allowed_mirroring_axes = setup.mirror_axes
+        regions = info.foreground_regions if info.has_regions else None
+        labels_kw = dict(deep_supervision_scales=self.ds_scales, foreground_labels=info.foreground_labels,
+                         regions=regions, ignore_label=info.ignore_label)
+        train_aug = build_training_transforms(patch, preset, use_mask_for_norm=cfg.get("use_mask_for_norm"), **labels_kw)
+        val_aug = build_validation_transforms(**labels_kw)
+        common = dict(folder=str(self.data_dir), batch_size=self.batch_size,
+                      oversample_foreground_percent=self._oversample(),
+                      probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None)
+        initial = setup.initial_patch_size[-len(patch):]
+        self.train_spec = LoaderSpec(cases=list(self.train_keys), patch_size=tuple(initial), final_patch_size=patch,
+                                     augmenter=train_aug, **common)
+        self.val_spec = LoaderSpec(cases=list(self.val_keys), patch_size=patch, final_patch_size=patch,
+                                   augmenter=val_aug, **common)
+        if c.compile and self.device.type == "cuda":
+            self._forward = torch.compile(self.network)
+        else:
+            self._forward = self.network
+        self._built = True
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(self, epoch_next: int) -> dict[str, Any]:
+        return {
+            "network_weights": self.network.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "grad_scaler_state": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "logging": self.logger.log,
+            "_best_ema": self._best_ema,
+            "current_epoch": epoch_next,
+            "init_args": {"plans": self.plans, "configuration": self.configuration_name, "fold": self.fold,
+                          "dataset_json": self.info.raw, "device": str(self.device)},
+            "trainer_name": self.config.name,
+            "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
+            "oxunet": {"format": CHECKPOINT_FORMAT, "version": 1, "trainer_config": self.config.to_dict(),
+                       "seed": self.seed, "rng_states": rng_states(), "plans_name": self.plans_name},
+        }
+
+    def _load(self, path: Path) -> None:
+        from ..networks import load_nnunet_checkpoint
+
+        ck = load_nnunet_checkpoint(path, map_location=self.device)
+        self.network.load_state_dict(ck["network_weights"])
+        self.optimizer.load_state_dict(ck["optimizer_state"])
+        if self.grad_scaler is not None and ck.get("grad_scaler_state"):
+            self.grad_scaler.load_state_dict(ck["grad_scaler_state"])
+        self.current_epoch = int(ck["current_epoch"])
+        self._best_ema = ck.get("_best_ema")
+        self.logger.load(ck.get("logging", {}), self.current_epoch)
+        ours = ck.get("oxunet") or {}
+        if ours.get("seed") is not None:
+            self.seed = int(ours["seed"])
+        if ours.get("rng_states"):
+            restore_rng_states(ours["rng_states"])
+
+    # ------------------------------------------------------------------ setup of the output folder
+    def _prepare_output(self) -> None:
+        self.fold_dir.mkdir(parents=True, exist_ok=True)
+        for name, target in (("plans.json", f"{self.plans_name}.json"), ("dataset.json", "dataset.json"),
+                             ("dataset_fingerprint.json", "dataset_fingerprint.json")):
+            src = self.pre_dir / target
+            if src.is_file():
+                shutil.copyfile(src, self.output_root / name)
+        debug = {"trainer_config": self.config.to_dict(), "dataset": self.dataset_name, "configuration": self.configuration_name,
+                 "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision,
+                 "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
+                 "patch_size": list(self.cfg["patch_size"]), "initial_patch_size": list(self.train_spec.patch_size),
+                 "train_cases": len(self.train_keys), "val_cases": len(self.val_keys), "hostname": platform.node(),
+                 "torch_version": torch.__version__,
+                 "gpu_name": torch.cuda.get_device_name() if self.device.type == "cuda" else None}
+        (self.fold_dir / "debug.json").write_text(json.dumps(debug, indent=1, default=str))
+
+    # ------------------------------------------------------------------ steps
+    def _autocast(self):
+        if self.precision == "fp16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision == "fp16":
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        return nullcontext()
+
+    def _to_device(self, batch: dict):
+        data = batch["data"].to(self.device, non_blocking=True)
+        t = batch["target"]
+        target = [x.to(self.device, non_blocking=True) for x in t] if isinstance(t, list) else t.to(self.device, non_blocking=True)
+        return data, target
+
+    def train_step(self, batch: dict) -> float:
+        data, target = self._to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self._forward(data)
+            loss = self.loss(out, target)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+        return float(loss.detach().cpu())
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        data, target = self._to_device(batch)
+        with self._autocast():
+            out = self._forward(data)
+            loss = self.loss(out, target)
+        out0 = out[0] if isinstance(out, (list, tuple)) else out
+        t0 = target[0] if isinstance(target, list) else target
+        tp, fp, fn = online_tp_fp_fn(out0.float(), t0, self.info.has_regions, self.info.ignore_label)
+        return float(loss.cpu()), tp, fp, fn
+
+    # ------------------------------------------------------------------ loop
+    def run(self, *, continue_training: bool = False, stop_after_epochs: int | None = None,
+            validate: bool = True, pretrained: str | None = None) -> Path:
+        """Trains from scratch or resumes; ``stop_after_epochs`` ends this call early (the run can be
+        continued); returns the fold folder. Final validation runs once the last epoch is done."""
+        from .loader import epoch_loader
+
+        c = self.config
+        self.seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        torch.manual_seed(self.seed)
+        self._build()
+        self.logger = TrainingLogger(self.fold_dir, self.quiet)
+        self._best_ema: float | None = None
+        self.current_epoch = 0
+        self._prepare_output()
+        if continue_training:
+            if pretrained:
+                raise TrainingError("--continue cannot be combined with --pretrained")
+            ck = find_resume_checkpoint(self.fold_dir)
+            if ck is not None:
+                self._load(ck)
+                self.logger.line(f"resumed from {ck.name} at epoch {self.current_epoch}")
+            else:
+                self.logger.line("no checkpoint to continue from: starting from scratch")
+        elif pretrained:
+            self.load_pretrained(pretrained)
+        pin = self.device.type == "cuda"
+        n_run = 0
+        while self.current_epoch < c.epochs:
+            if stop_after_epochs is not None and n_run >= stop_after_epochs:
+                return self.fold_dir
+            epoch = self.current_epoch
+            t0 = time.time()
+            lr = poly_lr(c.initial_lr, epoch, c.epochs, c.poly_exponent)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            self.network.train()
+            losses = [self.train_step(b) for b in epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                                                                stream=0, num_workers=self.num_workers, pin_memory=pin)]
+            self.network.eval()
+            vl, tps, fps, fns = [], [], [], []
+            if c.val_iterations > 0:
+                for b in epoch_loader(self.val_spec, c.val_iterations, self.seed, epoch, stream=1,
+                                      num_workers=max(1, self.num_workers // 2) if self.num_workers else 0, pin_memory=pin):
+                    l_, tp, fp, fn = self.validation_step(b)
+                    vl.append(l_)
+                    tps.append(tp), fps.append(fp), fns.append(fn)
+            if tps:
+                tp, fp, fn = sum(tps), sum(fps), sum(fns)
+                dice = [float(2 * a / (2 * a + b + d)) if (2 * a + b + d) > 0 else float("nan") for a, b, d in zip(tp, fp, fn)]
+                mean_fg = float(np.nanmean(dice)) if not all(math.isnan(x) for x in dice) else float("nan")
+            else:
+                dice, mean_fg = [], float("nan")
+            prev = self.logger.log["ema_fg_dice"]
+            ema = mean_fg if not prev or prev[-1] is None or math.isnan(prev[-1]) else 0.9 * prev[-1] + 0.1 * mean_fg
+            t1 = time.time()
+            L = self.logger
+            L.append("train_losses", float(np.mean(losses)))
+            L.append("val_losses", float(np.mean(vl)) if vl else float("nan"))
+            L.append("dice_per_class_or_region", dice)
+            L.append("mean_fg_dice", mean_fg)
+            L.append("ema_fg_dice", ema)
+            L.append("lrs", lr)
+            L.append("epoch_start_timestamps", t0)
+            L.append("epoch_end_timestamps", t1)
+            self.current_epoch = epoch + 1
+            L.line(f"epoch {epoch}: lr {lr:.6g} train_loss {L.log['train_losses'][-1]:.4f} val_loss "
+                   f"{L.log['val_losses'][-1]:.4f} pseudo dice {[round(d, 4) for d in dice]} ema {ema:.4f} "
+                   f"time {t1 - t0:.1f}s")
+            if not math.isnan(ema) and (self._best_ema is None or ema > self._best_ema):
+                self._best_ema = ema
+                save_checkpoint(self.fold_dir / "checkpoint_best.pth", self._checkpoint(self.current_epoch))
+            if self.current_epoch % c.checkpoint_interval == 0 or self.current_epoch == c.epochs:
+                save_checkpoint(self.fold_dir / "checkpoint_latest.pth", self._checkpoint(self.current_epoch))
+            L.write_json()
+            n_run += 1
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(EpochSummary(epoch, L.log["train_losses"][-1], L.log["val_losses"][-1], dice, ema, lr, t1 - t0))
+        save_checkpoint(self.fold_dir / "checkpoint_final.pth", self._checkpoint(self.current_epoch))
+        self.logger.write_json()
+        if validate:
+            self.validate()
+        return self.fold_dir
+
+    def load_pretrained(self, path: str) -> None:
+        """nnU-Net's rule: every key except ``.seg_layers.`` must exist with the same shape."""
+        from ..networks import load_nnunet_checkpoint
+
+        weights = load_nnunet_checkpoint(path)["network_weights"]
+        own = self.network.state_dict()
+        bad = [k for k, v in own.items() if ".seg_layers." not in k and (k not in weights or weights[k].shape != v.shape)]
+        if bad:
+            raise TrainingError(f"{path}: pretrained weights do not fit this network (missing or different shape: {bad[:5]})")
+        own.update({k: v for k, v in weights.items() if ".seg_layers." not in k and k in own})
+        self.network.load_state_dict(own)
+
+    # ------------------------------------------------------------------ final validation
+    def validate(self, checkpoint: str = "checkpoint_final.pth") -> dict:
+        """Minimal final validation: sliding window (step 0.5, Gaussian, no mirroring) over each
+        validation case in PREPROCESSED space, Dice vs the preprocessed seg (-1 counted as
+        background); no resampling back, no export. Writes ``validation/summary.json``."""
+        from ..kernels import Aggregator, sliding_window_starts
+        from ..networks import load_nnunet_checkpoint
+
+        self._build()
+        ck_path = self.fold_dir / checkpoint
+        if not ck_path.is_file():
+            raise TrainingError(f"{ck_path}: no checkpoint to validate (train first)")
+        self.network.load_state_dict(load_nnunet_checkpoint(ck_path, map_location=self.device)["network_weights"])
+        self.network.eval()
+        self.network.deep_supervision = False
+        patch = tuple(int(p) for p in self.cfg["patch_size"])
+        info = self.info
+        per_case = []
+        out_dir = self.fold_dir / "validation"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        classes = list(info.foreground_regions) if info.has_regions else list(info.foreground_labels)
+        try:
+            for case in self.val_keys:
+                h = open_case(self.data_dir, case)
+                shape = h.shape
+                full = (shape[0], *patch) if len(patch) == 2 else patch
+                pshape = [max(s, p) for s, p in zip(shape, full)]
+                lo = [(ps - s) // 2 for ps, s in zip(pshape, shape)]
+                box = [[-l_, -l_ + ps] for l_, ps in zip(lo, pshape)]
+                data, seg = read_patch(h, box, seg_pad=0)
+                agg = Aggregator(info.num_segmentation_heads, pshape, full, "gaussian")
+                starts = sliding_window_starts(pshape, full, 0.5)
+                with torch.no_grad():
+                    for st in product(*starts):
+                        sl = tuple(slice(s, s + p) for s, p in zip(st, full))
+                        x = torch.from_numpy(np.ascontiguousarray(data[(slice(None), *sl)]))
+                        if len(patch) == 2:
+                            x = x[:, 0]
+                        with self._autocast():
+                            y = self._forward(x[None].to(self.device))
+                        y = y[0].float().cpu()
+                        if len(patch) == 2:
+                            y = y[:, None]
+                        agg.add(y.contiguous(), list(st))
+                crop = tuple(slice(l_, l_ + s) for l_, s in zip(lo, shape))
+                ref = np.asarray(seg[0][crop])
+                ref = np.where(ref < 0, 0, ref)
+                if info.has_regions:
+                    logits = agg.finalize()[(slice(None), *crop)]
+                    pred_masks = [logits[i] > 0 for i in range(len(classes))]
+                    ref_masks = [np.isin(ref, r if isinstance(r, tuple) else (r,)) for r in classes]
+                else:
+                    pred = agg.argmax()[crop]
+                    pred_masks = [pred == cl for cl in classes]
+                    ref_masks = [ref == cl for cl in classes]
+                ignore = (ref == info.ignore_label) if info.ignore_label is not None else None
+                metrics = {}
+                for cl, pm, rm in zip(classes, pred_masks, ref_masks):
+                    metrics[_class_key(cl)] = _metrics(pm, rm, ignore)
+                per_case.append({"metrics": metrics, "prediction_file": case, "reference_file": f"{self.data_dir / case}.seg.npy"})
+        finally:
+            self.network.deep_supervision = self.config.deep_supervision
+        summary = _summary(per_case, [_class_key(c) for c in classes])
+        summary["note"] = ("oxunet minimal validation: preprocessed space, no resampling to the original geometry, "
+                           "no mirroring, no export")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan_none))
+        if getattr(self, "logger", None) is not None:
+            self.logger.line(f"validation mean foreground Dice {summary['foreground_mean'].get('Dice')}")
+        return summary
+
+
+def _nan_none(v):
+    return None
+
+
+def _class_key(cl) -> str:
+    return str(tuple(cl)) if isinstance(cl, tuple) else str(cl)
+
+
+def _metrics(pred: np.ndarray, ref: np.ndarray, ignore: np.ndarray | None) -> dict[str, float]:
+    if ignore is not None:
+        keep = ~ignore
+        pred, ref = pred & keep, ref & keep
+    tp = int(np.sum(pred & ref))
+    fp = int(np.sum(pred & ~ref))
+    fn = int(np.sum(~pred & ref))
+    n = pred.size if ignore is None else int((~ignore).sum())
+    tn = n - tp - fp - fn
+    dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else float("nan")
+    iou = tp / (tp + fp + fn) if tp + fp + fn > 0 else float("nan")
+    return {"Dice": dice, "FN": fn, "FP": fp, "IoU": iou, "TN": tn, "TP": tp, "n_pred": fp + tp, "n_ref": fn + tp}
+
+
+def _summary(per_case: list[dict], keys: list[str]) -> dict:
+    mean = {}
+    for k in keys:
+        mean[k] = {m: float(np.nanmean([c["metrics"][k][m] for c in per_case])) if per_case else float("nan")
+                   for m in ("Dice", "FN", "FP", "IoU", "TN", "TP", "n_pred", "n_ref")}
+    fg = {m: float(np.nanmean([mean[k][m] for k in keys])) if keys else float("nan")
+          for m in ("Dice", "FN", "FP", "IoU", "TN", "TP", "n_pred", "n_ref")}
+    return {"foreground_mean": fg, "mean": mean, "metric_per_case": per_case}
+
+
+def online_tp_fp_fn(output: torch.Tensor, target: torch.Tensor, is_regions: bool, ignore_label: int | None):
+    """nnU-Net's validation_step statistics from the highest-resolution output (background dropped for labels)."""
+    axes = [0] + list(range(2, output.ndim))
+    if is_regions:
+        pred = (torch.sigmoid(output) > 0.5).float()
+        if ignore_label is not None:
+            mask = (1 - target[:, -1:]).float()
+            target = target[:, :-1]
+        else:
+            mask = None
+    else:
+        pred = torch.zeros_like(output).scatter_(1, output.argmax(1, keepdim=True), 1)
+        t = target.long()
+        if ignore_label is not None:
+            mask = (t != ignore_label).float()
+            t = torch.where(t == ignore_label, torch.zeros_like(t), t)
+        else:
+            mask = None
+        target = torch.zeros_like(output).scatter_(1, t, 1)
+    target = target.float()
+    if mask is not None:
+        pred, target = pred * mask, target * mask
+    tp = (pred * target).sum(axes)
+    fp = (pred * (1 - target)).sum(axes)
+    fn = ((1 - pred) * target).sum(axes)
+    if not is_regions:
+        tp, fp, fn = tp[1:], fp[1:], fn[1:]
+    return tp.cpu().numpy(), fp.cpu().numpy(), fn.cpu().numpy()
