@@ -10,6 +10,7 @@ from .info import info
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
 from .preprocess import preprocess
+from .train import train
 from .verify import verify
 
 
@@ -27,6 +28,7 @@ main.add_command(verify)
 main.add_command(plan)
 main.add_command(preprocess)
 main.add_command(plan_and_preprocess)
+main.add_command(train)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 
