@@ -305,15 +305,23 @@ fn axis_pass_lanes<F: Lane, S: Source, D: Sample, const L: usize>(
     }
 }
 
+/// Whether the AVX2 builds of the hot loops may run (detected once; `OXUNET_NO_SIMD=1`
+/// forces the baseline build, which computes the same results, for testing).
 pub(crate) fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if std::env::var_os("OXUNET_NO_SIMD").is_some_and(|v| v != "0" && !v.is_empty()) {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// The same task compiled for AVX2 (4 f64 per instruction instead of SSE2's 2). No fused
