@@ -62,15 +62,14 @@ def synthetic_case(shape, channels: int, n_labels: int, seed: int):
 
 
 def nnunet_pipeline(preset: str, patch, setup, ds_scales, n_labels: int):
-    from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as module
+    """nnU-Net's own training transforms for the preset's trainer, with the same arguments as ours."""
     import importlib
 
     name = TRAINERS[preset]
-    if name == "nnUNetTrainerDA5":
-        module = importlib.import_module("nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerDA5")
-    elif name == "nnUNetTrainerNoMirroring":
-        module = importlib.import_module(
-            "nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring")
+    if name == "nnUNetTrainer":
+        module = importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+    else:
+        module = importlib.import_module(f"nnunetv2.training.nnUNetTrainer.variants.data_augmentation.{name}")
     trainer = getattr(module, name)
     return trainer.get_training_transforms(
         patch, setup.rotation, ds_scales, setup.mirror_axes, setup.do_dummy_2d,

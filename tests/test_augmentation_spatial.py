@@ -55,7 +55,10 @@ CASES = [
 
 @pytest.mark.parametrize("patch,inp,labels,pad_rows", CASES)
 @pytest.mark.parametrize("seed", range(3))
-def test_resampling_identical_given_their_grid(patch, inp, labels, pad_rows, seed):
+def test_resampling_identical_given_their_grid(monkeypatch, patch, inp, labels, pad_rows, seed):
+    from oxunet.training.augmentation import spatial
+
+    monkeypatch.setattr(spatial._TileBounds, "MIN_POINTS", 0)  # exercise the tile shortcut on small patches
     np.random.seed(seed)
     torch.manual_seed(seed)
     theirs = _theirs(patch, len(patch), p_elastic=float(seed == 2))
@@ -84,6 +87,7 @@ def test_grid_sample_scorer_fallback_is_identical(monkeypatch, patch, inp, label
     params = theirs.get_parameters(image=torch.zeros(1, *inp))
     ref = theirs._apply_to_segmentation(seg.clone(), **params)
     monkeypatch.setitem(spatial._TRILINEAR_OK, "cpu", False)
+    monkeypatch.setattr(spatial._TileBounds, "MIN_POINTS", 0)
     assert torch.equal(resample_seg(seg, params["grid"], "bilinear", -1, affine=True), ref)
 
 

@@ -275,19 +275,6 @@ def present_labels(seg: torch.Tensor) -> list[int]:
     return [lo, *inner, hi] if hi > lo else [lo]
 
 
-def _all_block_edges(padded: torch.Tensor, dim: int) -> torch.Tensor:
-    """True where the 2^dim block with this low corner holds a single value."""
-    if dim == 2:
-        ey = padded[:, :, :-1] == padded[:, :, 1:]  # (C, X+2, Y+1)
-        return ey[:, :-1] & ey[:, 1:] & (padded[:, :-1, :-1] == padded[:, 1:, :-1])
-    ez = padded[..., :-1] == padded[..., 1:]  # (C, X+2, Y+2, Z+1)
-    eyz = ez[:, :, :-1] & ez[:, :, 1:]
-    eyz &= padded[:, :, :-1, :-1] == padded[:, :, 1:, :-1]  # (C, X+2, Y+1, Z+1)
-    exyz = eyz[:, :-1] & eyz[:, 1:]
-    exyz &= padded[:, :-1, :-1, :-1] == padded[:, 1:, :-1, :-1]
-    return exyz
-
-
 def resample_seg(seg: torch.Tensor, grid: torch.Tensor, mode: str, pad_label: int,
                  affine: bool = False) -> torch.Tensor:
     """``(C, *in)`` label map → ``(C, *patch)`` at ``grid`` (one sample).
@@ -306,7 +293,8 @@ def resample_seg(seg: torch.Tensor, grid: torch.Tensor, mode: str, pad_label: in
     window = _footprint(extremes, in_shape)
     flat_grid = grid.reshape(-1, dim)
     out = torch.empty((seg.shape[0], *grid.shape[:-1]), dtype=seg.dtype, device=seg.device)
-    tiles = _TileBounds(grid, in_shape, window) if affine else None
+    # tiles pay off on large patches only (their bookkeeping costs more than it saves below ~80^3)
+    tiles = _TileBounds(grid, in_shape, window) if affine and flat_grid.shape[0] >= _TileBounds.MIN_POINTS else None
     scratch: list[torch.Tensor] = []
     for c in range(seg.shape[0]):
         labels = present_labels(seg[c])
@@ -419,6 +407,7 @@ class _TileBounds:
     coarse map of mixed blocks (cells of C^dim blocks, conservative)."""
 
     T = 8  # output tile edge
+    MIN_POINTS = 1 << 19
     C = 4  # coarse cell edge, in blocks
 
     def __init__(self, grid: torch.Tensor, in_shape, window):
@@ -556,50 +545,48 @@ class _GridSampleScorer:
 class _TrilinearScorer:
     """The same scores without indicator images: the eight corner labels and weights of each
     point, computed with the arithmetic of ATen's CPU grid_sampler_3d (source index
-    ``((g + 1) * size - 1) / 2``, weights as products of the three axis factors, corners added in
+    ``((g + 1) * size - 1) / 2``, weights ``(x * y) * z`` of the per-axis factors, corners added in
     the order tnw, tne, tsw, tse, bnw, bne, bsw, bse, out-of-image corners skipped). Used only after
     :func:`_trilinear_matches_grid_sample` confirmed bit-identical results on this build."""
 
     def __init__(self, seg_c: torch.Tensor, points: torch.Tensor, pad_label: int):
         d_in, h_in, w_in = seg_c.shape
         flat = seg_c.reshape(-1)
-        self.pad_label = pad_label
-        src = []
-        for col, size in zip(range(3), (w_in, h_in, d_in)):
-            src.append(((points[:, col] + 1) * size - 1) / 2)
-        ix, iy, iz = src
-        x0, y0, z0 = torch.floor(ix), torch.floor(iy), torch.floor(iz)
-        fx = (x0 + 1 - ix, ix - x0)  # weight factors of the low / high corner per axis
-        fy = (y0 + 1 - iy, iy - y0)
-        fz = (z0 + 1 - iz, iz - z0)
-        xi, yi, zi = x0.long(), y0.long(), z0.long()
-        okx = ((xi >= 0) & (xi < w_in), (xi + 1 >= 0) & (xi + 1 < w_in))
-        oky = ((yi >= 0) & (yi < h_in), (yi + 1 >= 0) & (yi + 1 < h_in))
-        okz = ((zi >= 0) & (zi < d_in), (zi + 1 >= 0) & (zi + 1 < d_in))
-        base = (zi * h_in + yi) * w_in + xi
-        self.weights, self.labels, self.inside = [], [], []
-        for dz in (0, 1):
-            for dy in (0, 1):
-                for dx in (0, 1):
-                    self.weights.append(fx[dx] * fy[dy] * fz[dz])
-                    ok = okx[dx] & oky[dy] & okz[dz]
-                    idx = (base + (dz * h_in + dy) * w_in + dx).clamp_(0, flat.numel() - 1)
-                    self.labels.append(torch.take(flat, idx))
-                    self.inside.append(ok)
-        nx, ny, nz = torch.round(ix).long(), torch.round(iy).long(), torch.round(iz).long()
-        ok = (nx >= 0) & (nx < w_in) & (ny >= 0) & (ny < h_in) & (nz >= 0) & (nz < d_in)
-        idx = ((nz * h_in + ny) * w_in + nx).clamp_(0, flat.numel() - 1)
-        self._nearest = torch.where(ok, torch.take(flat, idx), torch.tensor(pad_label, dtype=seg_c.dtype))
+        sizes = torch.tensor([w_in, h_in, d_in])  # grid columns are x, y, z
+        src = ((points + 1) * sizes.float() - 1) / 2  # (M, 3)
+        low = torch.floor(src)
+        factors = torch.stack([(low + 1) - src, src - low])  # (2: low/high corner, M, 3)
+        i0 = low.long()
+        inside = torch.stack([(i0 >= 0) & (i0 < sizes), (i0 >= -1) & (i0 + 1 < sizes)])  # (2, M, 3)
+        fx, fy, fz = factors[..., 0], factors[..., 1], factors[..., 2]  # (2, M) each
+        # corner order (dz, dy, dx) = tnw, tne, tsw, tse, bnw, bne, bsw, bse
+        self.weights = ((fy[:, None] * fx[None]) [None] * fz[:, None, None]).reshape(8, -1)
+        self.inside = (inside[..., 1][:, None] & inside[..., 0][None])[None] & inside[..., 2][:, None, None]
+        self.inside = self.inside.reshape(8, -1)
+        strides = torch.tensor([1, w_in, h_in * w_in])
+        base = (i0 * strides).sum(1)
+        offsets = torch.tensor([dz * h_in * w_in + dy * w_in + dx
+                                for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)])
+        idx = (base[None] + offsets[:, None]).clamp_(0, flat.numel() - 1)
+        self.labels = torch.take(flat, idx)  # (8, M)
+        self.scaled = self.weights * SCORE_SCALE
+        near = torch.round(src).long()
+        ok = ((near >= 0) & (near < sizes)).all(1)
+        nidx = (near * strides).sum(1).clamp_(0, flat.numel() - 1)
+        self._nearest = torch.where(ok, torch.take(flat, nidx), torch.tensor(pad_label, dtype=seg_c.dtype))
 
     def nearest(self) -> torch.Tensor:
         return self._nearest
 
     def score(self, u: int, pad_trick: bool) -> torch.Tensor:
-        out = torch.zeros_like(self.weights[0])
-        value = -SCORE_SCALE if pad_trick else SCORE_SCALE
-        for w, lab, ok in zip(self.weights, self.labels, self.inside):
-            hit = ok & ((lab != u) if pad_trick else (lab == u))
-            out = out + torch.where(hit, value * w, torch.zeros_like(w))
+        # pad trick: the indicator minus one (-1000 where the label differs, 0 on it), plus 1000 after
+        if pad_trick:
+            terms = -self.scaled * ((self.labels != u) & self.inside)
+        else:
+            terms = self.scaled * ((self.labels == u) & self.inside)
+        out = terms[0]
+        for k in range(1, 8):  # grid_sample's accumulation order, one float32 rounding per corner
+            out = out + terms[k]
         if pad_trick:
             out = out + SCORE_SCALE
         return out.to(torch.float16)
