@@ -112,7 +112,7 @@ class CenterCrop(Transform):
         data = torch.stack([center_crop(d, self.patch_size, 0) for d in batch.data])
         seg = None if batch.seg is None else torch.stack([center_crop(s, self.patch_size, self.pad_label)
                                                           for s in batch.seg])
-        return Batch(data, seg, batch.folded, batch.extra)
+        return Batch(data, seg, batch.folded)
 
 
 class Augmenter:

@@ -9,7 +9,10 @@ padding label -1), the arg-max wins and exact ties go to the nearest neighbour's
 the scores are computed with the same operations, so given the same parameters the result is
 identical to batchgeneratorsv2's. It is faster because the arg-max is only evaluated where the
 2×2(×2) neighbourhood a sample point interpolates from holds more than one label: everywhere else
-the answer is that one label, whatever the weights.
+the answer is that one label, whatever the weights (on large patches whole 8^dim output tiles are
+settled at once from their corners). Where it is evaluated, 3D scores on the CPU come from the
+eight corner labels and weights computed as ATen's grid_sampler_3d computes them (checked bit for
+bit against grid_sample once per process; otherwise grid_sample runs at just those points).
 
 Without rotation, scaling or deformation a sample is a plain centre crop (no interpolation).
 """
@@ -230,11 +233,12 @@ class SpatialTransform(Transform):
                 for j, i in enumerate(warped):
                     seg_out[i] = resample_seg(seg[i], grids[j], self.seg_mode, self.pad_label,
                                               affine=params[i].offsets is None)
-        return Batch(out, seg_out, batch.folded, batch.extra)
+        return Batch(out, seg_out, batch.folded)
 
 
 def center_crop(x: torch.Tensor, patch_size: Sequence[int], pad_value: float) -> torch.Tensor:
-    """``(C, *in)`` → ``(C, *patch)`` around ``floor(in / 2)``, padding with ``pad_value`` (batchgeneratorsv2's crop_tensor)."""
+    """``(C, *in)`` → ``(C, *patch)`` around ``floor(in / 2)``, padding with ``pad_value``
+    (batchgeneratorsv2's crop_tensor). A view when nothing needs padding."""
     in_shape = x.shape[1:]
     starts = [s // 2 - p // 2 for s, p in zip(in_shape, patch_size)]
     src = tuple(slice(max(0, st), min(s, st + p)) for st, s, p in zip(starts, in_shape, patch_size))
@@ -294,7 +298,8 @@ def resample_seg(seg: torch.Tensor, grid: torch.Tensor, mode: str, pad_label: in
     flat_grid = grid.reshape(-1, dim)
     out = torch.empty((seg.shape[0], *grid.shape[:-1]), dtype=seg.dtype, device=seg.device)
     # tiles pay off on large patches only (their bookkeeping costs more than it saves below ~80^3)
-    tiles = _TileBounds(grid, in_shape, window) if affine and flat_grid.shape[0] >= _TileBounds.MIN_POINTS else None
+    use_tiles = affine and flat_grid.shape[0] >= _TileBounds.MIN_POINTS
+    tiles = _TileBounds(grid, in_shape, window) if use_tiles else None
     scratch: list[torch.Tensor] = []
     for c in range(seg.shape[0]):
         labels = present_labels(seg[c])
