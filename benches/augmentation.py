@@ -219,7 +219,7 @@ def main() -> None:
         if args.only and args.only not in case:
             continue
         small = case == "hippocampus"
-        n = (20 if small else 4) if args.quick else (100 if small else 20)
+        n = (20 if small else 4) if args.quick else (100 if small else 50)
         rounds = 2 if args.quick else 4
         res = run(case, args.preset, n, rounds, args.steps)
         results.append(res)

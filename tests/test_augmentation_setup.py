@@ -100,3 +100,15 @@ def test_presets_build_for_2d_3d_and_dummy_2d():
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown augmentation preset 'fancy'.*known: default"):
         build_training_transforms((32, 32, 32), "fancy")
+
+
+def test_presets_round_trip_through_json():
+    import json
+
+    from oxunet.training.augmentation import preset_from_json, preset_to_json
+
+    for preset in PRESETS.values():
+        data = json.loads(json.dumps(preset_to_json(preset)))
+        assert preset_from_json(data) == preset
+    with pytest.raises(ValueError, match="format version"):
+        preset_from_json({"version": 99, "name": "x", "steps": []})

@@ -18,7 +18,7 @@ from .pipeline import (
     build_validation_transforms,
     ds_scales_from_pooling,
 )
-from .presets import PRESETS, OneOf, Preset, Step, get_preset
+from .presets import PRESETS, OneOf, Preset, Step, get_preset, preset_from_json, preset_to_json
 from .setup import (
     ANISO_THRESHOLD,
     DEFAULT_PATCH_SCALE_RANGE,
@@ -45,4 +45,6 @@ __all__ = [
     "ds_scales_from_pooling",
     "get_patch_size",
     "get_preset",
+    "preset_from_json",
+    "preset_to_json",
 ]
