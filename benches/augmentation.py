@@ -61,6 +61,33 @@ def synthetic_case(shape, channels: int, n_labels: int, seed: int):
     return torch.from_numpy(img), torch.from_numpy(seg[None])
 
 
+HIPPOCAMPUS = Path(os.environ.get("OXUNET_HIPPOCAMPUS", "/work/shared/data/Dataset004_Hippocampus"))
+
+
+def hippocampus_cases(shape, n: int = 4):
+    """Real Hippocampus cases (z-scored), centred in ``shape`` and padded as nnU-Net's loader pads
+    (data 0, seg -1); None when the dataset is not there."""
+    images = sorted((HIPPOCAMPUS / "imagesTr").glob("*_0000.nii.gz"))[:n]
+    if not images:
+        return None
+    import SimpleITK as sitk
+
+    cases = []
+    for img_path in images:
+        case = img_path.name[: -len("_0000.nii.gz")]
+        img = sitk.GetArrayFromImage(sitk.ReadImage(str(img_path))).astype(np.float32)
+        seg = sitk.GetArrayFromImage(sitk.ReadImage(str(HIPPOCAMPUS / "labelsTr" / f"{case}.nii.gz")))
+        img = (img - img.mean()) / max(img.std(), 1e-8)
+        data = np.zeros(shape, np.float32)
+        lab = np.full(shape, -1, np.int16)
+        src = tuple(slice(max(0, (a - b) // 2), max(0, (a - b) // 2) + min(a, b)) for a, b in zip(img.shape, shape))
+        dst = tuple(slice(max(0, (b - a) // 2), max(0, (b - a) // 2) + min(a, b)) for a, b in zip(img.shape, shape))
+        data[dst] = img[src]
+        lab[dst] = seg[src]
+        cases.append((torch.from_numpy(data[None]), torch.from_numpy(lab[None])))
+    return cases
+
+
 def nnunet_pipeline(preset: str, patch, setup, ds_scales, n_labels: int):
     """nnU-Net's own training transforms for the preset's trainer, with the same arguments as ours."""
     import importlib
@@ -94,7 +121,10 @@ def run(case: str, preset: str, n: int, rounds: int, steps: bool) -> dict:
         theirs = nnunet_pipeline(preset, patch, setup, ds, n_labels)
     except ImportError as e:
         print(f"  nnunetv2 / batchgeneratorsv2 not importable ({e}); timing oxunet only")
-    inputs = [synthetic_case(setup.initial_patch_size, channels, n_labels, s) for s in range(4)]
+    inputs = hippocampus_cases(setup.initial_patch_size) if case == "hippocampus" else None
+    source = "Dataset004_Hippocampus cases" if inputs else "synthetic ellipsoids"
+    if not inputs:
+        inputs = [synthetic_case(setup.initial_patch_size, channels, n_labels, s) for s in range(4)]
 
     # prepare(i) builds the call's arguments outside the timer (theirs modify their input in place)
     def ours_prepare(i):
@@ -141,7 +171,8 @@ def run(case: str, preset: str, n: int, rounds: int, steps: bool) -> dict:
                 cpu[name] += c
                 wall[name] += w
     total = n * rounds
-    result = {"case": case, "patch": patch, "input": setup.initial_patch_size, "preset": preset, "samples": total}
+    result = {"case": case, "patch": patch, "input": setup.initial_patch_size, "preset": preset, "samples": total,
+              "data": source}
     for name in impls:
         result[f"{name}_per_cpu_s"] = total / cpu[name]
         result[f"{name}_per_wall_s"] = total / wall[name]
@@ -223,7 +254,7 @@ def main() -> None:
         rounds = 2 if args.quick else 4
         res = run(case, args.preset, n, rounds, args.steps)
         results.append(res)
-        line = (f"{case:12s} patch {res['patch']} from {res['input']}, {res['samples']} samples: "
+        line = (f"{case:12s} patch {res['patch']} from {res['input']} ({res['data']}), {res['samples']} samples: "
                 f"oxunet {res['oxunet_per_cpu_s']:.1f} patches/CPU-s ({res['oxunet_per_wall_s']:.1f}/wall-s)")
         if "batchgeneratorsv2_per_cpu_s" in res:
             line += (f", batchgeneratorsv2 {res['batchgeneratorsv2_per_cpu_s']:.1f} "

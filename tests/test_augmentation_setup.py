@@ -12,7 +12,6 @@ from oxunet.training.augmentation import (
     build_training_transforms,
     configure_augmentation,
     get_patch_size,
-    get_preset,
 )
 from peers import require
 
@@ -37,8 +36,7 @@ def _theirs(cls, patch_size):
 
 
 def _ours(preset, patch_size, **kw):
-    p = get_preset(preset)
-    s = configure_augmentation(patch_size, patch_scale_range=p.patch_scale_range, mirror=p.mirror, **kw)
+    s = configure_augmentation(patch_size, preset, **kw)
     return s.rotation, s.do_dummy_2d, s.initial_patch_size, s.mirror_axes
 
 

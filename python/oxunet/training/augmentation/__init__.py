@@ -3,7 +3,7 @@
 Build a pipeline for a plan's patch size from a preset (``default``, ``none``, ``no-mirroring``,
 ``da5``, ``brats2020``)::
 
-    setup = configure_augmentation(patch_size)              # initial (enlarged) patch, mirror axes
+    setup = configure_augmentation(patch_size, "default")  # initial (enlarged) patch, mirror axes
     aug = build_training_transforms(patch_size, "default", deep_supervision_scales=scales)
     data, segs = aug(data, seg, generator)                  # (c, *initial) -> (c, *patch), [targets]
 

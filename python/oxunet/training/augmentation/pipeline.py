@@ -207,8 +207,7 @@ def build_training_transforms(
     """
     preset = get_preset(preset)
     patch_size = tuple(int(p) for p in patch_size)
-    setup = configure_augmentation(patch_size, patch_scale_range=preset.patch_scale_range, mirror=preset.mirror,
-                                   dummy_2d=do_dummy_2d)
+    setup = configure_augmentation(patch_size, preset, dummy_2d=do_dummy_2d)
     ctx = Context(
         patch_size,
         tuple(rotation) if rotation is not None else setup.rotation,
