@@ -110,3 +110,14 @@ def test_presets_round_trip_through_json():
         assert preset_from_json(data) == preset
     with pytest.raises(ValueError, match="format version"):
         preset_from_json({"version": 99, "name": "x", "steps": []})
+
+
+def test_setup_and_presets_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from oxunet.training.augmentation import configure_augmentation, PRESETS, "
+            "ds_scales_from_pooling; configure_augmentation((64, 64, 64), 'da5'); print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -261,10 +261,3 @@ def build_validation_transforms(
         cascade_p_per_label=None,
     )
     return Augmenter(Compose(tail), "validation")
-
-
-def ds_scales_from_pooling(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> list[list[float]]:
-    """nnUNetTrainer._get_deep_supervision_scales: ``1 / cumprod(pool kernels)``, last dropped."""
-    import numpy as np
-
-    return [list(i) for i in 1 / np.cumprod(np.vstack(pool_op_kernel_sizes), axis=0)][:-1]

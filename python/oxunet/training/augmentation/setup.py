@@ -129,3 +129,8 @@ def configure_augmentation(
         initial = tuple(int(i) for i in enlarged)
     axes = tuple(range(dim)) if mirror else None
     return AugmentationSetup(rotation, do_dummy_2d, initial, axes)
+
+
+def ds_scales_from_pooling(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> list[list[float]]:
+    """nnUNetTrainer._get_deep_supervision_scales: ``1 / cumprod(pool kernels)``, last dropped."""
+    return [list(i) for i in 1 / np.cumprod(np.vstack(pool_op_kernel_sizes), axis=0)][:-1]
