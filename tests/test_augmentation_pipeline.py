@@ -47,7 +47,8 @@ THEIRS = {
     "ContrastTransform": "contrast", "SimulateLowResolutionTransform": "lowres", "GammaTransform": "gamma",
     "MirrorTransform": "mirror", "Rot90Transform": "rot90", "TransposeAxesTransform": "transpose",
     "MedianFilterTransform": "median", "SharpeningTransform": "sharpen", "BlankRectangleTransform": "blank",
-    "BrightnessGradientAdditiveTransform": "gradient", "LocalGammaTransform": "local_gamma", "MaskImageTransform": "mask",
+    "BrightnessGradientAdditiveTransform": "gradient", "LocalGammaTransform": "local_gamma",
+    "MaskImageTransform": "mask",
     "RemoveLabelTransform": "remove_label", "MoveSegAsOneHotToDataTransform": "onehot",
     "ApplyRandomBinaryOperatorTransform": "binop",
     "RemoveRandomConnectedComponentFromOneHotEncodingTransform": "remove_cc",
@@ -186,7 +187,8 @@ def test_shapes_dtypes_and_determinism(preset, patch):
     for seed in range(6):
         out, segs = aug(data, seg, torch.Generator().manual_seed(seed))
         assert out.shape == (2, *patch) and out.dtype == torch.float32
-        assert [s.shape[1:] for s in segs] == [tuple(round(a * f) for a, f in zip(patch, sc)) for sc in [[1] * len(patch)] + ds[1:]]
+        expected = [tuple(round(a * f) for a, f in zip(patch, sc)) for sc in [[1] * len(patch)] + ds[1:]]
+        assert [s.shape[1:] for s in segs] == expected
         assert all(s.dtype == torch.int16 for s in segs) and int(segs[0].min()) >= 0
         again = aug(data, seg, torch.Generator().manual_seed(seed))
         assert torch.equal(out, again[0]) and all(torch.equal(a, b) for a, b in zip(segs, again[1]))

@@ -12,7 +12,6 @@ from oxunet.training.augmentation import (
     build_training_transforms,
     configure_augmentation,
     get_patch_size,
-    get_preset,
 )
 from peers import require
 
@@ -37,8 +36,7 @@ def _theirs(cls, patch_size):
 
 
 def _ours(preset, patch_size, **kw):
-    p = get_preset(preset)
-    s = configure_augmentation(patch_size, patch_scale_range=p.patch_scale_range, mirror=p.mirror, **kw)
+    s = configure_augmentation(patch_size, preset, **kw)
     return s.rotation, s.do_dummy_2d, s.initial_patch_size, s.mirror_axes
 
 
@@ -100,3 +98,26 @@ def test_presets_build_for_2d_3d_and_dummy_2d():
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown augmentation preset 'fancy'.*known: default"):
         build_training_transforms((32, 32, 32), "fancy")
+
+
+def test_presets_round_trip_through_json():
+    import json
+
+    from oxunet.training.augmentation import preset_from_json, preset_to_json
+
+    for preset in PRESETS.values():
+        data = json.loads(json.dumps(preset_to_json(preset)))
+        assert preset_from_json(data) == preset
+    with pytest.raises(ValueError, match="format version"):
+        preset_from_json({"version": 99, "name": "x", "steps": []})
+
+
+def test_setup_and_presets_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from oxunet.training.augmentation import configure_augmentation, PRESETS, "
+            "ds_scales_from_pooling; configure_augmentation((64, 64, 64), 'da5'); print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -55,7 +55,10 @@ CASES = [
 
 @pytest.mark.parametrize("patch,inp,labels,pad_rows", CASES)
 @pytest.mark.parametrize("seed", range(3))
-def test_resampling_identical_given_their_grid(patch, inp, labels, pad_rows, seed):
+def test_resampling_identical_given_their_grid(monkeypatch, patch, inp, labels, pad_rows, seed):
+    from oxunet.training.augmentation import spatial
+
+    monkeypatch.setattr(spatial._TileBounds, "MIN_POINTS", 0)  # exercise the tile shortcut on small patches
     np.random.seed(seed)
     torch.manual_seed(seed)
     theirs = _theirs(patch, len(patch), p_elastic=float(seed == 2))
@@ -67,7 +70,25 @@ def test_resampling_identical_given_their_grid(patch, inp, labels, pad_rows, see
     ours_img = F.grid_sample(img[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     assert torch.equal(ours_img, ref["image"])
     assert torch.equal(resample_seg(seg, grid, "bilinear", -1), ref["segmentation"])
+    if params["elastic_offsets"] is None:  # whole-tile shortcut for affine grids
+        assert torch.equal(resample_seg(seg, grid, "bilinear", -1, affine=True), ref["segmentation"])
     assert torch.equal(resample_seg(seg, grid, "nearest", -1), theirs_nearest(patch, seg, grid))
+
+
+@pytest.mark.parametrize("patch,inp,labels,pad_rows", CASES[:3])
+def test_grid_sample_scorer_fallback_is_identical(monkeypatch, patch, inp, labels, pad_rows):
+    """Where the trilinear re-implementation is not bit-identical (other CPUs/builds), scoring falls
+    back to grid_sample at the mixed points; both give their result."""
+    from oxunet.training.augmentation import spatial
+
+    np.random.seed(7)
+    theirs = _theirs(patch, 3)
+    seg = torch.stack([blobs(inp, n, 70 + i, pad_rows=pad_rows) for i, n in enumerate(labels)])
+    params = theirs.get_parameters(image=torch.zeros(1, *inp))
+    ref = theirs._apply_to_segmentation(seg.clone(), **params)
+    monkeypatch.setitem(spatial._TRILINEAR_OK, "cpu", False)
+    monkeypatch.setattr(spatial._TileBounds, "MIN_POINTS", 0)
+    assert torch.equal(resample_seg(seg, params["grid"], "bilinear", -1, affine=True), ref)
 
 
 def theirs_nearest(patch, seg, grid):

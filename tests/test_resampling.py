@@ -378,6 +378,36 @@ def test_seg_label_minus_one_and_noncontiguous():
         assert -1 in out
 
 
+_SIMD_SCRIPT = """
+import numpy as np, sys
+from oxunet.kernels import resampling as K
+rng = np.random.default_rng(7)
+d = (rng.normal(size=(2, 9, 37, 21)) * 10).astype(np.float32)
+s = rng.integers(-1, 3, size=(1, 9, 37, 21)).astype(np.int8)
+outs = [K.resample_data(d, (13, 30, 40), (1, 1, 1), (1, 1, 1), 3),
+        K.resample_data(d.astype(np.float64), (5, 50, 17), (5, 1, 1), (1, 1, 1), 1, 3),
+        K.resample_seg(s, (13, 30, 40), (1, 1, 1), (1, 1, 1), 1),
+        K.resample_seg(s, (17, 20, 33), (4, 1, 1), (1, 1, 1), 1)]
+np.savez(sys.argv[1], *outs)
+"""
+
+
+def test_baseline_build_matches_simd_build(tmp_path):
+    # the hot loops also exist as an AVX2 build; OXUNET_NO_SIMD=1 forces the baseline build
+    import os
+    import subprocess
+    import sys
+
+    runs = {}
+    for flag in ("0", "1"):
+        path = tmp_path / f"out{flag}.npz"
+        env = {**os.environ, "OXUNET_NO_SIMD": flag}
+        subprocess.run([sys.executable, "-c", _SIMD_SCRIPT, str(path)], check=True, env=env)
+        runs[flag] = np.load(path)
+    for key in runs["0"].files:
+        np.testing.assert_array_equal(runs["0"][key], runs["1"][key])
+
+
 # ----------------------------------------------------------------------------------------------
 # separate-z decision
 # ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ batch of one (a CPU loader worker) and a batch of many (on a GPU) use the same c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -20,7 +20,6 @@ class Batch:
     seg: torch.Tensor | list[torch.Tensor] | None
     # dummy 2D: channel counts folded into the first spatial axis, to unfold after the spatial step
     folded: tuple[int, int] | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -41,7 +40,7 @@ class Transform:
 
 
 def subset(batch: Batch, idx: torch.Tensor, with_seg: bool) -> Batch:
-    return Batch(batch.data[idx], batch.seg[idx] if with_seg else None, batch.folded, batch.extra)
+    return Batch(batch.data[idx], batch.seg[idx] if with_seg else None, batch.folded)
 
 
 def write_back(batch: Batch, idx: torch.Tensor, part: Batch, with_seg: bool) -> Batch:

@@ -1,7 +1,7 @@
 """Parameter sampling from an explicit ``torch.Generator`` (never the global RNGs).
 
-Small parameters are drawn on the CPU in float64; bulk random fields on the data's device come
-from a generator seeded by the CPU one, so a seed fixes the result on any device.
+Small parameters are drawn on the CPU in float64; bulk random fields (noise) come from a generator
+on the data's device seeded from the CPU one, so a seed fixes the result on any given device.
 """
 
 from __future__ import annotations
@@ -29,15 +29,3 @@ def bg_contrast(gen: torch.Generator, lo: float, hi: float, *size: int) -> torch
 def randint(gen: torch.Generator, lo: int, hi: int, *size: int) -> torch.Tensor:
     """Integers in [lo, hi)."""
     return torch.randint(lo, hi, size, generator=gen)
-
-
-def device_generator(gen: torch.Generator, device: torch.device) -> torch.Generator:
-    """``gen`` itself on the CPU, else a generator on ``device`` seeded from ``gen``."""
-    if device.type == "cpu":
-        return gen
-    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device, dtype=torch.float32) -> torch.Tensor:
-    return torch.randn(shape, generator=device_generator(gen, device), device=device, dtype=dtype)

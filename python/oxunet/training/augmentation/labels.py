@@ -32,7 +32,8 @@ class RemoveLabel(Transform):
         self.label, self.set_to = label, set_to
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        batch.seg.masked_fill_(batch.seg == self.label, self.set_to)
+        if batch.seg is not None:
+            batch.seg.masked_fill_(batch.seg == self.label, self.set_to)
         return batch
 
 
@@ -96,5 +97,6 @@ class DownsampleSegForDS(Transform):
         self.scales = [tuple(s) if isinstance(s, (tuple, list)) else s for s in scales]
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        batch.seg = downsample_seg(batch.seg, self.scales)
+        if batch.seg is not None:
+            batch.seg = downsample_seg(batch.seg, self.scales)
         return batch

@@ -112,7 +112,7 @@ class CenterCrop(Transform):
         data = torch.stack([center_crop(d, self.patch_size, 0) for d in batch.data])
         seg = None if batch.seg is None else torch.stack([center_crop(s, self.patch_size, self.pad_label)
                                                           for s in batch.seg])
-        return Batch(data, seg, batch.folded, batch.extra)
+        return Batch(data, seg, batch.folded)
 
 
 class Augmenter:
@@ -207,8 +207,7 @@ def build_training_transforms(
     """
     preset = get_preset(preset)
     patch_size = tuple(int(p) for p in patch_size)
-    setup = configure_augmentation(patch_size, patch_scale_range=preset.patch_scale_range, mirror=preset.mirror,
-                                   dummy_2d=do_dummy_2d)
+    setup = configure_augmentation(patch_size, preset, dummy_2d=do_dummy_2d)
     ctx = Context(
         patch_size,
         tuple(rotation) if rotation is not None else setup.rotation,
@@ -262,10 +261,3 @@ def build_validation_transforms(
         cascade_p_per_label=None,
     )
     return Augmenter(Compose(tail), "validation")
-
-
-def ds_scales_from_pooling(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> list[list[float]]:
-    """nnUNetTrainer._get_deep_supervision_scales: ``1 / cumprod(pool kernels)``, last dropped."""
-    import numpy as np
-
-    return [list(i) for i in 1 / np.cumprod(np.vstack(pool_op_kernel_sizes), axis=0)][:-1]

@@ -153,3 +153,49 @@ def get_preset(preset: str | Preset) -> Preset:
         return PRESETS[preset]
     except KeyError:
         raise ValueError(f"preset: unknown augmentation preset {preset!r}; known: {', '.join(PRESETS)}") from None
+
+
+PRESET_FORMAT_VERSION = 1
+
+
+def preset_to_json(preset: Preset) -> dict:
+    """A preset as plain JSON data (``{"version": 1, "name": ..., "steps": [...], ...}``)."""
+
+    def step(s):
+        if isinstance(s, OneOf):
+            return {"one_of": [step(x) for x in s.steps]}
+        return {"op": s.op, "p": s.p, "args": {k: list(v) if isinstance(v, tuple) else v for k, v in s.args.items()}}
+
+    return {
+        "version": PRESET_FORMAT_VERSION,
+        "name": preset.name,
+        "description": preset.description,
+        "steps": [step(s) for s in preset.steps],
+        "patch_scale_range": None if preset.patch_scale_range is None else list(preset.patch_scale_range),
+        "mirror": preset.mirror,
+        "cascade_p_per_label": preset.cascade_p_per_label,
+    }
+
+
+def preset_from_json(data: dict) -> Preset:
+    """Inverse of :func:`preset_to_json`; list-valued arguments become tuples. Unknown ops are
+    reported when the preset is built."""
+    if data.get("version") != PRESET_FORMAT_VERSION:
+        raise ValueError(f"augmentation preset: unsupported format version {data.get('version')!r} "
+                         f"(expected {PRESET_FORMAT_VERSION})")
+
+    def step(s):
+        if "one_of" in s:
+            return OneOf(tuple(step(x) for x in s["one_of"]))
+        args = {k: tuple(v) if isinstance(v, list) else v for k, v in s.get("args", {}).items()}
+        return Step(s["op"], float(s.get("p", 1.0)), args)
+
+    scale = data.get("patch_scale_range", list(DEFAULT_PATCH_SCALE_RANGE))
+    return Preset(
+        name=data["name"],
+        description=data.get("description", ""),
+        steps=tuple(step(s) for s in data["steps"]),
+        patch_scale_range=None if scale is None else tuple(scale),
+        mirror=bool(data.get("mirror", True)),
+        cascade_p_per_label=float(data.get("cascade_p_per_label", 0.5)),
+    )

@@ -95,6 +95,7 @@ def default_rotation_and_dummy_2d(patch_size: Sequence[int]) -> tuple[RotationRa
 
 def configure_augmentation(
     patch_size: Sequence[int],
+    preset=None,
     *,
     patch_scale_range: Sequence[float] | None = DEFAULT_PATCH_SCALE_RANGE,
     mirror: bool = True,
@@ -102,10 +103,16 @@ def configure_augmentation(
 ) -> AugmentationSetup:
     """Rotation range, dummy-2D flag, initial patch size and mirror axes for a plan's patch size.
 
+    A ``preset`` (name or :class:`~.presets.Preset`) supplies ``patch_scale_range`` and ``mirror``.
     ``patch_scale_range=None`` means no enlargement (nnU-Net's NoDA trainer); ``mirror=False``
     gives ``mirror_axes=None`` (NoMirroring); ``dummy_2d=False`` forces full 3D augmentation
     (nnUNetTrainer_noDummy2DDA, which then also uses ±30°).
     """
+    if preset is not None:
+        from .presets import get_preset  # presets import this module
+
+        p = get_preset(preset)
+        patch_scale_range, mirror = p.patch_scale_range, p.mirror
     patch_size = [int(p) for p in patch_size]
     dim = len(patch_size)
     rotation, do_dummy_2d = default_rotation_and_dummy_2d(patch_size)
@@ -122,3 +129,8 @@ def configure_augmentation(
         initial = tuple(int(i) for i in enlarged)
     axes = tuple(range(dim)) if mirror else None
     return AugmentationSetup(rotation, do_dummy_2d, initial, axes)
+
+
+def ds_scales_from_pooling(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> list[list[float]]:
+    """nnUNetTrainer._get_deep_supervision_scales: ``1 / cumprod(pool kernels)``, last dropped."""
+    return [list(i) for i in 1 / np.cumprod(np.vstack(pool_op_kernel_sizes), axis=0)][:-1]

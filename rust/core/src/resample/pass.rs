@@ -204,10 +204,22 @@ fn unravel(mut idx: usize, dims: &[usize; 3], axes: std::ops::Range<usize>, pos:
 /// they are neighbouring columns, so every row of the block is one contiguous run of memory,
 /// and L is as wide as the scratch budget allows (fewer cache lines and TLB entries per row).
 pub(crate) fn axis_pass<F: Lane, S: Source, D: Sample>(src: &S, axis: usize, plan: &AxisPlan, dst: &mut [D], clip: &Clip) {
+    axis_pass_in::<F, S, D>(src, axis, plan, dst, clip, true)
+}
+
+/// [`axis_pass`], in parallel or on the calling thread.
+pub(crate) fn axis_pass_in<F: Lane, S: Source, D: Sample>(
+    src: &S,
+    axis: usize,
+    plan: &AxisPlan,
+    dst: &mut [D],
+    clip: &Clip,
+    parallel: bool,
+) {
     let dims = src.dims();
     let inner: usize = dims[axis + 1..].iter().product();
     if inner == 1 {
-        return axis_pass_lanes::<F, S, D, 16>(src, axis, plan, dst, clip);
+        return axis_pass_lanes::<F, S, D, 16>(src, axis, plan, dst, clip, parallel);
     }
     // the widest block whose scratch fits ~256 KiB and that pads the rows by at most 1/8
     let budget = 256 * 1024 / (std::mem::size_of::<F>() * plan.line_len);
@@ -216,10 +228,10 @@ pub(crate) fn axis_pass<F: Lane, S: Source, D: Sample>(src: &S, axis: usize, pla
         .find(|&w| w <= budget && inner.div_ceil(w) * w - inner <= inner / 8)
         .unwrap_or(16);
     match width {
-        128 => axis_pass_lanes::<F, S, D, 128>(src, axis, plan, dst, clip),
-        64 => axis_pass_lanes::<F, S, D, 64>(src, axis, plan, dst, clip),
-        32 => axis_pass_lanes::<F, S, D, 32>(src, axis, plan, dst, clip),
-        _ => axis_pass_lanes::<F, S, D, 16>(src, axis, plan, dst, clip),
+        128 => axis_pass_lanes::<F, S, D, 128>(src, axis, plan, dst, clip, parallel),
+        64 => axis_pass_lanes::<F, S, D, 64>(src, axis, plan, dst, clip, parallel),
+        32 => axis_pass_lanes::<F, S, D, 32>(src, axis, plan, dst, clip, parallel),
+        _ => axis_pass_lanes::<F, S, D, 16>(src, axis, plan, dst, clip, parallel),
     }
 }
 
@@ -237,7 +249,14 @@ struct PassCtx<'a, S, D> {
     chunks_per_outer: usize,
 }
 
-fn axis_pass_lanes<F: Lane, S: Source, D: Sample, const L: usize>(src: &S, axis: usize, plan: &AxisPlan, dst: &mut [D], clip: &Clip) {
+fn axis_pass_lanes<F: Lane, S: Source, D: Sample, const L: usize>(
+    src: &S,
+    axis: usize,
+    plan: &AxisPlan,
+    dst: &mut [D],
+    clip: &Clip,
+    parallel: bool,
+) {
     let dims = src.dims();
     assert_eq!(dims[axis], plan.n);
     let mut odims = dims;
@@ -265,31 +284,44 @@ fn axis_pass_lanes<F: Lane, S: Source, D: Sample, const L: usize>(src: &S, axis:
         chunks_per_outer,
     };
     let wide = simd_available();
-    (0..ntasks).into_par_iter().for_each_init(
-        || vec![[F::ZERO; L]; plan.line_len],
-        |line, t| {
-            if wide {
-                // SAFETY: the CPU supports the features (checked at run time)
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    block_task_avx2::<F, S, D, L>(&ctx, line, t)
-                }
-            } else {
-                block_task::<F, S, D, L>(&ctx, line, t)
+    let run = |line: &mut Vec<[F; L]>, t: usize| {
+        if wide {
+            // SAFETY: the CPU supports the features (checked at run time)
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                block_task_avx2::<F, S, D, L>(&ctx, line, t)
             }
-        },
-    );
+        } else {
+            block_task::<F, S, D, L>(&ctx, line, t)
+        }
+    };
+    if parallel {
+        (0..ntasks).into_par_iter().for_each_init(|| vec![[F::ZERO; L]; plan.line_len], run);
+    } else {
+        let mut line = vec![[F::ZERO; L]; plan.line_len];
+        for t in 0..ntasks {
+            run(&mut line, t);
+        }
+    }
 }
 
+/// Whether the AVX2 builds of the hot loops may run (detected once; `OXUNET_NO_SIMD=1`
+/// forces the baseline build, which computes the same results, for testing).
 pub(crate) fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if std::env::var_os("OXUNET_NO_SIMD").is_some_and(|v| v != "0" && !v.is_empty()) {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// The same task compiled for AVX2 (4 f64 per instruction instead of SSE2's 2). No fused
@@ -397,10 +429,101 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
     }
 }
 
+/// One slice (index `c` along axis 0) of a source, seen as a 1 x d1 x d2 volume.
+struct Slice0<'a, S> {
+    src: &'a S,
+    base: isize,
+}
+
+impl<S: Source> Source for Slice0<'_, S> {
+    fn dims(&self) -> [usize; 3] {
+        let d = self.src.dims();
+        [1, d[1], d[2]]
+    }
+    fn strides(&self) -> [isize; 3] {
+        self.src.strides()
+    }
+    #[inline(always)]
+    unsafe fn load(&self, off: isize) -> f64 {
+        self.src.load(self.base + off)
+    }
+}
+
+/// Resizes axes 1 and 2 (in `order`) slice by slice along axis 0: each slice's first pass
+/// stays in a per-thread buffer, so no full-size intermediate exists and the data between
+/// the two passes stays in cache. `dst` has dims `[d0, m1, m2]`.
+fn fused_12<S: Source, W: Sample, D: Sample, F: Lane>(
+    src: &S,
+    first: (usize, &AxisPlan),
+    second: (usize, &AxisPlan),
+    dst: &mut [D],
+    clip: &Clip,
+) {
+    let dims = src.dims();
+    let mut mid = [1, dims[1], dims[2]];
+    mid[first.0] = first.1.m;
+    let mut out = mid;
+    out[second.0] = second.1.m;
+    let per = out[1] * out[2];
+    assert_eq!(dst.len(), dims[0] * per);
+    let s0 = src.strides()[0];
+    dst.par_chunks_mut(per).enumerate().for_each_init(
+        || uninit_vec::<W>(mid[1] * mid[2]),
+        |buf, (c, out_slice)| {
+            let slice = Slice0 { src, base: c as isize * s0 };
+            axis_pass_in::<F, _, W>(&slice, first.0, first.1, buf, &Clip::None, false);
+            let clip_c = match clip {
+                Clip::AlongAxis { axis: 0, bounds } => Clip::All(bounds[c].0, bounds[c].1),
+                other => other.clone(),
+            };
+            let v = Vol::from_slice(buf, mid);
+            axis_pass_in::<F, _, D>(&v, second.0, second.1, out_slice, &clip_c, false);
+        },
+    );
+}
+
 /// Runs the passes `steps` (axis, plan) one after the other, from `src` into `dst`, keeping
 /// intermediates in `W` and clipping only what the last pass writes. `steps` must not be empty.
+///
+/// When both axes 1 and 2 change (and clipping does not vary along them) they are fused
+/// slice by slice ([`fused_12`]), before or after the axis-0 pass, whichever moves fewer
+/// samples; then at most one full-size intermediate exists.
 pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(src: &S, steps: &[(usize, &AxisPlan)], dst: &mut [D], clip: &Clip) {
     assert!(!steps.is_empty());
+    let clip_ok = !matches!(clip, Clip::AlongAxis { axis: 1 | 2, .. });
+    let p1 = steps.iter().position(|s| s.0 == 1);
+    let p2 = steps.iter().position(|s| s.0 == 2);
+    if let (true, Some(p1), Some(p2)) = (clip_ok, p1, p2) {
+        let (first, second) = if p1 < p2 { (steps[p1], steps[p2]) } else { (steps[p2], steps[p1]) };
+        let zero = steps.iter().find(|s| s.0 == 0).copied();
+        let dims = src.dims();
+        let Some((_, plan0)) = zero else {
+            return fused_12::<S, W, D, F>(src, first, second, dst, clip);
+        };
+        // clipping along axis 0 indexes the source's slices: only valid without an axis-0 pass
+        assert!(!matches!(clip, Clip::AlongAxis { .. }), "per-slice clipping with an axis-0 pass");
+        // full-volume samples read + written by each order (the fused passes' middle step
+        // stays in cache): slices of a = d1 * d2 samples in, c = m1 * m2 out
+        let (n0, m0) = (plan0.n, plan0.m);
+        let a = (dims[1] * dims[2]) as f64;
+        let c = (second.1.m * first.1.m) as f64;
+        let fused_first = n0 as f64 * (a + c) + (n0 + m0) as f64 * c;
+        let zero_first = (n0 + m0) as f64 * a + m0 as f64 * (a + c);
+        if fused_first <= zero_first {
+            let mut mid = dims;
+            mid[first.0] = first.1.m;
+            mid[second.0] = second.1.m;
+            let mut buf: Vec<W> = uninit_vec(mid.iter().product());
+            fused_12::<S, W, W, F>(src, first, second, &mut buf, &Clip::None);
+            axis_pass::<F, _, _>(&Vol::from_slice(&buf, mid), 0, plan0, dst, clip);
+        } else {
+            let mid = [m0, dims[1], dims[2]];
+            let mut buf: Vec<W> = uninit_vec(mid.iter().product());
+            axis_pass::<F, _, _>(src, 0, plan0, &mut buf, &Clip::None);
+            fused_12::<_, W, D, F>(&Vol::from_slice(&buf, mid), first, second, dst, clip);
+        }
+        return;
+    }
     let mut dims = src.dims();
     if steps.len() == 1 {
         let (axis, plan) = steps[0];
@@ -515,17 +638,29 @@ pub(crate) fn min_max<T: Sample>(vol: &Vol<'_, T>, axis: Option<usize>) -> Vec<(
                         Some(1) => i1,
                         _ => 0,
                     };
-                    let (mut lo, mut hi) = acc[slot];
-                    for i2 in 0..d2 {
-                        let v = unsafe { vol.at(base + i2 as isize * s2) }.to_f64();
-                        if v < lo {
-                            lo = v;
-                        }
-                        if v > hi {
-                            hi = v;
+                    // lane-wise min/max (element-wise selects vectorise), then across lanes
+                    const W: usize = 16;
+                    let mut lo = [f64::INFINITY; W];
+                    let mut hi = [f64::NEG_INFINITY; W];
+                    let full = d2 / W * W;
+                    for c in (0..full).step_by(W) {
+                        for l in 0..W {
+                            let v = unsafe { vol.at(base + (c + l) as isize * s2) }.to_f64();
+                            lo[l] = if v < lo[l] { v } else { lo[l] };
+                            hi[l] = if v > hi[l] { v } else { hi[l] };
                         }
                     }
-                    acc[slot] = (lo, hi);
+                    for i2 in full..d2 {
+                        let v = unsafe { vol.at(base + i2 as isize * s2) }.to_f64();
+                        lo[0] = if v < lo[0] { v } else { lo[0] };
+                        hi[0] = if v > hi[0] { v } else { hi[0] };
+                    }
+                    let (mut a, mut b) = acc[slot];
+                    for l in 0..W {
+                        a = if lo[l] < a { lo[l] } else { a };
+                        b = if hi[l] > b { hi[l] } else { b };
+                    }
+                    acc[slot] = (a, b);
                 }
             }
             acc
@@ -609,8 +744,8 @@ mod tests {
         // transposed view: non-contiguous source
         let t = a.view().reversed_axes();
         let tt = t.to_owned();
-        for order in [0, 1, 3] {
-            let shape = [12, 4, 3];
+        // (both fusion orders: axis 0 grows / axis 0 shrinks much more than the slices)
+        for (order, shape) in [(0, [12, 4, 3]), (1, [12, 4, 3]), (3, [12, 4, 3]), (3, [2, 11, 6]), (1, [3, 9, 2])] {
             let expect = reference_resize(&tt, shape, order);
             let vol = Vol::from_view(&t);
             let plans: Vec<AxisPlan> = (0..3).map(|ax| AxisPlan::new(vol.dims[ax], shape[ax], order)).collect();
@@ -653,30 +788,56 @@ mod timing {
     use super::*;
     use std::time::Instant;
 
+    fn best_of(n: usize, mut f: impl FnMut()) -> f64 {
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// `cargo test --release -p oxunet-core time_axis_pass -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn time_axis_pass() {
-        let dims = [80usize, 512, 512];
-        let src: Vec<f32> = (0..dims.iter().product::<usize>()).map(|i| (i % 1013) as f32).collect();
-        let vol = Vol::from_slice(&src, dims);
-        for (axis, order) in [(2usize, 3usize), (1, 3), (0, 3), (2, 1), (1, 1)] {
-            let plan = AxisPlan::new(dims[axis], if axis == 0 { 267 } else { 448 }, order);
+        // the isotropic benchmark: 160^3 -> 123^3, order 3, axis by axis
+        let d = [160usize, 160, 160];
+        let src: Vec<f32> = (0..d.iter().product::<usize>()).map(|i| (i % 1013) as f32).collect();
+        let vol = Vol::from_slice(&src, d);
+        let mut dims = d;
+        let mut cur = src.clone();
+        for axis in 0..3 {
+            let plan = AxisPlan::new(dims[axis], 123, 3);
             let mut od = dims;
-            od[axis] = plan.m;
-            let t = Instant::now();
+            od[axis] = 123;
             let mut out: Vec<f32> = uninit_vec(od.iter().product());
-            let ta = t.elapsed();
-            axis_pass::<f32, _, _>(&vol, axis, &plan, &mut out, &Clip::All(0.0, 1e9));
-            let t1 = t.elapsed();
-            let t = Instant::now();
-            axis_pass::<f32, _, _>(&vol, axis, &plan, &mut out, &Clip::All(0.0, 1e9));
-            let t2 = t.elapsed();
-            eprintln!("axis {axis} order {order}: alloc {ta:?} first {t1:?} second {t2:?}");
+            let v = Vol::from_slice(&cur, dims);
+            let ms = best_of(10, || axis_pass::<f32, _, _>(&v, axis, &plan, &mut out, &Clip::All(0.0, 1e9)));
+            eprintln!("160^3 chain, axis {axis}: {dims:?} -> {od:?}: {ms:.2} ms");
+            cur = out;
+            dims = od;
         }
-        let mut out = vec![0f32; 267 * 512 * 512];
+        let ms = best_of(10, || {
+            min_max(&vol, None);
+        });
+        eprintln!("min/max of 160^3: {ms:.2} ms");
+        // the anisotropic benchmark's in-plane passes and z gather
+        let d = [80usize, 512, 512];
+        let src: Vec<f32> = (0..d.iter().product::<usize>()).map(|i| (i % 1013) as f32).collect();
+        let vol = Vol::from_slice(&src, d);
+        for axis in [1usize, 2] {
+            let plan = AxisPlan::new(512, 448, 3);
+            let mut od = d;
+            od[axis] = 448;
+            let mut out: Vec<f32> = uninit_vec(od.iter().product());
+            let ms = best_of(5, || axis_pass::<f32, _, _>(&vol, axis, &plan, &mut out, &Clip::All(0.0, 1e9)));
+            eprintln!("80x512x512 axis {axis} -> 448: {ms:.2} ms");
+        }
+        let mut out: Vec<f32> = uninit_vec(267 * 512 * 512);
         let nn = AxisPlan::nearest_indices(80, 267);
-        let t = Instant::now();
-        gather_axis(&vol, 0, &nn, &mut out);
-        eprintln!("gather (touched) {:?}", t.elapsed());
+        let ms = best_of(5, || gather_axis(&vol, 0, &nn, &mut out));
+        eprintln!("gather 80 -> 267 planes of 512^2: {ms:.2} ms");
     }
 }
