@@ -18,6 +18,11 @@ pub trait Sample: Copy + Default + Send + Sync + Zeroable + 'static {
     /// Arithmetic of the scratch lines: f32 for f32, f64 for f64 and f16 (whose results
     /// must land within one f16 step, also near zero).
     type Scratch: Lane;
+    /// Whether f32 lines are precise enough at spline orders 0 and 1 (no prefilter: a
+    /// convex combination of two samples per axis), where `Scratch` is wider.
+    const F32_LINES_UP_TO_ORDER_1: bool = false;
+    /// Stores a line value (one rounding, straight from the line's type).
+    fn from_lane<F: Lane>(v: F) -> Self;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 }
@@ -25,6 +30,10 @@ pub trait Sample: Copy + Default + Send + Sync + Zeroable + 'static {
 impl Sample for f32 {
     type Work = f32;
     type Scratch = f32;
+    #[inline(always)]
+    fn from_lane<F: Lane>(v: F) -> Self {
+        v.to_f32()
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
@@ -39,6 +48,10 @@ impl Sample for f64 {
     type Work = f64;
     type Scratch = f64;
     #[inline(always)]
+    fn from_lane<F: Lane>(v: F) -> Self {
+        v.to_f64()
+    }
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self
     }
@@ -51,6 +64,11 @@ impl Sample for f64 {
 impl Sample for half::f16 {
     type Work = f32;
     type Scratch = f64;
+    const F32_LINES_UP_TO_ORDER_1: bool = true;
+    #[inline(always)]
+    fn from_lane<F: Lane>(v: F) -> Self {
+        v.to_f16()
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self.to_f64()
@@ -418,12 +436,12 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
             let (lo, hi) = bounds[0];
             let out = unsafe { std::slice::from_raw_parts_mut(dp.0.offset(dst_base[0] + ko), lanes) };
             for (o, &x) in out.iter_mut().zip(&v[..lanes]) {
-                *o = D::from_f64(clip_value(x, lo, hi).to_f64());
+                *o = D::from_lane(clip_value(x, lo, hi));
             }
         } else {
             for l in 0..lanes {
                 let (lo, hi) = bounds[l];
-                unsafe { *dp.0.offset(dst_base[l] + ko) = D::from_f64(clip_value(v[l], lo, hi).to_f64()) };
+                unsafe { *dp.0.offset(dst_base[l] + ko) = D::from_lane(clip_value(v[l], lo, hi)) };
             }
         }
     }

@@ -53,12 +53,22 @@ pub trait Lane:
     const NEGLIGIBLE: f64;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
+    fn to_f32(self) -> f32;
+    fn to_f16(self) -> half::f16;
     fn weights(t: &Taps) -> [Self; 4];
 }
 
 impl Lane for f64 {
     const ZERO: f64 = 0.0;
     const NEGLIGIBLE: f64 = 1e-30;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn to_f16(self) -> half::f16 {
+        half::f16::from_f64(self)
+    }
     #[inline(always)]
     fn from_f64(v: f64) -> f64 {
         v
@@ -76,6 +86,14 @@ impl Lane for f64 {
 impl Lane for f32 {
     const ZERO: f32 = 0.0;
     const NEGLIGIBLE: f64 = 1e-12;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn to_f16(self) -> half::f16 {
+        half::f16::from_f32(self)
+    }
     #[inline(always)]
     fn from_f64(v: f64) -> f32 {
         v as f32
