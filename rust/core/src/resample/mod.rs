@@ -26,10 +26,10 @@ mod seg;
 use ndarray::{ArrayD, ArrayView3, ArrayView4, ArrayViewD, Axis, IxDyn};
 
 use crate::{KernelError, KernelResult};
-pub use pass::{Sample, Zeroable};
-pub use plan::Lane;
 use pass::{axis_pass, chain, gather_axis, min_max, uninit_vec, Clip, Vol};
+pub use pass::{Sample, Zeroable};
 use plan::AxisPlan;
+pub use plan::Lane;
 pub use seg::Label;
 use seg::{argmax_general, onepass, threshold_axis, SegAxis};
 
@@ -72,16 +72,25 @@ fn check_order(arg: &'static str, order: usize) -> KernelResult<()> {
     if matches!(order, 0 | 1 | 3) {
         Ok(())
     } else {
-        Err(KernelError::invalid(arg, format!("spline order must be 0, 1 or 3, got {order}")))
+        Err(KernelError::invalid(
+            arg,
+            format!("spline order must be 0, 1 or 3, got {order}"),
+        ))
     }
 }
 
 fn check_spacing(arg: &'static str, spacing: &[f64], n: usize) -> KernelResult<()> {
     if spacing.len() != n {
-        return Err(KernelError::shape(arg, format!("expected {n} values, got {}", spacing.len())));
+        return Err(KernelError::shape(
+            arg,
+            format!("expected {n} values, got {}", spacing.len()),
+        ));
     }
     if !spacing.iter().all(|s| s.is_finite() && *s > 0.0) {
-        return Err(KernelError::invalid(arg, format!("every spacing must be positive and finite, got {spacing:?}")));
+        return Err(KernelError::invalid(
+            arg,
+            format!("every spacing must be positive and finite, got {spacing:?}"),
+        ));
     }
     Ok(())
 }
@@ -96,17 +105,29 @@ fn check_args(
     order_z: usize,
 ) -> KernelResult<()> {
     if !(shape.len() == 3 || shape.len() == 4) {
-        return Err(KernelError::shape(name, format!("expected 3 or 4 dimensions (c, x, y[, z]), got shape {shape:?}")));
+        return Err(KernelError::shape(
+            name,
+            format!("expected 3 or 4 dimensions (c, x, y[, z]), got shape {shape:?}"),
+        ));
     }
     if shape[1..].contains(&0) {
-        return Err(KernelError::shape(name, format!("every spatial axis needs at least one voxel, got shape {shape:?}")));
+        return Err(KernelError::shape(
+            name,
+            format!("every spatial axis needs at least one voxel, got shape {shape:?}"),
+        ));
     }
     let nsp = shape.len() - 1;
     if new_shape.len() != nsp {
-        return Err(KernelError::shape("new_shape", format!("expected {nsp} values, got {}", new_shape.len())));
+        return Err(KernelError::shape(
+            "new_shape",
+            format!("expected {nsp} values, got {}", new_shape.len()),
+        ));
     }
     if new_shape.contains(&0) {
-        return Err(KernelError::invalid("new_shape", format!("every value must be >= 1, got {new_shape:?}")));
+        return Err(KernelError::invalid(
+            "new_shape",
+            format!("every value must be >= 1, got {new_shape:?}"),
+        ));
     }
     check_spacing("current_spacing", current_spacing, nsp)?;
     check_spacing("new_spacing", new_spacing, nsp)?;
@@ -122,9 +143,15 @@ struct Layout {
 
 fn layout(ndim: usize, new_shape: &[usize], sep: Option<usize>) -> Layout {
     if ndim == 4 {
-        Layout { odims: [new_shape[0], new_shape[1], new_shape[2]], sep }
+        Layout {
+            odims: [new_shape[0], new_shape[1], new_shape[2]],
+            sep,
+        }
     } else {
-        Layout { odims: [1, new_shape[0], new_shape[1]], sep: sep.map(|a| a + 1) }
+        Layout {
+            odims: [1, new_shape[0], new_shape[1]],
+            sep: sep.map(|a| a + 1),
+        }
     }
 }
 
@@ -154,14 +181,26 @@ pub fn resample_data<T: Sample>(
     order_z: usize,
     force_separate_z: Option<bool>,
 ) -> KernelResult<ArrayD<T>> {
-    check_args("data", data.shape(), new_shape, current_spacing, new_spacing, order, order_z)?;
+    check_args(
+        "data",
+        data.shape(),
+        new_shape,
+        current_spacing,
+        new_spacing,
+        order,
+        order_z,
+    )?;
     let nc = data.shape()[0];
     let mut oshape = vec![nc];
     oshape.extend_from_slice(new_shape);
     if &data.shape()[1..] == new_shape {
         return Ok(data.to_owned());
     }
-    let lay = layout(data.ndim(), new_shape, separate_z_axis(current_spacing, new_spacing, force_separate_z));
+    let lay = layout(
+        data.ndim(),
+        new_shape,
+        separate_z_axis(current_spacing, new_spacing, force_separate_z),
+    );
     let d4 = as4(data);
     let per: usize = lay.odims.iter().product();
     let mut out: Vec<T> = uninit_vec(nc * per);
@@ -256,14 +295,26 @@ pub fn resample_seg<L: Label>(
     order_z: usize,
     force_separate_z: Option<bool>,
 ) -> KernelResult<ArrayD<L>> {
-    check_args("seg", seg.shape(), new_shape, current_spacing, new_spacing, order, order_z)?;
+    check_args(
+        "seg",
+        seg.shape(),
+        new_shape,
+        current_spacing,
+        new_spacing,
+        order,
+        order_z,
+    )?;
     let nc = seg.shape()[0];
     let mut oshape = vec![nc];
     oshape.extend_from_slice(new_shape);
     if &seg.shape()[1..] == new_shape {
         return Ok(seg.to_owned());
     }
-    let lay = layout(seg.ndim(), new_shape, separate_z_axis(current_spacing, new_spacing, force_separate_z));
+    let lay = layout(
+        seg.ndim(),
+        new_shape,
+        separate_z_axis(current_spacing, new_spacing, force_separate_z),
+    );
     let s4 = as4(seg);
     let per: usize = lay.odims.iter().product();
     let mut out: Vec<L> = uninit_vec(nc * per);
@@ -273,15 +324,24 @@ pub fn resample_seg<L: Label>(
     Ok(ArrayD::from_shape_vec(IxDyn(&oshape), out).expect("output length"))
 }
 
-fn seg_channel<L: Label>(src: ArrayView3<'_, L>, odims: [usize; 3], sep: Option<usize>, order: usize, order_z: usize, dst: &mut [L]) {
+fn seg_channel<L: Label>(
+    src: ArrayView3<'_, L>,
+    odims: [usize; 3],
+    sep: Option<usize>,
+    order: usize,
+    order_z: usize,
+    dst: &mut [L],
+) {
     let vol = Vol::from_view(&src);
     let idims = vol.dims;
     // the in-plane (or full, without separate axis) resize into `out` whose dims are `dims`
     let resize = |dims: [usize; 3], out: &mut [L]| {
         if order == 3 {
             let plans: Vec<AxisPlan> = (0..3).map(|a| AxisPlan::new(idims[a], dims[a], 3)).collect();
-            let steps: Vec<(usize, &AxisPlan)> =
-                changed_axes(idims, dims, None).into_iter().map(|a| (a, &plans[a])).collect();
+            let steps: Vec<(usize, &AxisPlan)> = changed_axes(idims, dims, None)
+                .into_iter()
+                .map(|a| (a, &plans[a]))
+                .collect();
             let nn = [0, 1, 2].map(|a| AxisPlan::nearest_indices(idims[a], dims[a]));
             argmax_general(&vol, &steps, &nn, out);
         } else {
@@ -347,7 +407,9 @@ mod tests {
         let d = Array4::<f32>::zeros((1, 4, 4, 4));
         let v = d.view().into_dyn();
         let call = |ns: &[usize], cs: &[f64], order: usize, oz: usize| {
-            resample_data(v.clone(), ns, cs, &[1.0, 1.0, 1.0], order, oz, None).unwrap_err().to_string()
+            resample_data(v.clone(), ns, cs, &[1.0, 1.0, 1.0], order, oz, None)
+                .unwrap_err()
+                .to_string()
         };
         assert!(call(&[2, 2], &[1.0; 3], 3, 0).starts_with("new_shape:"));
         assert!(call(&[2, 0, 2], &[1.0; 3], 3, 0).starts_with("new_shape:"));
@@ -374,7 +436,16 @@ mod tests {
     fn seg_two_d_and_separate_path() {
         let s = Array4::<i8>::from_shape_fn((1, 3, 8, 8), |(_, z, y, x)| if x + y > 7 { z as i8 } else { -1 });
         // separate-z along axis 0 (5 vs 1 mm), upsampled in z with nearest
-        let out = resample_seg(s.view().into_dyn(), &[7, 5, 5], &[5.0, 1.0, 1.0], &[2.0, 1.6, 1.6], 1, 0, None).unwrap();
+        let out = resample_seg(
+            s.view().into_dyn(),
+            &[7, 5, 5],
+            &[5.0, 1.0, 1.0],
+            &[2.0, 1.6, 1.6],
+            1,
+            0,
+            None,
+        )
+        .unwrap();
         assert_eq!(out.shape(), &[1, 7, 5, 5]);
         for &v in out.iter() {
             assert!((-1..=2).contains(&v));
