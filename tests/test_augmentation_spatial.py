@@ -11,13 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from oxunet.training.augmentation._base import Batch
-from oxunet.training.augmentation.spatial import (
-    SpatialParams,
-    SpatialTransform,
-    affine_matrix,
-    center_crop,
-    resample_seg,
-)
+from oxunet.training.augmentation import seg_resample
+from oxunet.training.augmentation.seg_resample import resample_seg
+from oxunet.training.augmentation.spatial import SpatialParams, SpatialTransform, affine_matrix, center_crop
 from peers import require
 
 
@@ -56,9 +52,7 @@ CASES = [
 @pytest.mark.parametrize("patch,inp,labels,pad_rows", CASES)
 @pytest.mark.parametrize("seed", range(3))
 def test_resampling_identical_given_their_grid(monkeypatch, patch, inp, labels, pad_rows, seed):
-    from oxunet.training.augmentation import spatial
-
-    monkeypatch.setattr(spatial._TileBounds, "MIN_POINTS", 0)  # exercise the tile shortcut on small patches
+    monkeypatch.setattr(seg_resample._TileBounds, "MIN_POINTS", 0)  # exercise the tile shortcut on small patches
     np.random.seed(seed)
     torch.manual_seed(seed)
     theirs = _theirs(patch, len(patch), p_elastic=float(seed == 2))
@@ -79,15 +73,13 @@ def test_resampling_identical_given_their_grid(monkeypatch, patch, inp, labels, 
 def test_grid_sample_scorer_fallback_is_identical(monkeypatch, patch, inp, labels, pad_rows):
     """Where the trilinear re-implementation is not bit-identical (other CPUs/builds), scoring falls
     back to grid_sample at the mixed points; both give their result."""
-    from oxunet.training.augmentation import spatial
-
     np.random.seed(7)
     theirs = _theirs(patch, 3)
     seg = torch.stack([blobs(inp, n, 70 + i, pad_rows=pad_rows) for i, n in enumerate(labels)])
     params = theirs.get_parameters(image=torch.zeros(1, *inp))
     ref = theirs._apply_to_segmentation(seg.clone(), **params)
-    monkeypatch.setitem(spatial._TRILINEAR_OK, "cpu", False)
-    monkeypatch.setattr(spatial._TileBounds, "MIN_POINTS", 0)
+    monkeypatch.setitem(seg_resample._TRILINEAR_OK, "cpu", False)
+    monkeypatch.setattr(seg_resample._TileBounds, "MIN_POINTS", 0)
     assert torch.equal(resample_seg(seg, params["grid"], "bilinear", -1, affine=True), ref)
 
 

@@ -23,7 +23,15 @@ macro_rules! data_fn {
         ) -> PyResult<Bound<'py, PyArrayDyn<$t>>> {
             let view = data.as_array();
             let out = crate::common::run_detached(py, "resample_data", move || {
-                resample::resample_data(view, &new_shape, &current_spacing, &new_spacing, order, order_z, force_separate_z)
+                resample::resample_data(
+                    view,
+                    &new_shape,
+                    &current_spacing,
+                    &new_spacing,
+                    order,
+                    order_z,
+                    force_separate_z,
+                )
             })?;
             Ok(out.into_pyarray(py))
         }
@@ -47,7 +55,15 @@ macro_rules! seg_fn {
         ) -> PyResult<Bound<'py, PyArrayDyn<$t>>> {
             let view = seg.as_array();
             let out = crate::common::run_detached(py, "resample_seg", move || {
-                resample::resample_seg(view, &new_shape, &current_spacing, &new_spacing, order, order_z, force_separate_z)
+                resample::resample_seg(
+                    view,
+                    &new_shape,
+                    &current_spacing,
+                    &new_spacing,
+                    order,
+                    order_z,
+                    force_separate_z,
+                )
             })?;
             Ok(out.into_pyarray(py))
         }

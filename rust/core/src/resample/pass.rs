@@ -18,6 +18,11 @@ pub trait Sample: Copy + Default + Send + Sync + Zeroable + 'static {
     /// Arithmetic of the scratch lines: f32 for f32, f64 for f64 and f16 (whose results
     /// must land within one f16 step, also near zero).
     type Scratch: Lane;
+    /// Whether f32 lines are precise enough at spline orders 0 and 1 (no prefilter: a
+    /// convex combination of two samples per axis), where `Scratch` is wider.
+    const F32_LINES_UP_TO_ORDER_1: bool = false;
+    /// Stores a line value (one rounding, straight from the line's type).
+    fn from_lane<F: Lane>(v: F) -> Self;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 }
@@ -25,6 +30,10 @@ pub trait Sample: Copy + Default + Send + Sync + Zeroable + 'static {
 impl Sample for f32 {
     type Work = f32;
     type Scratch = f32;
+    #[inline(always)]
+    fn from_lane<F: Lane>(v: F) -> Self {
+        v.to_f32()
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
@@ -39,6 +48,10 @@ impl Sample for f64 {
     type Work = f64;
     type Scratch = f64;
     #[inline(always)]
+    fn from_lane<F: Lane>(v: F) -> Self {
+        v.to_f64()
+    }
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self
     }
@@ -51,6 +64,11 @@ impl Sample for f64 {
 impl Sample for half::f16 {
     type Work = f32;
     type Scratch = f64;
+    const F32_LINES_UP_TO_ORDER_1: bool = true;
+    #[inline(always)]
+    fn from_lane<F: Lane>(v: F) -> Self {
+        v.to_f16()
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self.to_f64()
@@ -76,13 +94,23 @@ unsafe impl<T: Sync> Sync for Vol<'_, T> {}
 impl<'a, T: Copy> Vol<'a, T> {
     pub fn from_view(v: &ArrayView3<'a, T>) -> Self {
         let s = v.strides();
-        Vol { ptr: v.as_ptr(), dims: [v.dim().0, v.dim().1, v.dim().2], strides: [s[0], s[1], s[2]], _life: PhantomData }
+        Vol {
+            ptr: v.as_ptr(),
+            dims: [v.dim().0, v.dim().1, v.dim().2],
+            strides: [s[0], s[1], s[2]],
+            _life: PhantomData,
+        }
     }
 
     pub fn from_slice(data: &'a [T], dims: [usize; 3]) -> Self {
         assert_eq!(data.len(), dims.iter().product::<usize>());
         let strides = [(dims[1] * dims[2]) as isize, dims[2] as isize, 1];
-        Vol { ptr: data.as_ptr(), dims, strides, _life: PhantomData }
+        Vol {
+            ptr: data.as_ptr(),
+            dims,
+            strides,
+            _life: PhantomData,
+        }
     }
 
     /// # Safety
@@ -156,7 +184,10 @@ pub(crate) enum Clip {
     /// to [lo, hi]
     All(f64, f64),
     /// to bounds[i] where i is the element's index along `axis`
-    AlongAxis { axis: usize, bounds: Vec<(f64, f64)> },
+    AlongAxis {
+        axis: usize,
+        bounds: Vec<(f64, f64)>,
+    },
 }
 
 impl Clip {
@@ -203,7 +234,13 @@ fn unravel(mut idx: usize, dims: &[usize; 3], axes: std::ops::Range<usize>, pos:
 /// the innermost non-trivial one the lanes are separate contiguous lines (L = 16); otherwise
 /// they are neighbouring columns, so every row of the block is one contiguous run of memory,
 /// and L is as wide as the scratch budget allows (fewer cache lines and TLB entries per row).
-pub(crate) fn axis_pass<F: Lane, S: Source, D: Sample>(src: &S, axis: usize, plan: &AxisPlan, dst: &mut [D], clip: &Clip) {
+pub(crate) fn axis_pass<F: Lane, S: Source, D: Sample>(
+    src: &S,
+    axis: usize,
+    plan: &AxisPlan,
+    dst: &mut [D],
+    clip: &Clip,
+) {
     axis_pass_in::<F, S, D>(src, axis, plan, dst, clip, true)
 }
 
@@ -270,7 +307,11 @@ fn axis_pass_lanes<F: Lane, S: Source, D: Sample, const L: usize>(
     // a task is up to L lines: consecutive outer indices when the axis is the innermost
     // non-trivial one, else consecutive inner indices of one outer index
     let chunks_per_outer = inner.div_ceil(L);
-    let ntasks = if inner == 1 { outer.div_ceil(L) } else { outer * chunks_per_outer };
+    let ntasks = if inner == 1 {
+        outer.div_ceil(L)
+    } else {
+        outer * chunks_per_outer
+    };
     let ctx = PassCtx {
         src,
         plan,
@@ -296,7 +337,9 @@ fn axis_pass_lanes<F: Lane, S: Source, D: Sample, const L: usize>(
         }
     };
     if parallel {
-        (0..ntasks).into_par_iter().for_each_init(|| vec![[F::ZERO; L]; plan.line_len], run);
+        (0..ntasks)
+            .into_par_iter()
+            .for_each_init(|| vec![[F::ZERO; L]; plan.line_len], run);
     } else {
         let mut line = vec![[F::ZERO; L]; plan.line_len];
         for t in 0..ntasks {
@@ -328,14 +371,29 @@ pub(crate) fn simd_available() -> bool {
 /// multiply-adds are formed (Rust never contracts `a * b + c`), so results are identical.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_task_avx2<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S, D>, line: &mut [[F; L]], t: usize) {
+unsafe fn block_task_avx2<F: Lane, S: Source, D: Sample, const L: usize>(
+    ctx: &PassCtx<'_, S, D>,
+    line: &mut [[F; L]],
+    t: usize,
+) {
     block_task::<F, S, D, L>(ctx, line, t)
 }
 
 /// One block of up to L lines: load into f64 scratch, pad + prefilter, evaluate, clip, store.
 #[inline(always)]
 fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S, D>, line: &mut [[F; L]], t: usize) {
-    let PassCtx { src, plan, clip, dims, strides, axis, outer, inner, chunks_per_outer, .. } = *ctx;
+    let PassCtx {
+        src,
+        plan,
+        clip,
+        dims,
+        strides,
+        axis,
+        outer,
+        inner,
+        chunks_per_outer,
+        ..
+    } = *ctx;
     let (n, m) = (plan.n, plan.m);
     let s_ax = strides[axis];
     let by_outer = inner == 1;
@@ -418,12 +476,12 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
             let (lo, hi) = bounds[0];
             let out = unsafe { std::slice::from_raw_parts_mut(dp.0.offset(dst_base[0] + ko), lanes) };
             for (o, &x) in out.iter_mut().zip(&v[..lanes]) {
-                *o = D::from_f64(clip_value(x, lo, hi).to_f64());
+                *o = D::from_lane(clip_value(x, lo, hi));
             }
         } else {
             for l in 0..lanes {
                 let (lo, hi) = bounds[l];
-                unsafe { *dp.0.offset(dst_base[l] + ko) = D::from_f64(clip_value(v[l], lo, hi).to_f64()) };
+                unsafe { *dp.0.offset(dst_base[l] + ko) = D::from_lane(clip_value(v[l], lo, hi)) };
             }
         }
     }
@@ -470,7 +528,10 @@ fn fused_12<S: Source, W: Sample, D: Sample, F: Lane>(
     dst.par_chunks_mut(per).enumerate().for_each_init(
         || uninit_vec::<W>(mid[1] * mid[2]),
         |buf, (c, out_slice)| {
-            let slice = Slice0 { src, base: c as isize * s0 };
+            let slice = Slice0 {
+                src,
+                base: c as isize * s0,
+            };
             axis_pass_in::<F, _, W>(&slice, first.0, first.1, buf, &Clip::None, false);
             let clip_c = match clip {
                 Clip::AlongAxis { axis: 0, bounds } => Clip::All(bounds[c].0, bounds[c].1),
@@ -488,20 +549,32 @@ fn fused_12<S: Source, W: Sample, D: Sample, F: Lane>(
 /// When both axes 1 and 2 change (and clipping does not vary along them) they are fused
 /// slice by slice ([`fused_12`]), before or after the axis-0 pass, whichever moves fewer
 /// samples; then at most one full-size intermediate exists.
-pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(src: &S, steps: &[(usize, &AxisPlan)], dst: &mut [D], clip: &Clip) {
+pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(
+    src: &S,
+    steps: &[(usize, &AxisPlan)],
+    dst: &mut [D],
+    clip: &Clip,
+) {
     assert!(!steps.is_empty());
     let clip_ok = !matches!(clip, Clip::AlongAxis { axis: 1 | 2, .. });
     let p1 = steps.iter().position(|s| s.0 == 1);
     let p2 = steps.iter().position(|s| s.0 == 2);
     if let (true, Some(p1), Some(p2)) = (clip_ok, p1, p2) {
-        let (first, second) = if p1 < p2 { (steps[p1], steps[p2]) } else { (steps[p2], steps[p1]) };
+        let (first, second) = if p1 < p2 {
+            (steps[p1], steps[p2])
+        } else {
+            (steps[p2], steps[p1])
+        };
         let zero = steps.iter().find(|s| s.0 == 0).copied();
         let dims = src.dims();
         let Some((_, plan0)) = zero else {
             return fused_12::<S, W, D, F>(src, first, second, dst, clip);
         };
         // clipping along axis 0 indexes the source's slices: only valid without an axis-0 pass
-        assert!(!matches!(clip, Clip::AlongAxis { .. }), "per-slice clipping with an axis-0 pass");
+        assert!(
+            !matches!(clip, Clip::AlongAxis { .. }),
+            "per-slice clipping with an axis-0 pass"
+        );
         // full-volume samples read + written by each order (the fused passes' middle step
         // stays in cache): slices of a = d1 * d2 samples in, c = m1 * m2 out
         let (n0, m0) = (plan0.n, plan0.m);
@@ -724,14 +797,16 @@ mod tests {
             odims[axis] = shape[axis];
             let mut next = Array3::<f64>::zeros(odims);
             let mut scratch = Vec::new();
-            ndarray::Zip::from(next.lanes_mut(ndarray::Axis(axis))).and(cur.lanes(ndarray::Axis(axis))).for_each(|mut o, i| {
-                let input: Vec<f64> = i.iter().copied().collect();
-                let mut out = vec![0.0; shape[axis]];
-                resample_line(&plan, &input, &mut scratch, &mut out);
-                for (d, s) in o.iter_mut().zip(out) {
-                    *d = s;
-                }
-            });
+            ndarray::Zip::from(next.lanes_mut(ndarray::Axis(axis)))
+                .and(cur.lanes(ndarray::Axis(axis)))
+                .for_each(|mut o, i| {
+                    let input: Vec<f64> = i.iter().copied().collect();
+                    let mut out = vec![0.0; shape[axis]];
+                    resample_line(&plan, &input, &mut scratch, &mut out);
+                    for (d, s) in o.iter_mut().zip(out) {
+                        *d = s;
+                    }
+                });
             cur = next;
         }
         cur
@@ -745,7 +820,13 @@ mod tests {
         let t = a.view().reversed_axes();
         let tt = t.to_owned();
         // (both fusion orders: axis 0 grows / axis 0 shrinks much more than the slices)
-        for (order, shape) in [(0, [12, 4, 3]), (1, [12, 4, 3]), (3, [12, 4, 3]), (3, [2, 11, 6]), (1, [3, 9, 2])] {
+        for (order, shape) in [
+            (0, [12, 4, 3]),
+            (1, [12, 4, 3]),
+            (3, [12, 4, 3]),
+            (3, [2, 11, 6]),
+            (1, [3, 9, 2]),
+        ] {
             let expect = reference_resize(&tt, shape, order);
             let vol = Vol::from_view(&t);
             let plans: Vec<AxisPlan> = (0..3).map(|ax| AxisPlan::new(vol.dims[ax], shape[ax], order)).collect();
@@ -764,7 +845,10 @@ mod tests {
         let v = a.view();
         let vol = Vol::from_view(&v);
         assert_eq!(min_max(&vol, None), vec![(0.0, 234.0)]);
-        assert_eq!(min_max(&vol, Some(0)), vec![(0.0, 34.0), (100.0, 134.0), (200.0, 234.0)]);
+        assert_eq!(
+            min_max(&vol, Some(0)),
+            vec![(0.0, 34.0), (100.0, 134.0), (200.0, 234.0)]
+        );
         assert_eq!(min_max(&vol, Some(1))[3], (30.0, 234.0));
         assert_eq!(min_max(&vol, Some(2))[4], (4.0, 234.0));
     }
@@ -814,7 +898,9 @@ mod timing {
             od[axis] = 123;
             let mut out: Vec<f32> = uninit_vec(od.iter().product());
             let v = Vol::from_slice(&cur, dims);
-            let ms = best_of(10, || axis_pass::<f32, _, _>(&v, axis, &plan, &mut out, &Clip::All(0.0, 1e9)));
+            let ms = best_of(10, || {
+                axis_pass::<f32, _, _>(&v, axis, &plan, &mut out, &Clip::All(0.0, 1e9))
+            });
             eprintln!("160^3 chain, axis {axis}: {dims:?} -> {od:?}: {ms:.2} ms");
             cur = out;
             dims = od;
@@ -832,7 +918,9 @@ mod timing {
             let mut od = d;
             od[axis] = 448;
             let mut out: Vec<f32> = uninit_vec(od.iter().product());
-            let ms = best_of(5, || axis_pass::<f32, _, _>(&vol, axis, &plan, &mut out, &Clip::All(0.0, 1e9)));
+            let ms = best_of(5, || {
+                axis_pass::<f32, _, _>(&vol, axis, &plan, &mut out, &Clip::All(0.0, 1e9))
+            });
             eprintln!("80x512x512 axis {axis} -> 448: {ms:.2} ms");
         }
         let mut out: Vec<f32> = uninit_vec(267 * 512 * 512);

@@ -53,12 +53,22 @@ pub trait Lane:
     const NEGLIGIBLE: f64;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
+    fn to_f32(self) -> f32;
+    fn to_f16(self) -> half::f16;
     fn weights(t: &Taps) -> [Self; 4];
 }
 
 impl Lane for f64 {
     const ZERO: f64 = 0.0;
     const NEGLIGIBLE: f64 = 1e-30;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn to_f16(self) -> half::f16 {
+        half::f16::from_f64(self)
+    }
     #[inline(always)]
     fn from_f64(v: f64) -> f64 {
         v
@@ -76,6 +86,14 @@ impl Lane for f64 {
 impl Lane for f32 {
     const ZERO: f32 = 0.0;
     const NEGLIGIBLE: f64 = 1e-12;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn to_f16(self) -> half::f16 {
+        half::f16::from_f32(self)
+    }
     #[inline(always)]
     fn from_f64(v: f64) -> f32 {
         v as f32
@@ -144,7 +162,11 @@ fn spline_weights(cc: f64, order: usize) -> [f64; 4] {
 
 impl Taps {
     fn new(idx: [u32; 4], w: [f64; 4]) -> Taps {
-        Taps { idx, w, w32: w.map(|x| x as f32) }
+        Taps {
+            idx,
+            w,
+            w32: w.map(|x| x as f32),
+        }
     }
 }
 
@@ -170,12 +192,23 @@ impl AxisPlan {
                         let s = cc.floor() as i64 - 1;
                         // with 12 samples of padding every tap lies inside the padded line
                         debug_assert!(s >= 0 && s + 3 <= last);
-                        Taps::new([clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)], spline_weights(cc, 3))
+                        Taps::new(
+                            [clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)],
+                            spline_weights(cc, 3),
+                        )
                     }
                 }
             })
             .collect();
-        AxisPlan { n, m, order, ntaps: order + 1, pad, line_len, taps }
+        AxisPlan {
+            n,
+            m,
+            order,
+            ntaps: order + 1,
+            pad,
+            line_len,
+            taps,
+        }
     }
 
     /// The nearest-neighbour plan (order 0) for the same axis.
@@ -352,7 +385,12 @@ mod tests {
         let out = resample(&input, 80, 3);
         for k in 30..50 {
             let x = (k as f64 + 0.5) * 0.5 - 0.5;
-            assert!((out[k] - x * x * 0.01).abs() < 1e-7, "k {k}: {} vs {}", out[k], x * x * 0.01);
+            assert!(
+                (out[k] - x * x * 0.01).abs() < 1e-7,
+                "k {k}: {} vs {}",
+                out[k],
+                x * x * 0.01
+            );
         }
     }
 }

@@ -68,13 +68,21 @@ impl SegAxis {
             taps.push(row);
             ntaps.push(c as u8);
         }
-        SegAxis { taps, ntaps, nn: nn.into_iter().map(|i| i as u32).collect() }
+        SegAxis {
+            taps,
+            ntaps,
+            nn: nn.into_iter().map(|i| i as u32).collect(),
+        }
     }
 
     /// Nearest neighbour from n to m samples (order 0; identity when n == m).
     pub fn nearest(n: usize, m: usize) -> SegAxis {
         let nn: Vec<u32> = AxisPlan::nearest_indices(n, m).into_iter().map(|i| i as u32).collect();
-        SegAxis { taps: nn.iter().map(|&i| [(i, 1.0), (0, 0.0)]).collect(), ntaps: vec![1; m], nn }
+        SegAxis {
+            taps: nn.iter().map(|&i| [(i, 1.0), (0, 0.0)]).collect(),
+            ntaps: vec![1; m],
+            nn,
+        }
     }
 
     pub fn for_order(n: usize, m: usize, order: usize) -> SegAxis {
@@ -110,8 +118,18 @@ pub(crate) fn onepass<L: Label>(src: &Vol<'_, L>, axes: &[SegAxis; 3], dst: &mut
         .collect();
     let nn2: Vec<isize> = a2.nn.iter().map(|&j| j as isize * s2).collect();
     let lo = a2.taps.iter().map(|t| t[0].0 as usize).min().unwrap_or(0);
-    let hi = (0..odims[2]).map(|k| a2.taps[k][a2.ntaps[k] as usize - 1].0 as usize).max().unwrap_or(0);
-    let ctx = RowCtx { src, axes, taps2: &taps2, nn2: &nn2, odims, cols: lo..hi + 1 };
+    let hi = (0..odims[2])
+        .map(|k| a2.taps[k][a2.ntaps[k] as usize - 1].0 as usize)
+        .max()
+        .unwrap_or(0);
+    let ctx = RowCtx {
+        src,
+        axes,
+        taps2: &taps2,
+        nn2: &nn2,
+        odims,
+        cols: lo..hi + 1,
+    };
     let wide = super::pass::simd_available();
     dst.par_chunks_mut(odims[2]).enumerate().for_each(|(r, row)| {
         if wide {
@@ -155,7 +173,14 @@ const CHUNK_LABELS: usize = 8;
 /// ascending order, is scored for all its voxels at once.
 #[inline(always)]
 fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
-    let RowCtx { src, axes, taps2, nn2, odims, .. } = *ctx;
+    let RowCtx {
+        src,
+        axes,
+        taps2,
+        nn2,
+        odims,
+        ..
+    } = *ctx;
     let [s0, s1, s2] = src.strides;
     let (i0, i1) = (r / odims[1], r % odims[1]);
     // the (axis 0, axis 1) corners of this row: offset and weight product w0 * w1
@@ -345,7 +370,11 @@ fn score_block<L: Label>(
         }
     }
     for (k, o) in out.iter_mut().enumerate() {
-        let key = if nn_score[k] == best[k] && best[k] > 0.0 { nnk[k] } else { win[k] };
+        let key = if nn_score[k] == best[k] && best[k] > 0.0 {
+            nnk[k]
+        } else {
+            win[k]
+        };
         *o = L::from_key(key);
     }
 }
@@ -362,7 +391,13 @@ struct Pending {
 
 impl Pending {
     fn new() -> Self {
-        Pending { keys: [[0.0; CHUNK]; 8], prod: [[0.0; CHUNK]; 8], nnk: [0.0; CHUNK], at: [0; CHUNK], n: 0 }
+        Pending {
+            keys: [[0.0; CHUNK]; 8],
+            prod: [[0.0; CHUNK]; 8],
+            nnk: [0.0; CHUNK],
+            at: [0; CHUNK],
+            n: 0,
+        }
     }
 
     /// Scores the pending voxels label by label (ascending) across all lanes and writes them.
@@ -516,7 +551,12 @@ pub(crate) fn unique_labels<L: Label>(vol: &Vol<'_, L>) -> Vec<L> {
 /// resized with the separable passes `steps` (f64 throughout), clipped to [0, 1], and the
 /// per-voxel winner kept incrementally. `nn` are the nearest-neighbour indices per axis.
 /// With no steps the output is a copy of the input (scipy returns unit-zoom inputs as is).
-pub(crate) fn argmax_general<L: Label>(src: &Vol<'_, L>, steps: &[(usize, &AxisPlan)], nn: &[Vec<usize>; 3], dst: &mut [L]) {
+pub(crate) fn argmax_general<L: Label>(
+    src: &Vol<'_, L>,
+    steps: &[(usize, &AxisPlan)],
+    nn: &[Vec<usize>; 3],
+    dst: &mut [L],
+) {
     let odims = [nn[0].len(), nn[1].len(), nn[2].len()];
     let len: usize = odims.iter().product();
     assert_eq!(dst.len(), len);
@@ -568,7 +608,11 @@ pub(crate) fn argmax_general<L: Label>(src: &Vol<'_, L>, steps: &[(usize, &AxisP
         .zip(nearest.par_chunks(chunk))
         .for_each(|(((d, b), (w, ns)), nl)| {
             for i in 0..d.len() {
-                d[i] = if ns[i] == b[i] && b[i] > 0.0 { nl[i] } else { labels[w[i] as usize] };
+                d[i] = if ns[i] == b[i] && b[i] > 0.0 {
+                    nl[i]
+                } else {
+                    labels[w[i] as usize]
+                };
             }
         });
 }
@@ -591,7 +635,15 @@ pub(crate) fn threshold_axis<L: Label>(src: &Vol<'_, L>, axis: usize, plan: &Axi
     let dp = SendPtr(dst.as_mut_ptr());
     let (n, m) = (plan.n, plan.m);
     (0..outer * inner).into_par_iter().for_each_init(
-        || (Vec::new(), vec![0.0; n], vec![0.0; m], Vec::new(), vec![L::default(); m]),
+        || {
+            (
+                Vec::new(),
+                vec![0.0; n],
+                vec![0.0; m],
+                Vec::new(),
+                vec![L::default(); m],
+            )
+        },
         |(scratch, ind, score, labels, out), line| {
             // capture the Send wrapper, not its raw-pointer field
             #[allow(clippy::redundant_locals)]
@@ -718,7 +770,11 @@ mod timing {
     #[ignore]
     fn time_onepass() {
         let d = 160usize;
-        let axes = [SegAxis::linear(d, 123), SegAxis::linear(d, 123), SegAxis::linear(d, 123)];
+        let axes = [
+            SegAxis::linear(d, 123),
+            SegAxis::linear(d, 123),
+            SegAxis::linear(d, 123),
+        ];
         let mut out = vec![0i8; 123 * 123 * 123];
         // blobby labels (boundaries every few voxels) and uniformly random labels
         let blobby: Vec<i8> = (0..d * d * d)
@@ -745,11 +801,21 @@ mod timing {
             _ => blobby.clone(),
         };
         let uniform = vec![3i8; d * d * d];
-        for (name, src) in [("blobby", &blobby), ("random", &random), ("bench", &bench), ("uniform", &uniform)] {
+        for (name, src) in [
+            ("blobby", &blobby),
+            ("random", &random),
+            ("bench", &bench),
+            ("uniform", &uniform),
+        ] {
             let vol = Vol::from_slice(src, [d, d, d]);
             let ms = best_of(10, || onepass(&vol, &axes, &mut out));
-            let cal = best_of(10, || super::super::pass::axis_pass::<f32, _, _>(&cvol, 0, &plan, &mut cout, &super::super::pass::Clip::None));
-            eprintln!("onepass 160^3 -> 123^3, 4 {name} labels: {ms:.1} ms = {:.2} x reference pass", ms / cal);
+            let cal = best_of(10, || {
+                super::super::pass::axis_pass::<f32, _, _>(&cvol, 0, &plan, &mut cout, &super::super::pass::Clip::None)
+            });
+            eprintln!(
+                "onepass 160^3 -> 123^3, 4 {name} labels: {ms:.1} ms = {:.2} x reference pass",
+                ms / cal
+            );
         }
     }
 }
