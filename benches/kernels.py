@@ -1,10 +1,10 @@
 """Kernel benchmark: oxunet's Rust kernels vs their NumPy reference twins vs nnunetv2 (and cc3d / MONAI).
 
-Every (case, implementation) pair runs in a fresh subprocess that builds the case's input, resets
-the kernel's peak-RSS counter (/proc/self/clear_refs), runs the call `--repeat` times and reports
-the median wall time and the peak resident memory *above what the process held before the call*
-(input included in the baseline; Rust allocations are seen, unlike with tracemalloc). The parent
-prints one table with speed-up ratios of oxunet over every other implementation.
+Every (case, implementation) pair runs in two fresh subprocesses that build the case's input: one
+times `--repeat` calls (median; normal allocator), the other resets the peak-RSS counter
+(/proc/self/clear_refs) and reports the peak resident memory of one call *above what the process
+held before it* (input included in the baseline; Rust allocations are seen, unlike with
+tracemalloc). The parent prints one table with speed-up ratios of oxunet over the others.
 
     python benches/kernels.py                  # all cases, full sizes (several minutes on 2 cores)
     python benches/kernels.py --quick          # small sizes, a smoke run
@@ -56,33 +56,33 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def run_child(case_name: str, impl: str, repeat: int, quick: bool) -> dict:
-    """Runs inside the measurement subprocess; returns the figures as a dict."""
+def run_child(case_name: str, impl: str, repeat: int, quick: bool, mode: str) -> dict:
+    """Runs inside a measurement subprocess. ``mode="time"``: median of ``repeat`` calls with the
+    normal allocator (as a long-running caller sees it). ``mode="memory"``: one call in a process
+    whose malloc returns large buffers to the OS (set by the parent), peak RSS above the baseline."""
     import resource
 
     case = kernel_cases.get_case(case_name, quick)
-    fn = case.impls[impl]()  # imports the implementation lazily, outside the timed region
+    fn = case.impls[impl]()  # imports the implementation lazily, outside the measured region
     inputs = case.make_inputs()
+    input_mib = sum(getattr(a, "nbytes", 0) for a in inputs) / 2**20
+    if mode == "memory":
+        base_kib = _status_kib("VmRSS")
+        exact = _reset_peak_rss()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        fn(*inputs)
+        peak_kib = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        children_kib = max(0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss - children_before)
+        return {"peak_extra_mib": (max(0, peak_kib - base_kib) + children_kib) / 1024, "input_mib": input_mib}
     if impl == "oxunet":
         fn(*inputs)  # warm-up: start the Rust thread pool once (as a long-running caller has it)
-    base_kib = _status_kib("VmRSS")
-    exact = _reset_peak_rss()
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn(*inputs)
         times.append(time.perf_counter() - t0)
         del out
-    peak_kib = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children_kib = max(0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss - children_before)
-    return {
-        "median_s": statistics.median(times),
-        "times_s": times,
-        "peak_extra_mib": (max(0, peak_kib - base_kib) + children_kib) / 1024,
-        "input_mib": sum(getattr(a, "nbytes", 0) for a in inputs) / 2**20,
-        "peak_exact": exact,
-    }
+    return {"median_s": statistics.median(times), "times_s": times, "input_mib": input_mib}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,22 +99,31 @@ class Result:
     note: str = ""
 
 
-def measure(case_name: str, impl: str, repeat: int, quick: bool, timeout: float) -> Result:
-    cmd = [sys.executable, __file__, "--child", case_name, impl, "--repeat", str(repeat)]
+def _spawn(case_name: str, impl: str, repeat: int, quick: bool, timeout: float, mode: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", case_name, impl, "--repeat", str(repeat), "--mode", mode]
     if quick:
         cmd.append("--quick")
-    # A fixed mmap threshold makes glibc return large buffers to the OS when freed, so the
-    # warm-up run's memory does not stay resident and hide the measured call's peak.
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return Result(case_name, impl, note=f"timed out after {timeout:.0f} s")
+    env = dict(os.environ)
+    if mode == "memory":
+        # A fixed mmap threshold makes glibc hand large buffers straight to/from the OS, so memory
+        # freed while building the input is not silently reused and hidden from the peak.
+        env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return Result(case_name, impl, note=f"failed: {last[:120]}")
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
-    return Result(case_name, impl, data["median_s"], data["peak_extra_mib"], data["input_mib"])
+        raise RuntimeError(last[:120])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(case_name: str, impl: str, repeat: int, quick: bool, timeout: float) -> Result:
+    try:
+        timing = _spawn(case_name, impl, repeat, quick, timeout, "time")
+        memory = _spawn(case_name, impl, repeat, quick, timeout, "memory")
+    except subprocess.TimeoutExpired:
+        return Result(case_name, impl, note=f"timed out after {timeout:.0f} s")
+    except RuntimeError as e:
+        return Result(case_name, impl, note=f"failed: {e}")
+    return Result(case_name, impl, timing["median_s"], memory["peak_extra_mib"], timing["input_mib"])
 
 
 def peer_available(impl: str) -> str | None:
@@ -140,10 +149,11 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
     ap.add_argument("--json", type=Path, help="write results as JSON to this file")
     ap.add_argument("--child", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=("time", "memory"), default="time", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child:
-        print(json.dumps(run_child(args.child[0], args.child[1], args.repeat, args.quick)))
+        print(json.dumps(run_child(args.child[0], args.child[1], args.repeat, args.quick, args.mode)))
         return 0
 
     from rich.console import Console
