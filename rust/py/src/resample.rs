@@ -6,14 +6,14 @@ use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn};
 use oxunet_core::resample;
 use pyo3::prelude::*;
 
-macro_rules! data_fn {
-    ($name:ident, $t:ty) => {
-        /// resample_data for one dtype (private; call oxunet.kernels.resample_data).
+macro_rules! resample_fn {
+    ($name:ident, $t:ty, $core:ident) => {
+        /// One dtype of resample_data / resample_seg (private; call the oxunet.kernels wrapper).
         #[pyfunction]
         #[allow(clippy::too_many_arguments)]
         fn $name<'py>(
             py: Python<'py>,
-            data: PyReadonlyArrayDyn<'py, $t>,
+            array: PyReadonlyArrayDyn<'py, $t>,
             new_shape: Vec<usize>,
             current_spacing: Vec<f64>,
             new_spacing: Vec<f64>,
@@ -21,63 +21,23 @@ macro_rules! data_fn {
             order_z: usize,
             force_separate_z: Option<bool>,
         ) -> PyResult<Bound<'py, PyArrayDyn<$t>>> {
-            let view = data.as_array();
-            let out = crate::common::run_detached(py, "resample_data", move || {
-                resample::resample_data(
-                    view,
-                    &new_shape,
-                    &current_spacing,
-                    &new_spacing,
-                    order,
-                    order_z,
-                    force_separate_z,
-                )
+            let view = array.as_array();
+            let out = crate::common::run_detached(py, stringify!($core), move || {
+                resample::$core(view, &new_shape, &current_spacing, &new_spacing, order, order_z, force_separate_z)
             })?;
             Ok(out.into_pyarray(py))
         }
     };
 }
 
-macro_rules! seg_fn {
-    ($name:ident, $t:ty) => {
-        /// resample_seg for one dtype (private; call oxunet.kernels.resample_seg).
-        #[pyfunction]
-        #[allow(clippy::too_many_arguments)]
-        fn $name<'py>(
-            py: Python<'py>,
-            seg: PyReadonlyArrayDyn<'py, $t>,
-            new_shape: Vec<usize>,
-            current_spacing: Vec<f64>,
-            new_spacing: Vec<f64>,
-            order: usize,
-            order_z: usize,
-            force_separate_z: Option<bool>,
-        ) -> PyResult<Bound<'py, PyArrayDyn<$t>>> {
-            let view = seg.as_array();
-            let out = crate::common::run_detached(py, "resample_seg", move || {
-                resample::resample_seg(
-                    view,
-                    &new_shape,
-                    &current_spacing,
-                    &new_spacing,
-                    order,
-                    order_z,
-                    force_separate_z,
-                )
-            })?;
-            Ok(out.into_pyarray(py))
-        }
-    };
-}
-
-data_fn!(resample_data_f16, f16);
-data_fn!(resample_data_f32, f32);
-data_fn!(resample_data_f64, f64);
-seg_fn!(resample_seg_i8, i8);
-seg_fn!(resample_seg_i16, i16);
-seg_fn!(resample_seg_i32, i32);
-seg_fn!(resample_seg_u8, u8);
-seg_fn!(resample_seg_u16, u16);
+resample_fn!(resample_data_f16, f16, resample_data);
+resample_fn!(resample_data_f32, f32, resample_data);
+resample_fn!(resample_data_f64, f64, resample_data);
+resample_fn!(resample_seg_i8, i8, resample_seg);
+resample_fn!(resample_seg_i16, i16, resample_seg);
+resample_fn!(resample_seg_i32, i32, resample_seg);
+resample_fn!(resample_seg_u8, u8, resample_seg);
+resample_fn!(resample_seg_u16, u16, resample_seg);
 
 /// The separate-z decision, exposed for tests and diagnostics.
 #[pyfunction]
