@@ -47,11 +47,10 @@ def _reference_image(reference: Any) -> sitk.Image:
 
 def _frame_item(ds: Any, i: int, keyword: str) -> Any:
     """An attribute's item for frame ``i``: per-frame if given there, else shared."""
-    for groups in (ds.get("PerFrameFunctionalGroupsSequence"), ds.get("SharedFunctionalGroupsSequence")):
-        if not groups:
-            continue
-        item = groups[i] if groups is ds.get("PerFrameFunctionalGroupsSequence") else groups[0]
-        if keyword in item:
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    for item in (per_frame[i] if per_frame else None, shared[0] if shared else None):
+        if item is not None and keyword in item and len(item[keyword].value):
             return item[keyword].value[0]
     return None
 
