@@ -7,7 +7,9 @@ import click
 
 from .convert import convert_msd_command, import_masks_command
 from .demo import demo
+from .dicom import dicom_group
 from .info import info
+from .overlay import overlay
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
 from .preprocess import preprocess
@@ -33,6 +35,8 @@ main.add_command(train)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 main.add_command(demo)
+main.add_command(dicom_group)
+main.add_command(overlay)
 
 
 @main.command()

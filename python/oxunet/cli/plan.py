@@ -32,8 +32,25 @@ def _render(plans: dict, path, console) -> None:
     console.print(f"transpose_forward {plans['transpose_forward']}; plans: {path}", soft_wrap=True)
 
 
+def network_tables(plans: dict, source: str) -> str:
+    """One layer table per configuration of ``plans`` (inheritance resolved), for --show-network."""
+    from ..networks import format_network_table
+    from ..planning import resolve_configuration
+
+    blocks = []
+    for name in plans["configurations"]:
+        cfg = resolve_configuration(plans, name, source)
+        if "architecture" not in cfg:
+            blocks.append(f"[{name}] no architecture in the plans")
+            continue
+        patch = cfg.get("patch_size")
+        title = f"[{name}] patch {'x'.join(map(str, patch))}" if patch else f"[{name}]"
+        blocks.append(title + "\n" + format_network_table(cfg["architecture"], patch))
+    return "\n\n".join(blocks)
+
+
 @click.command()
-@click.option("-d", "--dataset", "datasets", multiple=True, required=True,
+@click.option("-d", "--dataset", "datasets", multiple=True,
               help="Dataset id(s) or folder name(s); nnU-Net's `-d 1 2 3` and `-d 1 -d 2` both work.")
 @click.argument("more_datasets", nargs=-1, metavar="")
 @click.option("-pl", "--planner", default="default", show_default=True,
@@ -53,17 +70,37 @@ def _render(plans: dict, path, console) -> None:
               help="Preprocessed root [$OXUNET_PREPROCESSED or $nnUNet_preprocessed].")
 @click.option("--import-nnunet-plans", "import_file", type=click.Path(dir_okay=False),
               help="Instead of planning: validate this nnU-Net plans file and save it for the dataset.")
+@click.option("--show-network", is_flag=True,
+              help="Also print each configuration's network, stage by stage (features, kernel, stride, blocks, "
+                   "feature-map size for the patch); to stderr when planning.")
+@click.option("--plans-json", "plans_json", type=click.Path(exists=True, dir_okay=False),
+              help="With --show-network: show the networks of this existing plans file (no -d, no planning), on stdout.")
 @quiet_option
 def plan(datasets, more_datasets, planner, gpu_memory_gb, plans_name, target_spacing, num_processes, verify, clean,
-         raw_dir, preprocessed_dir, import_file, quiet) -> None:
+         raw_dir, preprocessed_dir, import_file, show_network, plans_json, quiet) -> None:
     """Plan experiments: target spacing, patch and batch size, network topology per configuration.
 
     Extracts the fingerprint into <preprocessed>/DatasetXXX_Name/ when it is missing, writes
     <plans_name>.json there (nnU-Net's format) and prints its path; the decisions go to stderr.
+    `oxunet plan --show-network --plans-json FILE` only prints the networks of an existing plans file.
     """
     import warnings
 
     from rich.console import Console
+
+    if plans_json:
+        if not show_network or datasets or more_datasets:
+            raise click.UsageError("--plans-json goes with --show-network and without -d")
+        from ..networks import ArchitectureError
+        from ..planning import PlansError, load_plans
+
+        try:
+            click.echo(network_tables(load_plans(plans_json), str(plans_json)))
+        except (PlansError, ArchitectureError) as e:
+            raise click.ClickException(str(e)) from None
+        return
+    if not datasets:
+        raise click.UsageError("Missing option '-d' / '--dataset' (or use --show-network --plans-json FILE).")
 
     from ..dataset import resolve_paths
     from ..planning import import_nnunet_plans, plan_experiment, resolve_planner
@@ -95,4 +132,6 @@ def plan(datasets, more_datasets, planner, gpu_memory_gb, plans_name, target_spa
         path = paths.require("preprocessed") / plans["dataset_name"] / f"{plans['plans_name']}.json"
         if not quiet:
             _render(plans, path, console)
+        if show_network:
+            click.echo(network_tables(plans, str(path)), err=True)
         click.echo(str(path))
