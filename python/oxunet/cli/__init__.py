@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from .convert import convert_msd_command, import_masks_command
+from .evaluate import evaluate
 from .info import info
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
@@ -31,6 +32,7 @@ main.add_command(plan_and_preprocess)
 main.add_command(train)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
+main.add_command(evaluate)
 
 
 @main.command()
