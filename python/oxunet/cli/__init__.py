@@ -7,6 +7,7 @@ import click
 
 from .convert import convert_msd_command, import_masks_command
 from .evaluate import evaluate
+from .postprocess import postprocess
 from .info import info
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
@@ -33,6 +34,7 @@ main.add_command(train)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 main.add_command(evaluate)
+main.add_command(postprocess)
 
 
 @main.command()
