@@ -9,6 +9,13 @@ import numpy as np
 import SimpleITK as sitk
 
 
+# The plans fields nnunetv2's PlansManager needs for reading/writing and label handling.
+PLANS = {"image_reader_writer": "SimpleITKIO", "dataset_name": "Dataset999_Test", "plans_name": "nnUNetPlans",
+         "configurations": {}, "original_median_spacing_after_transp": [1, 1, 1],
+         "original_median_shape_after_transp": [1, 1, 1], "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+         "experiment_planner_used": "x", "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {}}
+
+
 def write_seg(path: Path, seg: np.ndarray, spacing=(3.0, 1.0, 1.5), origin=(1.0, 2.0, 3.0)) -> None:
     """Writes a (z, y, x) label map with the given numpy-order spacing."""
     img = sitk.GetImageFromArray(seg.astype(np.uint8))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from evalpost_helpers import blob, dataset_json, write_seg
+from evalpost_helpers import PLANS, blob, dataset_json, write_seg
 from oxunet.postprocessing import (
     PostprocessingError,
     apply_postprocessing_to_folder,
@@ -19,12 +19,6 @@ from oxunet.postprocessing import (
     load_postprocessing,
 )
 from peers import require
-
-PLANS = {"image_reader_writer": "SimpleITKIO", "dataset_name": "Dataset999_Test", "plans_name": "nnUNetPlans",
-         "configurations": {}, "original_median_spacing_after_transp": [1, 1, 1],
-         "original_median_shape_after_transp": [1, 1, 1], "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-         "experiment_planner_used": "x", "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {}}
-
 
 def make_cv_folder(root, n=6, seed=0):
     """GT with one blob of label 1 and two distant blobs of label 2; predictions add small

@@ -6,7 +6,9 @@ from __future__ import annotations
 import click
 
 from .convert import convert_msd_command, import_masks_command
+from .ensemble import ensemble
 from .evaluate import evaluate
+from .find_best import find_best
 from .postprocess import postprocess
 from .info import info
 from .plan import plan
@@ -35,6 +37,8 @@ main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 main.add_command(evaluate)
 main.add_command(postprocess)
+main.add_command(ensemble)
+main.add_command(find_best)
 
 
 @main.command()
