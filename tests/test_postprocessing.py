@@ -20,6 +20,7 @@ from oxunet.postprocessing import (
 )
 from peers import require
 
+
 def make_cv_folder(root, n=6, seed=0):
     """GT with one blob of label 1 and two distant blobs of label 2; predictions add small
     spurious specks of label 1 (removing them helps) and keep both label-2 blobs (keeping only
