@@ -8,6 +8,10 @@ import click
 from .convert import convert_msd_command, import_masks_command
 from .demo import demo
 from .dicom import dicom_group
+from .ensemble import ensemble
+from .evaluate import evaluate
+from .find_best import find_best
+from .postprocess import postprocess
 from .info import info
 from .overlay import overlay
 from .plan import plan
@@ -37,6 +41,10 @@ main.add_command(import_masks_command)
 main.add_command(demo)
 main.add_command(dicom_group)
 main.add_command(overlay)
+main.add_command(evaluate)
+main.add_command(postprocess)
+main.add_command(ensemble)
+main.add_command(find_best)
 
 
 @main.command()

@@ -8,6 +8,7 @@ properties is what the matching writer needs to restore the geometry. 2D images 
 
 from .atomic import atomic_path
 from .errors import ImageReadError
+from .pickles import UnsafePickleError, load_restricted_pickle
 from .readers import (
     IMAGE_IOS,
     ImageIO,
@@ -27,7 +28,9 @@ __all__ = [
     "NibabelIO",
     "SimpleITKIO",
     "Tiff3DIO",
+    "UnsafePickleError",
     "atomic_path",
     "io_class_by_name",
+    "load_restricted_pickle",
     "select_image_io",
 ]

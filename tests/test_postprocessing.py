@@ -1,0 +1,153 @@
+"""Postprocessing: nnU-Net's decisions (parity with nnunetv2), the size rule, JSON/pkl files, CLI."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import pickle
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from evalpost_helpers import PLANS, blob, dataset_json, write_seg
+from oxunet.postprocessing import (
+    PostprocessingError,
+    apply_postprocessing_to_folder,
+    apply_steps,
+    determine_postprocessing,
+    load_postprocessing,
+)
+from peers import require
+
+
+def make_cv_folder(root, n=6, seed=0):
+    """GT with one blob of label 1 and two distant blobs of label 2; predictions add small
+    spurious specks of label 1 (removing them helps) and keep both label-2 blobs (keeping only
+    the largest would hurt label 2)."""
+    rng = np.random.default_rng(seed)
+    shape = (16, 32, 32)
+    gt, pred = root / "gt", root / "pred"
+    gt.mkdir(parents=True)
+    pred.mkdir()
+    for i in range(n):
+        ref = np.zeros(shape, np.uint8)
+        ref[3:9, 4:14, 4:14] = 1
+        ref[10:14, 20:28, 3:10] = 2
+        ref[2:6, 22:30, 22:30] = 2
+        p = np.roll(ref, int(rng.integers(-1, 2)), axis=1)
+        for _ in range(3):
+            z, y, x = (int(rng.integers(0, s - 2)) for s in shape)
+            if not p[z:z + 2, y:y + 2, x:x + 2].any():
+                p[z:z + 2, y:y + 2, x:x + 2] = 1
+        write_seg(gt / f"c{i:02d}.nii.gz", ref)
+        write_seg(pred / f"c{i:02d}.nii.gz", p)
+    dataset_json(pred / "dataset.json", {"background": 0, "a": 1, "b": 2})
+    (pred / "plans.json").write_text(json.dumps(PLANS))
+    return gt, pred
+
+
+def _fork_pools(monkeypatch, *modules):
+    # nnunetv2 spawns a pool per evaluation; fork keeps the parity test fast
+    fork = multiprocessing.get_context("fork")
+    for m in modules:
+        monkeypatch.setattr(m, "multiprocessing", type("mp", (), {"get_context": staticmethod(lambda *_a, **_k: fork)}))
+
+
+def test_decisions_match_nnunetv2(tmp_path, monkeypatch):
+    require("nnunetv2")
+    import shutil
+
+    import nnunetv2.evaluation.evaluate_predictions as ev
+    import nnunetv2.postprocessing.remove_connected_components as rcc
+
+    gt, pred = make_cv_folder(tmp_path)
+    theirs_dir = tmp_path / "theirs"
+    shutil.copytree(pred, theirs_dir)
+    _fork_pools(monkeypatch, ev, rcc)
+    fns, kwargs = rcc.determine_postprocessing(str(theirs_dir), str(gt), None, None, 1)
+    ours = determine_postprocessing(pred, gt, num_processes=1, quiet=True)
+    assert ours["postprocessing_fns"] == [f.__name__ for f in fns]
+    assert [s["labels_or_regions"] for s in ours["steps"]] == [k["labels_or_regions"] for k in kwargs]
+    theirs_json = json.loads((theirs_dir / "postprocessing.json").read_text())
+    for k in ("input_folder", "postprocessed", "postprocessing_fns", "postprocessing_kwargs"):
+        assert ours[k] == theirs_json[k], k
+    assert json.loads((pred / "postprocessing.json").read_text())["steps"] == ours["steps"]
+    # the per-class step for label 1 is accepted, for label 2 rejected (two true blobs)
+    assert [(d["step"]["labels_or_regions"], d["accepted"]) for d in ours["decisions"]][1:] == [(1, True), (2, False)]
+    for name in sorted(p.name for p in (theirs_dir / "postprocessed").glob("*.nii.gz")):
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "postprocessed" / name)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(theirs_dir / "postprocessed" / name)))
+        np.testing.assert_array_equal(a, b)
+
+    # nnU-Net's postprocessing.pkl, read through the restricted unpickler, applies identically
+    out_pkl, out_json = tmp_path / "from_pkl", tmp_path / "from_json"
+    apply_postprocessing_to_folder(pred, out_pkl, theirs_dir / "postprocessing.pkl", num_processes=1, quiet=True)
+    apply_postprocessing_to_folder(pred, out_json, pred / "postprocessing.json", num_processes=1, quiet=True)
+    for name in sorted(p.name for p in out_pkl.glob("*.nii.gz")):
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(out_pkl / name)))
+        np.testing.assert_array_equal(a, sitk.GetArrayFromImage(sitk.ReadImage(str(out_json / name))))
+        np.testing.assert_array_equal(a, sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "postprocessed" / name))))
+
+
+def test_size_rule_removes_or_relabels_small_components():
+    rng = np.random.default_rng(1)
+    seg = np.zeros((10, 20, 20), np.uint8)
+    seg[blob(seg.shape, rng, 1, (3, 5))] = 2
+    seg[1, 1, 1] = 3  # a 1-voxel component
+    seg[5:8, 15:18, 15:18] = 3  # a 27-voxel component
+    removed = apply_steps(seg, [{"op": "remove_small_components", "labels_or_regions": [3], "min_size": 10}])
+    assert removed[1, 1, 1] == 0 and (removed[5:8, 15:18, 15:18] == 3).all()
+    relabel = apply_steps(seg, [{"op": "remove_small_components", "labels_or_regions": 3, "min_size": 30, "replace_with": 1}])
+    assert relabel[1, 1, 1] == 1 and (relabel[5:8, 15:18, 15:18] == 1).all()
+    np.testing.assert_array_equal(relabel == 2, seg == 2)
+
+
+def test_hand_written_json_with_size_rule_applies_to_folder(tmp_path):
+    gt, pred = make_cv_folder(tmp_path, n=2)
+    pp = tmp_path / "pp.json"
+    pp.write_text(json.dumps({"format": "oxunet.postprocessing", "version": 1, "steps": [
+        {"op": "keep_largest_component", "labels_or_regions": [1, 2]},
+        {"op": "remove_small_components", "labels_or_regions": [1], "min_size": 9, "replace_with": 2},
+    ]}))
+    out = tmp_path / "out"
+    apply_postprocessing_to_folder(pred, out, pp, num_processes=1, quiet=True)
+    src = sitk.ReadImage(str(pred / "c00.nii.gz"))
+    res = sitk.ReadImage(str(out / "c00.nii.gz"))
+    assert res.GetSpacing() == src.GetSpacing() and res.GetOrigin() == src.GetOrigin()
+    expected = apply_steps(sitk.GetArrayFromImage(src), load_postprocessing(pp))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(res), expected)
+    with pytest.raises(PostprocessingError, match="must differ"):
+        apply_postprocessing_to_folder(pred, pred, pp, num_processes=1)
+
+
+def test_bad_postprocessing_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "oxunet.postprocessing", "version": 1, "steps": [{"op": "dilate"}]}))
+    with pytest.raises(PostprocessingError, match="unknown op 'dilate'"):
+        load_postprocessing(bad)
+    evil = tmp_path / "postprocessing.pkl"
+    evil.write_bytes(pickle.dumps(([print], [{}])))
+    from oxunet.io import UnsafePickleError
+
+    with pytest.raises(UnsafePickleError, match="builtins.print"):
+        load_postprocessing(evil)
+
+
+def test_cli_determine_and_apply(tmp_path):
+    from click.testing import CliRunner
+
+    from oxunet.cli import main
+
+    gt, pred = make_cv_folder(tmp_path, n=3)
+    r = CliRunner().invoke(main, ["postprocess", "determine", "-i", str(pred), "-ref", str(gt), "-np", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((pred / "postprocessing.json").read_text())
+    out = tmp_path / "applied"
+    r = CliRunner().invoke(main, ["postprocess", "apply", "-i", str(pred), "-o", str(out), "-pp_pkl_file",
+                                  str(pred / "postprocessing.json"), "-np", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    for f in sorted(out.glob("*.nii.gz")):
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(f))),
+                                      sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "postprocessed" / f.name))))
+    assert doc["steps"]
