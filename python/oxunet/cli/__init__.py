@@ -6,10 +6,12 @@ from __future__ import annotations
 import click
 
 from .convert import convert_msd_command, import_masks_command
+from .fingerprint import fingerprint
 from .info import info
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
 from .preprocess import preprocess
+from .sharing import export_model, install_model, move_plans
 from .train import train
 from .verify import verify
 
@@ -31,6 +33,10 @@ main.add_command(plan_and_preprocess)
 main.add_command(train)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
+main.add_command(fingerprint)
+main.add_command(export_model)
+main.add_command(install_model)
+main.add_command(move_plans)
 
 
 @main.command()
