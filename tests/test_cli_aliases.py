@@ -201,3 +201,32 @@ def test_info_names_versions_and_devices():
     assert {"oxunet", "oxunet._core", "torch", "numpy", "SimpleITK", "devices"} <= rows.keys()
     assert "build" in rows["oxunet._core"] and "threads" in rows["oxunet._core"]
     assert rows["devices"].startswith("cpu")
+
+
+def test_alias_wiring_for_a_new_command(monkeypatch):
+    """What another helper's command gets with no wiring: positionals to options, lists, kebab and
+    explicit renames, @nnunet_renames, and unknown flags accepted."""
+    from oxunet.cli.common import nnunet_renames
+
+    @nnunet_renames({"--no_overwrite": "--keep-existing"})
+    @click.command("find-best")
+    @click.option("-d", "--dataset", required=True)
+    @click.option("--configurations", multiple=True)
+    @click.option("--trainers", multiple=True)
+    @click.option("-f", "--folds", multiple=True, type=int)
+    @click.option("--plans", multiple=True)
+    @click.option("-np", "--num-processes", type=int, default=2)
+    @click.option("--disable-ensembling", is_flag=True)
+    @click.option("--keep-existing", is_flag=True)
+    def find_best(**kw):
+        click.echo(json.dumps(kw))
+
+    monkeypatch.setitem(main.commands, "find-best", find_best)
+    args = ["Dataset004_Hippocampus", "-c", "2d", "3d_fullres", "-tr", "A", "B", "-f", "0", "1", "-p", "P",
+            "-np", "3", "--disable_ensembling", "--no_overwrite"]
+    p = _parse("oxunet_find_best_configuration", args)
+    assert p == {"dataset": "Dataset004_Hippocampus", "configurations": ("2d", "3d_fullres"), "trainers": ("A", "B"),
+                 "folds": (0, 1), "plans": ("P",), "num_processes": 3, "disable_ensembling": True, "keep_existing": True}
+    # the positional may also come after options (a list swallows it, as with nnU-Net's argparse)
+    assert _parse("oxunet_find_best_configuration", ["-f", "0", "1", "-np", "3", "4"])["dataset"] == "4"
+    assert _parse("oxunet_find_best_configuration", ["-d", "4"])["dataset"] == "4"
