@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import click
@@ -46,6 +45,7 @@ def test_flag_table_matches_installed_nnunet(nnunet_argparse):
 
 
 def test_every_alias_has_a_console_script():
+    tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["oxunet"] == "oxunet.cli:main"
     assert {k: v for k, v in scripts.items() if k != "oxunet"} == {n: f"oxunet.cli.aliases:{n}" for n in ALIASES}
