@@ -1,5 +1,5 @@
 """Dumps the argparse flags of every installed ``nnUNetv2_*`` console script as JSON (run as a
-script: ``python nnunet_argparse_dump.py OUT.json``). Each entry point is called with
+script: ``python nnunet_argparse_dump.py OUT.json [VERB ...]``, verbs without the nnUNetv2_ prefix). Each entry point is called with
 ``ArgumentParser.parse_args`` patched to stop right after the parser is built, so nothing runs."""
 
 import argparse
@@ -30,13 +30,13 @@ def _sample(action):
     return ["1"] if kind == "int" else ["0.5"] if kind == "float" else ["x"]
 
 
-def dump() -> dict:
+def dump(only=()) -> dict:
     store: dict = {}
     argparse.ArgumentParser.parse_args = _capture(store)
     argparse.ArgumentParser.parse_known_args = _capture(store)
     verbs = {}
     for ep in md.distribution("nnunetv2").entry_points:
-        if ep.group != "console_scripts":
+        if ep.group != "console_scripts" or (only and ep.name[len("nnUNetv2_"):] not in only):
             continue
         store.clear()
         try:
@@ -58,6 +58,6 @@ def dump() -> dict:
 
 
 if __name__ == "__main__":
-    data = dump()
+    data = dump(set(sys.argv[2:]))
     with open(sys.argv[1], "w") as f:
         json.dump(data, f, indent=1)

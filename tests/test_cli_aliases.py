@@ -29,7 +29,7 @@ def nnunet_argparse(tmp_path_factory) -> dict:
     require("nnunetv2")
     out = tmp_path_factory.mktemp("nnflags") / "flags.json"
     env = {**os.environ, "nnUNet_raw": "/nonexistent", "nnUNet_preprocessed": "/nonexistent", "nnUNet_results": "/nonexistent"}
-    proc = subprocess.run([sys.executable, str(HERE / "nnunet_argparse_dump.py"), str(out)], capture_output=True,
+    proc = subprocess.run([sys.executable, str(HERE / "nnunet_argparse_dump.py"), str(out), *NNUNET_VERBS], capture_output=True,
                           text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text())
