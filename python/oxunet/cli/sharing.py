@@ -10,7 +10,7 @@ from .common import multi_value_command, quiet_option
 _results_dir = click.option("--results-dir", type=click.Path(file_okay=False), help="Results root [$OXUNET_RESULTS or $nnUNet_results].")
 
 
-@click.command("export-model", cls=multi_value_command("-c", "--configurations", "-f", "--folds", "-chk", "--checkpoints"))
+@click.command("export-model", cls=multi_value_command("-c", "--configurations", "-f", "--folds", "-chk", "--chk", "--checkpoints"))
 @click.option("-d", "--dataset", required=True, help="Dataset id or folder name.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Zip file to write.")
 @click.option("-c", "--configurations", multiple=True,
@@ -18,7 +18,7 @@ _results_dir = click.option("--results-dir", type=click.Path(file_okay=False), h
 @click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True, help="Trainer name in the model folder name.")
 @click.option("-p", "--plans", default="nnUNetPlans", show_default=True, help="Plans identifier.")
 @click.option("-f", "--folds", multiple=True, help="Folds: -f 0 1 2 3 4 or -f all [default: 0 1 2 3 4].")
-@click.option("-chk", "--checkpoints", multiple=True, help="Checkpoint file names [default: checkpoint_final.pth].")
+@click.option("-chk", "--chk", "--checkpoints", "checkpoints", multiple=True, help="Checkpoint file names [default: checkpoint_final.pth].")
 @click.option("--not-strict", "--not_strict", is_flag=True, help="Skip missing configurations and folds instead of failing.")
 @click.option("--exp-cv-preds", "--exp_cv_preds", "crossval_predictions", is_flag=True,
               help="Also export the cross-validation predictions.")
