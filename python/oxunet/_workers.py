@@ -26,13 +26,8 @@ def map_cases(
     A worker that dies (e.g. killed for memory) surfaces as an exception naming the job index,
     instead of hanging.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     results: list = [None] * len(jobs)
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=quiet or not sys.stderr.isatty(), transient=False,
-    )
+    progress = progress_bar(quiet)
     with progress:
         task = progress.add_task(description, total=len(jobs))
         if num_processes <= 1 or len(jobs) <= 1:
@@ -47,6 +42,18 @@ def map_cases(
                 results[futures[fut]] = fut.result()
                 progress.advance(task)
     return results
+
+
+def progress_bar(quiet: bool = False):
+    """A rich Progress on stderr (stdout carries results), disabled when ``quiet`` or when stderr
+    is not a terminal (logs and pipes get no bar redraws)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=quiet or not sys.stderr.isatty(), transient=False,
+    )
 
 
 def chunked(items: Iterable, n: int) -> list[list]:

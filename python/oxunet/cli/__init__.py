@@ -12,11 +12,13 @@ from .ensemble import ensemble
 from .evaluate import evaluate
 from .find_best import find_best
 from .postprocess import postprocess
+from .fingerprint import fingerprint
 from .info import info
 from .overlay import overlay
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
 from .preprocess import preprocess
+from .sharing import export_model, install_model, move_plans
 from .train import train
 from .verify import verify
 
@@ -45,6 +47,10 @@ main.add_command(evaluate)
 main.add_command(postprocess)
 main.add_command(ensemble)
 main.add_command(find_best)
+main.add_command(fingerprint)
+main.add_command(export_model)
+main.add_command(install_model)
+main.add_command(move_plans)
 
 
 @main.command()

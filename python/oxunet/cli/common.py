@@ -10,25 +10,44 @@ processes_option = click.option("-np", "--num-processes", default=4, show_defaul
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
 
 
+def expand_multi_values(args: list[str], flags) -> list[str]:
+    """nnU-Net's space-separated lists as repeated options: ``-f 0 1 2`` -> ``-f 0 -f 1 -f 2``
+    for the options in ``flags`` (a value starting with '-' ends the list)."""
+    multi = set(flags)
+    out, current = [], None
+    for token in args:
+        if token in multi:
+            current = token
+            out.append(token)
+        elif current is not None and not token.startswith("-"):
+            if out[-1] != current:
+                out.append(current)
+            out.append(token)
+        else:
+            current = None
+            out.append(token)
+    return out
+
+
 def multi_value_command(*flags: str) -> type[click.Command]:
     """A click.Command class accepting nnU-Net's space-separated lists (``-d 4 5``, ``-np 8 4 8``)
     for ``flags``, by rewriting them into repeated options before click parses."""
-    multi = set(flags)
 
     class MultiValueCommand(click.Command):
         def parse_args(self, ctx, args):
-            out, current = [], None
-            for token in args:
-                if token in multi:
-                    current = token
-                    out.append(token)
-                elif current is not None and not token.startswith("-"):
-                    if out[-1] != current:
-                        out.append(current)
-                    out.append(token)
-                else:
-                    current = None
-                    out.append(token)
-            return super().parse_args(ctx, out)
+            return super().parse_args(ctx, expand_multi_values(args, flags))
 
     return MultiValueCommand
+
+
+def nnunet_renames(mapping: dict[str, str | tuple[str, ...]]):
+    """Decorator (above ``@click.command``) telling the ``oxunet_<verb>`` alias which of our options
+    an nnU-Net flag means when neither its own spelling nor the kebab-case form finds it:
+    ``@nnunet_renames({"-chk": "--checkpoint"})``. Giving the option nnU-Net's spelling as a second
+    name is simpler where it reads well; this is for the rest."""
+
+    def attach(cmd: click.Command) -> click.Command:
+        cmd.nnunet_renames = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in mapping.items()}
+        return cmd
+
+    return attach

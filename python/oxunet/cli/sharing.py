@@ -1,0 +1,100 @@
+"""Model sharing commands: ``oxunet export-model``, ``install-model`` and ``move-plans``
+(nnU-Net's export_model_to_zip, install_pretrained_model_from_zip, move_plans_between_datasets)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import multi_value_command, quiet_option
+
+_results_dir = click.option("--results-dir", type=click.Path(file_okay=False), help="Results root [$OXUNET_RESULTS or $nnUNet_results].")
+
+
+@click.command("export-model", cls=multi_value_command("-c", "--configurations", "-f", "--folds", "-chk", "--chk", "--checkpoints"))
+@click.option("-d", "--dataset", required=True, help="Dataset id or folder name.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Zip file to write.")
+@click.option("-c", "--configurations", multiple=True,
+              help="Configurations: -c 2d 3d_fullres [default: those of 3d_lowres 3d_fullres 2d 3d_cascade_fullres that were trained].")
+@click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True, help="Trainer name in the model folder name.")
+@click.option("-p", "--plans", default="nnUNetPlans", show_default=True, help="Plans identifier.")
+@click.option("-f", "--folds", multiple=True, help="Folds: -f 0 1 2 3 4 or -f all [default: 0 1 2 3 4].")
+@click.option("-chk", "--chk", "--checkpoints", "checkpoints", multiple=True, help="Checkpoint file names [default: checkpoint_final.pth].")
+@click.option("--not-strict", "--not_strict", is_flag=True, help="Skip missing configurations and folds instead of failing.")
+@click.option("--exp-cv-preds", "--exp_cv_preds", "crossval_predictions", is_flag=True,
+              help="Also export the cross-validation predictions.")
+@click.option("--no-validation", is_flag=True, help="Leave out validation/summary.json.")
+@click.option("--raw-dir", type=click.Path(file_okay=False), hidden=True)
+@_results_dir
+@quiet_option
+def export_model(dataset, output, configurations, trainer, plans, folds, checkpoints, not_strict, crossval_predictions,
+                 no_validation, raw_dir, results_dir, quiet) -> None:
+    """Zip trained model folders (plans, dataset.json, fingerprint, fold checkpoints) for sharing.
+
+    The zip installs with `oxunet install-model` and with nnU-Net's install_pretrained_model_from_zip.
+    """
+    from ..dataset import resolve_paths
+    from ..sharing import ModelSharingError, export_model as export
+
+    try:
+        names = export(dataset, output, resolve_paths(raw_dir=raw_dir, results_dir=results_dir),
+                       configurations=list(configurations) or None, trainer=trainer, plans=plans,
+                       folds=list(folds) or [0, 1, 2, 3, 4], checkpoints=list(checkpoints) or ["checkpoint_final.pth"],
+                       strict=not not_strict, include_validation=not no_validation,
+                       crossval_predictions=crossval_predictions)
+    except (ModelSharingError, LookupError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        models = sorted({"/".join(n.split("/")[:2]) for n in names if n.count("/") >= 2})
+        click.echo(f"{len(names)} file(s) from {', '.join(models)}", err=True)
+    click.echo(output)
+
+
+@click.command("install-model")
+@click.argument("zip_file", metavar="ZIP", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace existing files that differ.")
+@_results_dir
+@quiet_option
+def install_model(zip_file, overwrite, results_dir, quiet) -> None:
+    """Install a model zip (from `oxunet export-model` or nnU-Net) into the results folder.
+
+    Entries that would land outside <results>/DatasetXXX_Name/ are refused before anything is written.
+    """
+    import warnings
+
+    from ..dataset import resolve_paths
+    from ..sharing import ModelSharingError, install_model as install
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            models = install(zip_file, resolve_paths(results_dir=results_dir), overwrite=overwrite)
+    except (ModelSharingError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    for m in models:
+        click.echo(str(m))
+
+
+@click.command("move-plans")
+@click.option("-s", "--source", required=True, help="Source dataset id or name (its plans are used).")
+@click.option("-t", "--target", required=True, help="Target dataset id or name.")
+@click.option("-sp", "--source-plans", required=True, help="Source plans identifier, e.g. nnUNetPlans.")
+@click.option("-tp", "--target-plans", help="New plans identifier [default: the source one; a new name such as "
+                                            "nnUNetPlans_pretrain avoids clashing with the target's own plans].")
+@click.option("--raw-dir", type=click.Path(file_okay=False), help="Raw datasets root [$OXUNET_RAW or $nnUNet_raw].")
+@click.option("--preprocessed-dir", type=click.Path(file_okay=False), help="Preprocessed root [$OXUNET_PREPROCESSED or $nnUNet_preprocessed].")
+@quiet_option
+def move_plans(source, target, source_plans, target_plans, raw_dir, preprocessed_dir, quiet) -> None:
+    """Copy a dataset's plans to another dataset (pretrain on one, fine-tune on the other), as
+    nnU-Net's move_plans_between_datasets; prints the new plans file."""
+    from ..dataset import resolve_paths
+    from ..sharing import ModelSharingError, move_plans as move
+
+    try:
+        out = move(source, target, source_plans, resolve_paths(raw_dir=raw_dir, preprocessed_dir=preprocessed_dir), target_plans)
+    except (ModelSharingError, LookupError, FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        click.echo(f"next: oxunet preprocess -d {target} -p {target_plans or source_plans}", err=True)
+    click.echo(str(out))
