@@ -9,6 +9,7 @@ from .convert import convert_msd_command, import_masks_command
 from .info import info
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
+from .predict import predict
 from .preprocess import preprocess
 from .train import train
 from .verify import verify
@@ -29,6 +30,7 @@ main.add_command(plan)
 main.add_command(preprocess)
 main.add_command(plan_and_preprocess)
 main.add_command(train)
+main.add_command(predict)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 
