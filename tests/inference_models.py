@@ -72,3 +72,27 @@ def write_model_folder(model_dir: Path, plans: dict, dataset_json: dict, configu
             "inference_allowed_mirroring_axes": tuple(mirror_axes) if mirror_axes is not None else None,
         }, fold_dir / checkpoint)
     return model_dir
+
+
+def tiny_project(root: Path, labels: int = 3) -> dict:
+    """A tiny planned dataset (patch 16³ / 16², 3 stages, 4–8 features) plus one test case at another
+    spacing: ``{"plans", "dataset_json", "paths", "raw", "test_images"}``."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic import make_dataset
+
+    from oxunet.dataset import resolve_paths
+    from oxunet.planning import plan_experiment
+
+    name = "Dataset901_Pred"
+    make_dataset(root / "raw" / name, shapes=[(20, 24, 22)] * 4, spacings=[(1, 1, 1)] * 4, labels=labels)
+    paths = resolve_paths(raw_dir=root / "raw", preprocessed_dir=root / "pre", results_dir=root / "res", environ={})
+    plans = plan_experiment("901", paths, quiet=True, num_processes=1)
+    shrink_configuration(plans, "3d_fullres", [16, 16, 16], [4, 8, 8])
+    shrink_configuration(plans, "2d", [16, 16], [4, 8, 8])
+    (root / "pre" / name / "nnUNetPlans.json").write_text(json.dumps(plans, indent=1))
+    test = make_dataset(root / "test", shapes=[(14, 26, 22)], spacings=[(1.3, 0.9, 1.1)], labels=labels, seed=5)
+    dataset_json = json.loads((root / "raw" / name / "dataset.json").read_text())
+    return {"plans": plans, "dataset_json": dataset_json, "paths": paths, "raw": root / "raw" / name,
+            "test_images": test / "imagesTr", "name": name}
