@@ -22,7 +22,9 @@ def random_network(plans: dict, configuration: str, num_in: int, num_out: int, s
     """A network of the plans' architecture with seeded weights, from nnunetv2's own classes
     (dynamic_network_architectures) or from ours; the segmentation layers are scaled so that the
     logits differ clearly between classes (random weights alone give near-uniform outputs)."""
-    arch = plans["configurations"][configuration]["architecture"]
+    from oxunet.planning.plans import resolve_configuration
+
+    arch = resolve_configuration(plans, configuration)["architecture"]
     torch.manual_seed(seed)
     if nnunet:
         from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -53,7 +55,7 @@ def write_model_folder(model_dir: Path, plans: dict, dataset_json: dict, configu
     regions = any(isinstance(v, list) and len(v) > 1 for v in labels.values())
     num_out = len(labels) - (1 if regions else 0) if regions else len(labels)
     num_in = len(dataset_json["channel_names"])
-    prev = plans["configurations"][configuration].get("previous_stage")
+    prev = plans["configurations"][configuration].get("previous_stage")  # set on the cascade entry itself
     if prev:
         num_in += len([v for v in labels.values() if v != 0])
     for i, f in enumerate(folds):

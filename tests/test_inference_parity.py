@@ -124,13 +124,13 @@ def test_nnunet_predicts_with_a_model_folder_oxunet_trained(project, tmp_path):
     preprocess_dataset("901", paths, configurations=["3d_fullres"], num_processes=[1], quiet=True)
     cfg = TrainerConfig(name="nnUNetTrainer", epochs=1, iterations_per_epoch=2, val_iterations=1, num_workers=0,
                         precision="fp32", seed=1)
-    fold_dir = Trainer("901", "3d_fullres", 0, paths=paths, config=cfg, quiet=True).run()
+    fold_dir = Trainer("901", "3d_fullres", "all", paths=paths, config=cfg, quiet=True).run()
     model_dir = fold_dir.parent
-    theirs = _nnunet_predictor(model_dir)
+    theirs = _nnunet_predictor(model_dir, ("all",))
     (tmp_path / "nn").mkdir()
     theirs.predict_from_files_sequential(str(project["test_images"]), str(tmp_path / "nn"), save_probabilities=False,
                                          overwrite=True, folder_with_segs_from_prev_stage=None)
-    predict_folder(project["test_images"], tmp_path / "ours", model_dir, [0], device="cpu", precision="fp32",
+    predict_folder(project["test_images"], tmp_path / "ours", model_dir, ["all"], device="cpu", precision="fp32",
                    num_processes_preprocessing=0, num_processes_export=0, quiet=True)
     a, b = _read(tmp_path / "ours" / "case_000.nii.gz"), _read(tmp_path / "nn" / "case_000.nii.gz")
     assert (a == b).mean() >= 0.999
