@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -76,7 +77,7 @@ def write_model_folder(model_dir: Path, plans: dict, dataset_json: dict, configu
     return model_dir
 
 
-def tiny_project(root: Path, labels: int = 3) -> dict:
+def tiny_project(root: Path) -> dict:
     """A tiny planned dataset (patch 16³ / 16², 3 stages, 4–8 features) plus one test case at another
     spacing: ``{"plans", "dataset_json", "paths", "raw", "test_images"}``."""
     import sys
@@ -85,16 +86,18 @@ def tiny_project(root: Path, labels: int = 3) -> dict:
     from synthetic import make_dataset
 
     from oxunet.dataset import resolve_paths
-    from oxunet.planning import plan_experiment
 
     name = "Dataset901_Pred"
-    make_dataset(root / "raw" / name, shapes=[(20, 24, 22)] * 4, spacings=[(1, 1, 1)] * 4, labels=labels)
+    make_dataset(root / "raw" / name, shapes=[(20, 24, 22)] * 4, spacings=[(1, 1, 1)] * 4, labels=3)
     paths = resolve_paths(raw_dir=root / "raw", preprocessed_dir=root / "pre", results_dir=root / "res", environ={})
-    plans = plan_experiment("901", paths, quiet=True, num_processes=1)
+    # oxunet's plans for exactly this dataset, frozen (the fingerprint alone takes ~10 s on 2 busy cores)
+    plans = json.loads((Path(__file__).parent / "inference_tiny_plans.json").read_text())
+    (root / "pre" / name).mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "raw" / name / "dataset.json", root / "pre" / name / "dataset.json")
     shrink_configuration(plans, "3d_fullres", [16, 16, 16], [4, 8, 8])
     shrink_configuration(plans, "2d", [16, 16], [4, 8, 8])
     (root / "pre" / name / "nnUNetPlans.json").write_text(json.dumps(plans, indent=1))
-    test = make_dataset(root / "test", shapes=[(14, 26, 22)], spacings=[(1.3, 0.9, 1.1)], labels=labels, seed=5)
+    test = make_dataset(root / "test", shapes=[(14, 26, 22)], spacings=[(1.3, 0.9, 1.1)], labels=3, seed=5)
     dataset_json = json.loads((root / "raw" / name / "dataset.json").read_text())
     return {"plans": plans, "dataset_json": dataset_json, "paths": paths, "raw": root / "raw" / name,
             "test_images": test / "imagesTr", "name": name}

@@ -163,6 +163,13 @@ def test_in_memory_api_matches_files(project):
         p.predict_array(np.stack([arr, arr]), img.GetSpacing()[::-1])
 
 
+def test_bf16_autocast_agrees_with_fp32(project):
+    f = [project["test_images"] / "case_000_0000.nii.gz"]
+    ref = _predictor(project, tta="none").predict_case(f).segmentation
+    got = _predictor(project, tta="none", precision="bf16").predict_case(f).segmentation
+    assert (got == ref).mean() > 0.99
+
+
 def test_predict_folder_continue_parts_and_report(project, tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
@@ -185,6 +192,11 @@ def test_predict_folder_continue_parts_and_report(project, tmp_path):
         assert (out / name).is_file()
     a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"c{i}.nii.gz"))) for i in (0, 2))
     np.testing.assert_array_equal(a, b)
+    rep = predict_folder(inp, tmp_path / "p16", project["model"], [0], tta="none", device="cpu", precision="fp32",
+                         quiet=True, save_probabilities=True, probabilities_dtype="float16")
+    p16 = np.load(tmp_path / "p16" / "c0.npz")["probabilities"]
+    assert p16.dtype == np.float16 and p16.shape == (4, *a.shape)
+    assert (p16.argmax(0) == a).mean() > 0.99  # float16 rounding may tie close classes
 
 
 def test_bad_inputs_give_one_clear_error(project, tmp_path):
@@ -257,3 +269,21 @@ def test_cli_predict_with_model_folder(project, tmp_path):
     r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-m",
                                   str(tmp_path / "nope")])
     assert r.exit_code != 0 and "model folder not found" in r.output
+
+
+def test_cli_predict_resolves_dataset_and_configuration(project, tmp_path):
+    from click.testing import CliRunner
+
+    from oxunet.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(project["model"], results / project["name"] / "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-d", "901", "-c",
+                                  "3d_fullres", "-f", "1", "--tta", "none", "--device", "cpu", "--precision", "fp32",
+                                  "--results-dir", str(results), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "prediction_report.json").read_text())["model"]["folds"] == [1]
+    r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-d", "901", "-c",
+                                  "3d_lowres", "--results-dir", str(results)])
+    assert r.exit_code != 0 and "nnUNetTrainer__nnUNetPlans__3d_lowres: model folder not found" in r.output

@@ -24,6 +24,8 @@ from .common import multi_value_command, quiet_option
 @click.option("--disable-tta", "--disable_tta", "disable_tta", is_flag=True, help="Same as --tta none.")
 @click.option("--save-probabilities", "--save_probabilities", "save_probabilities", is_flag=True,
               help="Also write CASE.npz (probabilities) and CASE.json (properties).")
+@click.option("--probabilities-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Type of the saved probabilities (float16 halves the .npz files).")
 @click.option("--prev-stage", "-prev_stage_predictions", "prev_stage", type=click.Path(file_okay=False),
               help="Folder with the previous stage's segmentations (cascade).")
 @click.option("--part-id", "-part_id", "part_id", default=0, show_default=True, type=click.IntRange(0))
@@ -41,8 +43,8 @@ from .common import multi_value_command, quiet_option
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
-            tta, disable_tta, save_probabilities, prev_stage, part_id, num_parts, continue_prediction, device, precision,
-            streaming, npp, nps, results_dir, quiet) -> None:
+            tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
+            continue_prediction, device, precision, streaming, npp, nps, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     if model_dir is None:
         if not dataset or not configuration:
@@ -81,6 +83,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
                                 device=device, precision=precision, prev_stage_dir=prev_stage, part_id=part_id,
                                 num_parts=num_parts, overwrite=not continue_prediction,
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,
+                                probabilities_dtype=probabilities_dtype,
                                 streaming={"auto": "auto", "on": True, "off": False}[streaming])
     except InferenceError as e:
         raise click.ClickException(str(e)) from None

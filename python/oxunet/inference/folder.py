@@ -69,7 +69,7 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                    step_size: float = 0.5, tta="all", save_probabilities: bool = False, device="auto",
                    precision: str = "auto", prev_stage_dir=None, part_id: int = 0, num_parts: int = 1,
                    overwrite: bool = True, num_processes_preprocessing: int = 2, num_processes_export: int = 2,
-                   quiet: bool = False, predictor=None, **predictor_kwargs) -> dict:
+                   quiet: bool = False, probabilities_dtype="float32", predictor=None, **predictor_kwargs) -> dict:
     """Predicts every case of `input_dir` (nnU-Net's raw layout) into `output_dir`.
 
     One segmentation per case, ``{case}{file_ending}`` with the input's geometry, written
@@ -77,6 +77,7 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
     skipped). `part_id`/`num_parts` predict ``cases[part_id::num_parts]``. Also written:
     ``dataset.json``, ``plans.json``, ``predict_from_raw_data_args.json`` (as nnU-Net) and
     ``prediction_report.json`` (per-case seconds per stage and peak memory). Returns the report.
+    `probabilities_dtype`: 'float32' (nnU-Net's) or 'float16' for the ``.npz`` files.
     `predictor` reuses an existing :class:`~oxunet.inference.Predictor` (then `model_dir` may be None).
     """
     from .predictor import Predictor
@@ -86,7 +87,13 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
         input_dir=input_dir, output_dir=output_dir, model_dir=model_dir, folds=folds, checkpoint=checkpoint,
         step_size=step_size, tta=tta, save_probabilities=save_probabilities, device=str(device), precision=precision,
         prev_stage_dir=prev_stage_dir, part_id=part_id, num_parts=num_parts, overwrite=overwrite,
-        num_processes_preprocessing=num_processes_preprocessing, num_processes_export=num_processes_export).items()}
+        num_processes_preprocessing=num_processes_preprocessing, num_processes_export=num_processes_export,
+        probabilities_dtype=str(probabilities_dtype)).items()}
+    import numpy as np
+
+    if np.dtype(probabilities_dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise InferenceError(f"probabilities_dtype must be float32 or float16, got {probabilities_dtype!r}")
+    probabilities_dtype = np.dtype(probabilities_dtype).type
     if not 0 <= part_id < num_parts:
         raise InferenceError(f"part_id must be in [0, num_parts), got {part_id} of {num_parts}")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -125,7 +132,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
         return data, props, times
 
     def export(case: str, staged, props, times):
-        res = predictor.finish(staged, props, output_dir / case, save_probabilities, save_probabilities, times=times)
+        res = predictor.finish(staged, props, output_dir / case, save_probabilities, save_probabilities,
+                               probabilities_dtype, times=times)
         return res
 
     reports: list[dict] = []
@@ -161,7 +169,7 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                 refill()
             else:
                 data, props, times = _wrap(case, prepare, case)
-            staged = _wrap(case, predictor.run_network, data, props, save_probabilities, times=times)
+            staged = _wrap(case, predictor.run_network, data, props, save_probabilities, probabilities_dtype, times=times)
             del data
             if exp_pool is not None:
                 pending_exp.append((case, exp_pool.submit(export, case, staged, props, times), t0))

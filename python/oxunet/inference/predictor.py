@@ -27,7 +27,7 @@ from .sliding import SlidingWindow
 
 __all__ = ["PredictionResult", "Predictor"]
 
-DEFAULT_MEMORY_BUDGET = 4 << 30  # logits bytes above which streaming="auto" streams (OXUNET_PREDICT_MEMORY_BUDGET)
+DEFAULT_MEMORY_BUDGET = 1 << 30  # logits bytes above which streaming="auto" streams (OXUNET_PREDICT_MEMORY_BUDGET)
 
 
 @dataclass
@@ -240,12 +240,17 @@ class Predictor:
             with times.stage("export"):
                 out["seg"], out["probs"] = sink.result(probabilities_dtype)
         else:
-            agg = self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, times=times)
-            with times.stage("aggregation"):
-                logits = agg.finalize()
-                del agg
-                if logits_dtype is np.float16:
-                    logits = logits.astype(np.float16)  # nnU-Net's float16 logits: the values it exports
+            # the aggregator still streams: finished slabs go straight into one float16 (nnU-Net's
+            # logits dtype) or float32 array, so no float32 copy of the whole volume is ever made
+            logits = np.empty((self.dataset.num_segmentation_heads, *shape), logits_dtype)
+
+            def keep(slabs):
+                with times.stage("aggregation"):
+                    for x0, x1, slab in slabs:
+                        logits[:, x0:x1] = slab
+
+            self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
+                             on_slabs=keep, times=times)
             out["logits"] = logits
         return out
 
