@@ -134,3 +134,45 @@ def test_nnunet_predicts_with_a_model_folder_oxunet_trained(project, tmp_path):
                    num_processes_preprocessing=0, num_processes_export=0, quiet=True)
     a, b = _read(tmp_path / "ours" / "case_000.nii.gz"), _read(tmp_path / "nn" / "case_000.nii.gz")
     assert (a == b).mean() >= 0.999
+
+
+@pytest.mark.parametrize("regions", [False, True])
+def test_export_matches_nnunet_export(project, regions):
+    """The same float16 logits through nnU-Net's export and ours: labels / regions, a non-trivial
+    transpose, resampling back to another spacing, un-cropping, probabilities."""
+    import json as _json
+
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from oxunet.dataset.dataset_json import load_dataset_json
+    from oxunet.inference.export import ExportPlan, export_logits
+
+    plans = _json.loads(_json.dumps(project["plans"]))
+    plans["transpose_forward"], plans["transpose_backward"] = [2, 0, 1], [1, 2, 0]
+    ds = dict(project["dataset_json"])
+    if regions:
+        ds["labels"] = {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "inner": [3]}
+        ds["regions_class_order"] = [1, 2, 3]
+    heads = 3 if regions else 4
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((heads, 17, 23, 19)) * 3).astype(np.float16)
+    props = {"spacing": [1.4, 0.7, 1.2], "shape_before_cropping": [26, 22, 33],
+             "bbox_used_for_cropping": [[2, 24], [1, 21], [3, 30]],
+             "shape_after_cropping_and_before_resampling": [22, 20, 27]}
+    pm = PlansManager(plans)
+    cm = pm.get_configuration("3d_fullres")
+    want_seg, want_p = convert_predicted_logits_to_segmentation_with_correct_shape(
+        torch.from_numpy(logits), pm, cm, pm.get_label_manager(ds), props, return_probabilities=True)
+    path = project["root"] / f"ds_regions_{regions}.json"
+    path.write_text(_json.dumps(ds))
+    ep = ExportPlan.from_plans(plans, "3d_fullres", load_dataset_json(path))
+    seg, probs = export_logits(ep, logits, props, return_probabilities=True)
+    seg_only, _ = export_logits(ep, logits, props)
+    assert seg.shape == want_seg.shape and probs.shape == want_p.shape
+    np.testing.assert_allclose(probs, want_p, atol=2e-3)
+    assert (seg == want_seg).mean() > 0.999
+    want_only = convert_predicted_logits_to_segmentation_with_correct_shape(
+        torch.from_numpy(logits), pm, cm, pm.get_label_manager(ds), props, return_probabilities=False)
+    assert (seg_only == want_only).mean() > 0.999
+    assert len(np.unique(want_only)) == 4
