@@ -5,7 +5,10 @@ and a synthetic CT-like case (512×512×200 at spacing 3.0×0.78×0.78, plan spa
 small 4-stage network, 21 classes, TTA off). ``--quick``: 160×160×60 for a sanity run.
 
 Each predictor runs in its own process, sequentially (no worker pools), so stages are timed
-cleanly: preprocessing / network / aggregation / export. Peak RSS is the maximum of the process
+cleanly: preprocessing / network / aggregation / export (nnunetv2: network = the forward calls,
+aggregation = the rest of its sliding window incl. flips). Both preprocess the case once untimed
+first (imports, thread pools), as in a folder of many cases. The CT case also runs oxunet with the
+slab-wise export forced on and off ("stream" / "whole"); "auto" streams above 1 GiB of logits. Peak RSS is the maximum of the process
 tree's summed RSS, sampled every 20 ms by the parent (plus the child's own VmHWM).
 
     PYTHONPATH=python python3 benches/predict.py [--quick] [--only hippocampus|ct] [--json out.json]
@@ -95,6 +98,7 @@ def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, stream
     p = Predictor.from_model_folder(model, device="cpu", precision=precision, tta=tta, quiet=True,
                                     streaming={"auto": "auto", "on": True, "off": False}[streaming])
     files = sorted(Path(inp).glob("*_0000.nii.gz"))
+    p.preprocess(files)  # warm-up (imports, thread pools): per-case times as in a folder of many cases
     t0 = time.perf_counter()
     res = p.predict_case(files, Path(out) / files[0].name.replace("_0000.nii.gz", ""))
     times = dict(res.times)
@@ -115,8 +119,9 @@ def worker_nnunet(model: str, inp: str, out: str, tta: str) -> dict:
     p.network.register_forward_pre_hook(lambda m, a: starts.append(time.perf_counter()))
     p.network.register_forward_hook(lambda m, a, o: net_time.__setitem__(0, net_time[0] + time.perf_counter() - starts.pop()))
     times = {}
-    t0 = time.perf_counter()
     pre = p.configuration_manager.preprocessor_class(verbose=False)
+    pre.run_case([str(f) for f in files], None, p.plans_manager, p.configuration_manager, p.dataset_json)  # warm-up
+    t0 = time.perf_counter()
     data, _, props = pre.run_case([str(f) for f in files], None, p.plans_manager, p.configuration_manager, p.dataset_json)
     t1 = time.perf_counter()
     logits = p.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
@@ -189,6 +194,9 @@ def main() -> None:
         for name, (model, inp, tta) in cases.items():
             runs = {"oxunet auto": ("ours", dict(precision="auto", streaming="auto")),
                     "oxunet fp32": ("ours", dict(precision="fp32", streaming="auto"))}
+            if name == "ct":
+                runs["oxunet auto stream"] = ("ours", dict(precision="auto", streaming="on"))
+                runs["oxunet auto whole"] = ("ours", dict(precision="auto", streaming="off"))
             if not args.skip_nnunet:
                 runs["nnunetv2 fp32"] = ("nnunet", {})
             results[name] = {}
@@ -198,14 +206,14 @@ def main() -> None:
                 payload = dict(model=str(model), inp=str(inp), out=str(out), tta=tta, **extra)
                 results[name][label] = run_child(kind, payload)
                 results[name][label]["output"] = str(out)
-                print(f"{name:12s} {label:14s} {_fmt(results[name][label])}", flush=True)
+                print(f"{name:12s} {label:19s} {_fmt(results[name][label])}", flush=True)
             if "nnunetv2 fp32" in results[name]:
                 seg = next(Path(inp).glob("*_0000.nii.gz")).name.replace("_0000", "")
-                for label in ("oxunet auto", "oxunet fp32"):
+                for label in [k for k in runs if k.startswith("oxunet")]:
                     agree = _agreement(Path(results[name][label]["output"]) / seg,
                                        Path(results[name]["nnunetv2 fp32"]["output"]) / seg)
                     results[name][label]["agreement_with_nnunetv2"] = agree
-                    print(f"{name:12s} {label:14s} voxel agreement with nnunetv2: {agree}")
+                    print(f"{name:12s} {label:19s} voxel agreement with nnunetv2: {agree}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -59,10 +59,19 @@ class SlidingWindow:
     num_heads : output channels of the networks.
     mirror_axes : spatial axes to mirror for TTA (() or None: no TTA).
     device, precision : where the networks run and the autocast mode ('fp32', 'bf16', 'fp16').
+    channels_last : run the networks on channels-last tensors (faster bf16 convolutions on CPU).
     """
 
-    def __init__(self, networks, patch_size: Sequence[int], num_heads: int, mirror_axes, device, precision: str):
+    def __init__(self, networks, patch_size: Sequence[int], num_heads: int, mirror_axes, device, precision: str,
+                 channels_last: bool = False):
         self.networks = list(networks)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:  # oneDNN's bf16 convolutions run ~2x faster on channels-last tensors
+            import torch
+
+            fmt = torch.channels_last_3d if len(patch_size) == 3 else torch.channels_last
+            self.memory_format = fmt
+            self.networks = [n.to(memory_format=fmt) for n in self.networks]
         self.patch_size = tuple(int(p) for p in patch_size)
         self.num_heads = int(num_heads)
         self.combos = mirror_combinations(mirror_axes)
@@ -126,6 +135,8 @@ class SlidingWindow:
             if two_d:
                 x = x[:, :, 0]
             x = x.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=self.memory_format)
             t1 = time.perf_counter()
             pred = self.predict_window(x)
             t2 = time.perf_counter()
