@@ -107,7 +107,12 @@ def test_exported_segmentations_and_probabilities_match_nnunet(project, cfg, tmp
     pb = np.load(tmp_path / "nn" / "case_000.npz")["probabilities"]
     assert pa.shape == pb.shape and pa.dtype == pb.dtype == np.float32
     np.testing.assert_allclose(pa, pb, atol=5e-3)  # float16 logits: one float16 ulp apart at most here
-    assert (tmp_path / "ours" / "case_000.json").is_file()
+    from oxunet.inference.export import load_properties
+
+    ours_p, theirs_p = load_properties(tmp_path / "ours" / "case_000.npz"), load_properties(tmp_path / "nn" / "case_000.npz")
+    for key in ("shape_before_cropping", "shape_after_cropping_and_before_resampling"):
+        assert list(ours_p[key]) == list(theirs_p[key])
+    assert ours_p["bbox_used_for_cropping"] == [list(b) for b in theirs_p["bbox_used_for_cropping"]]
 
 
 @pytest.mark.slow
@@ -176,3 +181,35 @@ def test_export_matches_nnunet_export(project, regions):
         torch.from_numpy(logits), pm, cm, pm.get_label_manager(ds), props, return_probabilities=False)
     assert (seg_only == want_only).mean() > 0.999
     assert len(np.unique(want_only)) == 4
+
+
+def test_nnunet_property_pickles_load_safely(project, tmp_path):
+    import pickle
+
+    from batchgenerators.utilities.file_and_folder_operations import save_pickle
+
+    from oxunet.inference.export import load_properties
+    from oxunet.io.safe_pickle import UnsafePickleError, load_pickle_restricted
+
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+
+    model_dir = project["root"] / "models" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    theirs = _nnunet_predictor(model_dir)
+    files = [str(project["test_images"] / "case_000_0000.nii.gz")]
+    _, _, props = DefaultPreprocessor().run_case(files, None, theirs.plans_manager, theirs.configuration_manager,
+                                                theirs.dataset_json)
+    save_pickle(props, str(tmp_path / "case.pkl"))  # what nnU-Net writes next to case.npz
+    got = load_properties(tmp_path / "case.npz")
+    assert got["shape_before_cropping"] == props["shape_before_cropping"]
+    np.testing.assert_array_equal(got["spacing"], props["spacing"])
+    assert got["sitk_stuff"]["origin"] == props["sitk_stuff"]["origin"]
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    import os
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"a": Evil()}))
+    with pytest.raises(UnsafePickleError, match="refused to unpickle (posix|os).system"):
+        load_pickle_restricted(tmp_path / "evil.pkl")

@@ -29,7 +29,7 @@ from ..kernels.resampling import separate_z_axis
 from ..planning.plans import resolve_configuration
 from ..preprocessing.configuration import Resampling
 
-__all__ = ["ExportPlan", "StreamingExport", "export_logits", "save_probabilities", "streaming_exact",
+__all__ = ["ExportPlan", "StreamingExport", "export_logits", "load_properties", "save_probabilities", "streaming_exact",
            "write_segmentation"]
 
 CHUNK_BYTES = 256 << 20  # full-resolution float32 channels resampled at once on the label path
@@ -315,3 +315,26 @@ def save_probabilities(probabilities: np.ndarray, properties: dict, stem: str | 
         tmp.write_text(json.dumps({"format": "oxunet-properties", "version": 1, **props}, indent=1,
                                   default=_json_default))
     return npz, js
+
+
+def load_properties(path: str | os.PathLike) -> dict:
+    """Properties saved next to probabilities: ours (``{case}.json``) or nnU-Net's (``{case}.pkl``,
+    read with a restricted unpickler: builtins and numpy types only). `path` may also be the
+    ``.npz`` or the case stem; JSON is preferred when both exist."""
+    p = Path(path)
+    name = p.name
+    for suffix in (".npz", ".json", ".pkl"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    stem = p.with_name(name)
+    js, pkl = stem.with_name(name + ".json"), stem.with_name(name + ".pkl")
+    if js.is_file():
+        out = json.loads(js.read_text())
+        out.pop("format", None)
+        out.pop("version", None)
+        return out
+    if pkl.is_file():
+        from ..io.safe_pickle import load_pickle_restricted
+
+        return dict(load_pickle_restricted(pkl))
+    raise FileNotFoundError(f"{stem}: no {name}.json or {name}.pkl properties file")
