@@ -213,3 +213,25 @@ def test_nnunet_property_pickles_load_safely(project, tmp_path):
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"a": Evil()}))
     with pytest.raises(UnsafePickleError, match="refused to unpickle (posix|os).system"):
         load_pickle_restricted(tmp_path / "evil.pkl")
+
+
+def test_cascade_matches_nnunet(project, tmp_path):
+    """A cascade stage: the previous stage's segmentation, cropped/resampled as a seg and appended
+    as one-hot channels, in both predictors."""
+    import json as _json
+
+    plans = _json.loads(_json.dumps(project["plans"]))
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    model_dir = write_model_folder(tmp_path / "nnUNetTrainer__nnUNetPlans__3d_cascade_fullres", plans,
+                                   project["dataset_json"], "3d_cascade_fullres", nnunet=True, seed=9)
+    prev = tmp_path / "prev"
+    prev.mkdir()
+    shutil.copy(project["test_images"].parent / "labelsTr" / "case_000.nii.gz", prev / "case_000.nii.gz")
+    theirs = _nnunet_predictor(model_dir, mirroring=False)
+    (tmp_path / "nn").mkdir()
+    theirs.predict_from_files_sequential(str(project["test_images"]), str(tmp_path / "nn"), save_probabilities=False,
+                                         overwrite=True, folder_with_segs_from_prev_stage=str(prev))
+    predict_folder(project["test_images"], tmp_path / "ours", model_dir, tta="none", device="cpu", precision="fp32",
+                   prev_stage_dir=prev, quiet=True)
+    a, b = _read(tmp_path / "ours" / "case_000.nii.gz"), _read(tmp_path / "nn" / "case_000.nii.gz")
+    assert (a == b).mean() >= 0.999 and len(np.unique(b)) >= 3

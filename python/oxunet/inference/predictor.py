@@ -322,6 +322,9 @@ class Predictor:
         times = StageTimes()
         t0 = time.perf_counter()
         case = Path(str(image_files[0])).name if image_files else "<case>"
+        ending = self.dataset.file_ending
+        if case.endswith(ending) and len(case) > len(ending) + 5 and case[-len(ending) - 5] == "_":
+            case = case[: -len(ending) - 5]  # CASE_0000.nii.gz -> CASE
         with times.stage("preprocessing"):
             data, props = self.preprocess([str(f) for f in image_files], None, prev_stage_seg, case=case)
         res = self.predict_preprocessed(data, props, output_file, save_probabilities,
