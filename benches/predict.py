@@ -92,11 +92,21 @@ def _ct_setup(work: Path, quick: bool, hippo_model: Path) -> tuple[Path, Path]:
 # ------------------------------------------------------------------------------------------ workers
 
 
-def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, streaming: str) -> dict:
+def _trivial_network(heads: int):
+    """A 1×1×1 convolution: isolates the non-network stages (``--trivial-net``)."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Conv3d(1, heads, 1).eval()
+
+
+def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, streaming: str, trivial: bool = False) -> dict:
     from oxunet.inference import Predictor
 
     p = Predictor.from_model_folder(model, device="cpu", precision=precision, tta=tta, quiet=True,
                                     streaming={"auto": "auto", "on": True, "off": False}[streaming])
+    if trivial:
+        p.sliding.networks = [_trivial_network(p.dataset.num_segmentation_heads)]
     files = sorted(Path(inp).glob("*_0000.nii.gz"))
     p.preprocess(files)  # warm-up (imports, thread pools): per-case times as in a folder of many cases
     t0 = time.perf_counter()
@@ -106,13 +116,16 @@ def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, stream
     return {"times": times, "precision": p.precision, "streaming": res.streaming, "note": res.streaming_note}
 
 
-def worker_nnunet(model: str, inp: str, out: str, tta: str) -> dict:
+def worker_nnunet(model: str, inp: str, out: str, tta: str, trivial: bool = False) -> dict:
     import torch
     from nnunetv2.inference.export_prediction import export_prediction_from_logits
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     p = nnUNetPredictor(0.5, True, tta != "none", False, torch.device("cpu"), allow_tqdm=False)
     p.initialize_from_trained_model_folder(model, None, "checkpoint_final.pth")
+    if trivial:
+        p.network = _trivial_network(p.label_manager.num_segmentation_heads)
+        p.list_of_parameters = [p.network.state_dict()]
     files = sorted(Path(inp).glob("*_0000.nii.gz"))
     net_time = [0.0]
     starts: list[float] = []
@@ -180,6 +193,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["hippocampus", "ct"])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-nnunet", action="store_true")
+    ap.add_argument("--trivial-net", action="store_true", help="CT case: a 1x1x1 convolution instead of the U-Net "
+                    "(measures preprocessing/aggregation/export and memory without the network's cost)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="oxunet_bench_predict_"))
     results = {}
@@ -199,6 +214,9 @@ def main() -> None:
                 runs["oxunet auto whole"] = ("ours", dict(precision="auto", streaming="off"))
             if not args.skip_nnunet:
                 runs["nnunetv2 fp32"] = ("nnunet", {})
+            if name == "ct" and args.trivial_net:
+                for kind, extra in runs.values():
+                    extra["trivial"] = True
             results[name] = {}
             for label, (kind, extra) in runs.items():
                 out = work / "out" / name / label.replace(" ", "_")
