@@ -37,14 +37,18 @@ from .common import multi_value_command, quiet_option
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")
 @click.option("--streaming", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="Slab-wise export (bounded memory for many classes / large volumes) when exact.")
+              help="Slab-wise export as the sliding window finishes slabs (bounded memory for many classes / large "
+                   "volumes); only where it equals the whole-volume export exactly. auto: when the logits exceed "
+                   "1 GiB ($OXUNET_PREDICT_MEMORY_BUDGET bytes).")
 @click.option("-npp", "--num-processes-preprocessing", "npp", default=2, show_default=True, type=click.IntRange(0))
 @click.option("-nps", "--num-processes-export", "nps", default=2, show_default=True, type=click.IntRange(0))
+@click.option("--verbose", "--disable_progress_bar", "--not_on_device", "nnunet_noop", is_flag=True, hidden=True,
+              help="nnU-Net flags accepted for compatibility (no effect).")
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
             tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
-            continue_prediction, device, precision, streaming, npp, nps, results_dir, quiet) -> None:
+            continue_prediction, device, precision, streaming, npp, nps, nnunet_noop, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     if model_dir is None:
         if not dataset or not configuration:

@@ -131,11 +131,14 @@ class Predictor:
         self.previous_stage = self.config.get("previous_stage")
         self.num_input_channels = self.dataset.num_channels + (
             len(self.dataset.foreground_labels) if self.previous_stage else 0)
+        import torch
+
+        given_modules = any(isinstance(n, torch.nn.Module) for n in networks)
         self.networks = [self._as_network(n, i) for i, n in enumerate(networks)]
         if not self.networks:
             raise InferenceError("no networks (folds) to predict with")
-        if channels_last == "auto":
-            channels_last = self.device.type == "cpu" and self.precision == "bf16"
+        if channels_last == "auto":  # never re-layout a caller's module (e.g. a trainer's network) unasked
+            channels_last = self.device.type == "cpu" and self.precision == "bf16" and not given_modules
         self.sliding = SlidingWindow(self.networks, self.config["patch_size"], self.dataset.num_segmentation_heads,
                                      self.mirror_axes, self.device, self.precision, channels_last=bool(channels_last))
 
@@ -173,7 +176,10 @@ class Predictor:
     @classmethod
     def from_networks(cls, plans: dict, configuration: str, dataset_json, networks_or_state_dicts: Sequence,
                       mirror_axes, **kwargs) -> Predictor:
-        """A predictor for networks (torch modules) or state dicts already in memory."""
+        """A predictor for networks (torch modules) or state dicts already in memory.
+
+        Modules are used as they are (not copied): they are moved to the device, put in eval mode
+        and their deep supervision is switched off; callers that keep training restore both."""
         return cls(plans, configuration, dataset_json, networks_or_state_dicts, mirror_axes, **kwargs)
 
     # ------------------------------------------------------------------ network space
