@@ -17,6 +17,7 @@ from .info import info
 from .overlay import overlay
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
+from .predict import predict
 from .preprocess import preprocess
 from .sharing import export_model, install_model, move_plans
 from .train import train
@@ -38,6 +39,7 @@ main.add_command(plan)
 main.add_command(preprocess)
 main.add_command(plan_and_preprocess)
 main.add_command(train)
+main.add_command(predict)
 main.add_command(convert_msd_command)
 main.add_command(import_masks_command)
 main.add_command(demo)

@@ -1,0 +1,254 @@
+"""Per-case prediction time and peak memory: oxunet vs nnunetv2, same model folder, this CPU.
+
+Cases: a Hippocampus case (the real plan's 3d_fullres network, random-but-fixed weights, TTA on)
+and a synthetic CT-like case (512×512×200 at spacing 3.0×0.78×0.78, plan spacing 2.0×1.0×1.0,
+small 4-stage network, 21 classes, TTA off). ``--quick``: 160×160×60 for a sanity run.
+
+Each predictor runs in its own process, sequentially (no worker pools), so stages are timed
+cleanly: preprocessing / network / aggregation / export (nnunetv2: network = the forward calls,
+aggregation = the rest of its sliding window incl. flips). Both preprocess the case once untimed
+first (imports, thread pools), as in a folder of many cases. The CT case also runs oxunet with the
+slab-wise export forced on and off ("stream" / "whole"); "auto" streams above 1 GiB of logits. Peak RSS is the maximum of the process
+tree's summed RSS, sampled every 20 ms by the parent (plus the child's own VmHWM).
+
+    PYTHONPATH=python python3 benches/predict.py [--quick] [--only hippocampus|ct] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "python"))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+# ------------------------------------------------------------------------------------------ setup
+
+
+def _hippocampus_setup(work: Path) -> tuple[Path, Path]:
+    from inference_models import write_model_folder
+    from synthetic import copy_dataset_subset, find_shared_dataset
+
+    from oxunet.dataset import resolve_paths
+    from oxunet.planning import plan_experiment
+
+    src = find_shared_dataset("Dataset004_Hippocampus") or (Path(os.environ["OXUNET_HIPPOCAMPUS"])
+                                                            if os.environ.get("OXUNET_HIPPOCAMPUS") else None)
+    if src is None:
+        raise SystemExit("Hippocampus not found (shared/data or $OXUNET_HIPPOCAMPUS)")
+    raw = work / "raw" / "Dataset004_Hippocampus"
+    copy_dataset_subset(src, raw, 6)
+    paths = resolve_paths(raw_dir=work / "raw", preprocessed_dir=work / "pre", results_dir=work / "res", environ={})
+    plans = plan_experiment("4", paths, quiet=True, num_processes=1)
+    ds = json.loads((raw / "dataset.json").read_text())
+    model = write_model_folder(work / "models" / "hippo" / "nnUNetTrainer__nnUNetPlans__3d_fullres", plans, ds,
+                               "3d_fullres", nnunet=False, seed=0)
+    inp = work / "in_hippo"
+    inp.mkdir()
+    case = sorted((src / "imagesTr").glob("*_0000.nii.gz"))[-1]  # not among the planning cases
+    shutil.copy(case, inp / case.name)
+    return model, inp
+
+
+def _ct_setup(work: Path, quick: bool, hippo_model: Path) -> tuple[Path, Path]:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from inference_models import write_model_folder
+    from synthetic import body_case
+
+    plans = json.loads((hippo_model / "plans.json").read_text())
+    c = plans["configurations"]["3d_fullres"]
+    c["spacing"] = [2.0, 1.0, 1.0]
+    c["patch_size"] = [48, 96, 96] if quick else [64, 128, 128]
+    n = c["architecture"]["arch_kwargs"]["n_stages"]
+    c["architecture"]["arch_kwargs"]["features_per_stage"] = [8 * 2 ** i for i in range(n)]
+    plans["transpose_forward"], plans["transpose_backward"] = [0, 1, 2], [0, 1, 2]
+    labels = 20
+    ds = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, **{f"organ{i}": i for i in range(1, labels + 1)}},
+          "numTraining": 1, "file_ending": ".nii.gz"}
+    model = write_model_folder(work / "models" / "ct" / "nnUNetTrainer__nnUNetPlans__3d_fullres", plans, ds,
+                               "3d_fullres", nnunet=False, seed=1, mirror_axes=(0, 1, 2))
+    shape = (60, 160, 160) if quick else (200, 512, 512)
+    img, _ = body_case(shape, np.random.default_rng(0), labels=labels)
+    im = sitk.GetImageFromArray(img)
+    im.SetSpacing((0.78, 0.78, 3.0))
+    im.SetOrigin((-200.0, -180.0, 50.0))
+    inp = work / "in_ct"
+    inp.mkdir()
+    sitk.WriteImage(im, str(inp / "ct_000_0000.nii.gz"))
+    return model, inp
+
+
+# ------------------------------------------------------------------------------------------ workers
+
+
+def _trivial_network(heads: int):
+    """A 1×1×1 convolution: isolates the non-network stages (``--trivial-net``)."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Conv3d(1, heads, 1).eval()
+
+
+def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, streaming: str, trivial: bool = False) -> dict:
+    from oxunet.inference import Predictor
+
+    p = Predictor.from_model_folder(model, device="cpu", precision=precision, tta=tta, quiet=True,
+                                    streaming={"auto": "auto", "on": True, "off": False}[streaming])
+    if trivial:
+        p.sliding.networks = [_trivial_network(p.dataset.num_segmentation_heads)]
+    files = sorted(Path(inp).glob("*_0000.nii.gz"))
+    p.preprocess(files)  # warm-up (imports, thread pools): per-case times as in a folder of many cases
+    t0 = time.perf_counter()
+    res = p.predict_case(files, Path(out) / files[0].name.replace("_0000.nii.gz", ""))
+    times = dict(res.times)
+    times["total"] = time.perf_counter() - t0
+    return {"times": times, "precision": p.precision, "streaming": res.streaming, "note": res.streaming_note}
+
+
+def worker_nnunet(model: str, inp: str, out: str, tta: str, trivial: bool = False) -> dict:
+    import torch
+    from nnunetv2.inference.export_prediction import export_prediction_from_logits
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    p = nnUNetPredictor(0.5, True, tta != "none", False, torch.device("cpu"), allow_tqdm=False)
+    p.initialize_from_trained_model_folder(model, None, "checkpoint_final.pth")
+    if trivial:
+        p.network = _trivial_network(p.label_manager.num_segmentation_heads)
+        p.list_of_parameters = [p.network.state_dict()]
+    files = sorted(Path(inp).glob("*_0000.nii.gz"))
+    net_time = [0.0]
+    starts: list[float] = []
+    p.network.register_forward_pre_hook(lambda m, a: starts.append(time.perf_counter()))
+    p.network.register_forward_hook(lambda m, a, o: net_time.__setitem__(0, net_time[0] + time.perf_counter() - starts.pop()))
+    times = {}
+    pre = p.configuration_manager.preprocessor_class(verbose=False)
+    pre.run_case([str(f) for f in files], None, p.plans_manager, p.configuration_manager, p.dataset_json)  # warm-up
+    t0 = time.perf_counter()
+    data, _, props = pre.run_case([str(f) for f in files], None, p.plans_manager, p.configuration_manager, p.dataset_json)
+    t1 = time.perf_counter()
+    logits = p.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+    t2 = time.perf_counter()
+    export_prediction_from_logits(logits, props, p.configuration_manager, p.plans_manager, p.dataset_json,
+                                  str(Path(out) / files[0].name.replace("_0000.nii.gz", "")), False)
+    t3 = time.perf_counter()
+    times.update(preprocessing=t1 - t0, network=net_time[0], aggregation=(t2 - t1) - net_time[0], export=t3 - t2,
+                 total=t3 - t0)
+    return {"times": times, "precision": "fp32"}
+
+
+def _child_main(argv):
+    kind, payload = argv[0], json.loads(argv[1])
+    res = worker_ours(**payload) if kind == "ours" else worker_nnunet(**payload)
+    from oxunet.inference.runtime import peak_rss_bytes
+
+    res["own_peak_rss_bytes"] = peak_rss_bytes()
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def run_child(kind: str, payload: dict) -> dict:
+    from oxunet.inference.runtime import tree_rss_bytes
+
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent / "python"))
+    proc = subprocess.Popen([sys.executable, __file__, "--child", kind, json.dumps(payload)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_bytes(proc.pid))
+        time.sleep(0.02)
+    out = proc.stdout.read()
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        return {"error": f"exit {proc.returncode}: {out[-2000:]}", "tree_peak_rss_bytes": peak}
+    res = json.loads(line[-1][len("RESULT "):])
+    res["tree_peak_rss_bytes"] = peak
+    return res
+
+
+def _agreement(a: Path, b: Path) -> float | None:
+    import SimpleITK as sitk
+
+    if not (a.is_file() and b.is_file()):
+        return None
+    x, y = sitk.GetArrayFromImage(sitk.ReadImage(str(a))), sitk.GetArrayFromImage(sitk.ReadImage(str(b)))
+    return float((x == y).mean()) if x.shape == y.shape else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["hippocampus", "ct"])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--skip-nnunet", action="store_true")
+    ap.add_argument("--trivial-net", action="store_true", help="CT case: a 1x1x1 convolution instead of the U-Net "
+                    "(measures preprocessing/aggregation/export and memory without the network's cost)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="oxunet_bench_predict_"))
+    results = {}
+    try:
+        hippo_model, hippo_in = _hippocampus_setup(work)
+        cases = {}
+        if args.only in (None, "hippocampus"):
+            cases["hippocampus"] = (hippo_model, hippo_in, "all")
+        if args.only in (None, "ct"):
+            ct_model, ct_in = _ct_setup(work, args.quick, hippo_model)
+            cases["ct"] = (ct_model, ct_in, "none")
+        for name, (model, inp, tta) in cases.items():
+            runs = {"oxunet auto": ("ours", dict(precision="auto", streaming="auto")),
+                    "oxunet fp32": ("ours", dict(precision="fp32", streaming="auto"))}
+            if name == "ct":
+                runs["oxunet auto stream"] = ("ours", dict(precision="auto", streaming="on"))
+                runs["oxunet auto whole"] = ("ours", dict(precision="auto", streaming="off"))
+            if not args.skip_nnunet:
+                runs["nnunetv2 fp32"] = ("nnunet", {})
+            if name == "ct" and args.trivial_net:
+                for kind, extra in runs.values():
+                    extra["trivial"] = True
+            results[name] = {}
+            for label, (kind, extra) in runs.items():
+                out = work / "out" / name / label.replace(" ", "_")
+                out.mkdir(parents=True)
+                payload = dict(model=str(model), inp=str(inp), out=str(out), tta=tta, **extra)
+                results[name][label] = run_child(kind, payload)
+                results[name][label]["output"] = str(out)
+                print(f"{name:12s} {label:19s} {_fmt(results[name][label])}", flush=True)
+            if "nnunetv2 fp32" in results[name]:
+                seg = next(Path(inp).glob("*_0000.nii.gz")).name.replace("_0000", "")
+                for label in [k for k in runs if k.startswith("oxunet")]:
+                    agree = _agreement(Path(results[name][label]["output"]) / seg,
+                                       Path(results[name]["nnunetv2 fp32"]["output"]) / seg)
+                    results[name][label]["agreement_with_nnunetv2"] = agree
+                    print(f"{name:12s} {label:19s} voxel agreement with nnunetv2: {agree}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def _fmt(r: dict) -> str:
+    if "error" in r:
+        return "ERROR " + r["error"].splitlines()[-1] if r["error"].splitlines() else r["error"]
+    t = r["times"]
+    parts = " ".join(f"{k} {t.get(k, 0):7.2f}s" for k in ("preprocessing", "network", "aggregation", "export", "total"))
+    extra = f" streaming={r['streaming']}" if "streaming" in r else ""
+    return f"{parts}  peak RSS (tree) {r['tree_peak_rss_bytes'] / 2**30:5.2f} GiB  [{r['precision']}{extra}]"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child_main(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,340 @@
+"""Logits in network space → segmentation (and probabilities) in the input's geometry (spec §14.3).
+
+Per case: resample the logits to ``shape_after_cropping_and_before_resampling`` with the plan's
+``resampling_fn_probabilities`` (current spacing = plan spacing, 2D prefixed by the case's own
+axis-0 spacing; new spacing = the case's spacing), then argmax (labels) or sigmoid > 0.5 painted
+in ``regions_class_order`` (regions), un-crop into ``shape_before_cropping``, transpose back and
+write with the plan's reader/writer. Probabilities: softmax / sigmoid (float32) of the resampled
+logits, un-cropped with background 1 outside the crop (label mode), axes ``(C, *input order)``.
+
+Memory: never a float64 copy. Without probabilities the logits are resampled a few channels at a
+time with a running argmax, so peak memory is the network-space logits plus a few full-resolution
+channels. :class:`StreamingExport` goes further (see there): it consumes the aggregator's
+finished slabs, so the full network-space logits never exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..dataset import DatasetInfo
+from ..kernels import resample_data
+from ..kernels.resampling import separate_z_axis
+from ..planning.plans import resolve_configuration
+from ..preprocessing.configuration import Resampling
+
+__all__ = ["ExportPlan", "StreamingExport", "export_logits", "load_properties", "save_probabilities", "streaming_exact",
+           "write_segmentation"]
+
+CHUNK_BYTES = 256 << 20  # full-resolution float32 channels resampled at once on the label path
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What export needs from plans + configuration + dataset.json."""
+
+    transpose_forward: tuple[int, ...]
+    transpose_backward: tuple[int, ...]
+    spacing: tuple[float, ...]
+    resampling: Resampling
+    has_regions: bool
+    regions_class_order: tuple[int, ...] | None
+    num_heads: int
+    seg_dtype: Any
+    image_reader_writer: str
+    file_ending: str
+
+    @classmethod
+    def from_plans(cls, plans: dict, configuration: str, dataset: DatasetInfo) -> ExportPlan:
+        cfg = resolve_configuration(plans, configuration)
+        tf = tuple(int(i) for i in plans["transpose_forward"])
+        tb = tuple(int(i) for i in plans.get("transpose_backward", np.argsort(tf)))
+        res = Resampling.from_plans(cfg.get("resampling_fn_probabilities", "resample_data_or_seg_to_shape"),
+                                    cfg.get("resampling_fn_probabilities_kwargs"), "probabilities")
+        return cls(tf, tb, tuple(float(s) for s in cfg["spacing"]), res, dataset.has_regions,
+                   dataset.regions_class_order, dataset.num_segmentation_heads,
+                   np.uint8 if len(dataset.foreground_labels) < 255 else np.uint16,
+                   str(dataset.image_reader_writer or plans.get("image_reader_writer", "SimpleITKIO")),
+                   dataset.file_ending)
+
+    def spacings(self, properties: dict) -> tuple[list[float], list[float]]:
+        """(current, new) spacing of the export resampling for a case."""
+        new = [float(properties["spacing"][i]) for i in self.transpose_forward]
+        current = list(self.spacing) if len(self.spacing) == 3 else [new[0], *self.spacing]
+        return current, new
+
+    def io(self):
+        from ..io import io_class_by_name
+
+        cls = io_class_by_name(self.image_reader_writer)
+        if cls is None:
+            raise ValueError(f"plans: image_reader_writer {self.image_reader_writer!r} is not supported by oxunet")
+        return cls()
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _resample(ep: ExportPlan, logits: np.ndarray, target, cs, ns) -> np.ndarray:
+    if ep.resampling.fn == "no_resampling_hack" or tuple(logits.shape[1:]) == tuple(target):
+        return logits
+    return resample_data(logits, target, cs, ns, order=ep.resampling.order, order_z=ep.resampling.order_z,
+                         force_separate_z=ep.resampling.force_separate_z)
+
+
+def _nonlin(ep: ExportPlan, logits: np.ndarray) -> np.ndarray:
+    """softmax over channels / sigmoid, float32 (torch, as nnU-Net's label manager)."""
+    import torch
+
+    t = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+    with torch.no_grad():
+        out = torch.sigmoid(t) if ep.has_regions else torch.softmax(t, 0)
+    return out.numpy()
+
+
+def _labels_from_probabilities(ep: ExportPlan, probs: np.ndarray) -> np.ndarray:
+    if ep.has_regions:
+        seg = np.zeros(probs.shape[1:], np.uint16)
+        for i, c in enumerate(ep.regions_class_order):
+            seg[probs[i] > 0.5] = c
+        return seg
+    return probs.argmax(0)
+
+
+class _RunningLabels:
+    """argmax over channels fed a few channels at a time (first maximum wins, as np.argmax), or
+    region painting (sigmoid > 0.5, later regions overwrite)."""
+
+    def __init__(self, ep: ExportPlan, shape):
+        self.ep = ep
+        self.seg = np.zeros(shape, np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16))
+        self.best = None
+
+    def feed(self, first: int, chunk: np.ndarray) -> None:
+        if self.ep.has_regions:
+            import torch
+
+            for k in range(chunk.shape[0]):
+                p = torch.sigmoid(torch.from_numpy(np.asarray(chunk[k], dtype=np.float32))).numpy()
+                self.seg[p > 0.5] = self.ep.regions_class_order[first + k]
+            return
+        start = 0
+        if self.best is None:
+            self.best = np.array(chunk[0], dtype=chunk.dtype)
+            start = 1
+        for k in range(start, chunk.shape[0]):
+            better = chunk[k] > self.best
+            self.seg[better] = first + k
+            np.copyto(self.best, chunk[k], where=better)
+
+
+def _uncrop(ep: ExportPlan, seg_cropped: np.ndarray, properties: dict) -> np.ndarray:
+    full = np.zeros(properties["shape_before_cropping"], dtype=ep.seg_dtype)
+    bbox = properties["bbox_used_for_cropping"]
+    full[tuple(slice(int(a), int(b)) for a, b in bbox)] = seg_cropped
+    return full.transpose(ep.transpose_backward)
+
+
+def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, dtype) -> np.ndarray:
+    out = np.zeros((probs.shape[0], *properties["shape_before_cropping"]), dtype=dtype)
+    if not ep.has_regions:
+        out[0] = 1
+    bbox = properties["bbox_used_for_cropping"]
+    out[(slice(None), *(slice(int(a), int(b)) for a, b in bbox))] = probs
+    return out.transpose([0, *(i + 1 for i in ep.transpose_backward)])
+
+
+# --------------------------------------------------------------------------------------------
+# whole-volume export
+
+
+def export_logits(ep: ExportPlan, logits: np.ndarray, properties: dict, *, return_probabilities: bool = False,
+                  probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+    """Segmentation (input axis order, ``shape_before_cropping`` transposed back) and, if asked,
+    probabilities ``(C, *input order)`` from network-space logits ``(C, *shape)`` (float16/32)."""
+    target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
+    cs, ns = ep.spacings(properties)
+    if return_probabilities:
+        probs = _nonlin(ep, _resample(ep, logits, target, cs, ns))
+        seg = _labels_from_probabilities(ep, probs)
+        full_probs = _uncrop_probabilities(ep, probs, properties, probabilities_dtype)
+        del probs
+        return _uncrop(ep, seg, properties), full_probs
+    per_channel = int(np.prod(target)) * 4
+    step = max(1, CHUNK_BYTES // max(per_channel, 1))
+    run = _RunningLabels(ep, target)
+    for c0 in range(0, logits.shape[0], step):
+        run.feed(c0, _resample(ep, logits[c0:c0 + step], target, cs, ns))
+    return _uncrop(ep, run.seg, properties), None
+
+
+# --------------------------------------------------------------------------------------------
+# streaming export
+
+
+def streaming_exact(ep: ExportPlan, properties: dict, net_shape) -> tuple[bool, str]:
+    """Whether resampling slabs along axis 0 gives exactly the whole-volume result, and why (not).
+
+    Exact when (a) axis 0 keeps its size (2D configurations always; then its interpolation is the
+    identity) and either the order is <= 1 (clipping to the input range is a no-op) or axis 0 is
+    the separately resampled (anisotropic) axis (clipping is per slice); or (b) axis 0 is the
+    separately resampled axis with nearest interpolation along it (order_z 0, nnU-Net's default):
+    every output slice is the in-plane resize of one input slice. Otherwise (linear interpolation
+    across slab borders with a changing axis 0, or cubic clipping per channel) it is not.
+    """
+    if ep.resampling.fn == "no_resampling_hack":
+        return True, "no resampling"
+    target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
+    cs, ns = ep.spacings(properties)
+    sep = separate_z_axis(cs, ns, ep.resampling.force_separate_z)
+    if target[0] == int(net_shape[0]):
+        if ep.resampling.order <= 1 or sep == 0:
+            return True, "axis 0 keeps its size"
+        return False, f"order {ep.resampling.order} clipping is per channel over the whole volume"
+    if sep == 0 and ep.resampling.order_z == 0:
+        return True, "axis 0 resampled separately with nearest neighbour"
+    if sep == 0:
+        return False, f"axis 0 interpolated with order_z {ep.resampling.order_z} across slab borders"
+    return False, "axis 0 changes size and is interpolated jointly with the others (not separable by slabs)"
+
+
+def _axis0_source(ep: ExportPlan, net_depth: int, target_depth: int, cs, ns) -> np.ndarray:
+    """For each output plane along axis 0, the input plane it is copied from, read off the
+    resampling kernel itself (a ramp of plane indices through the same separate-z path)."""
+    ramp = np.broadcast_to(np.arange(net_depth, dtype=np.float32)[None, :, None, None], (1, net_depth, 2, 2))
+    out = resample_data(np.ascontiguousarray(ramp), [target_depth, 2, 2], cs, ns, order=ep.resampling.order,
+                        order_z=0, force_separate_z=ep.resampling.force_separate_z)
+    src = out[0, :, 0, 0]
+    idx = np.rint(src).astype(np.int64)
+    if not np.array_equal(idx.astype(np.float32), src) or np.any(np.diff(idx) < 0):
+        raise RuntimeError("streaming export: the axis-0 mapping is not a monotone nearest-neighbour copy")
+    return idx
+
+
+class StreamingExport:
+    """Consumes the aggregator's finished slabs ``(x0, x1, float32 logits (C, d, Y, X))`` and
+    builds the cropped segmentation (and probabilities) slab by slab; see :func:`streaming_exact`.
+
+    Peak memory: the output segmentation, a few slabs of logits and their resampled copies
+    (plus the probabilities when asked for).
+    """
+
+    def __init__(self, ep: ExportPlan, properties: dict, net_shape, *, logits_dtype=np.float32,
+                 return_probabilities: bool = False, probabilities_dtype=np.float32, times=None):
+        ok, why = streaming_exact(ep, properties, net_shape)
+        if not ok:
+            raise ValueError(f"streaming export is not exact for this case: {why}")
+        self.ep, self.properties, self.times = ep, properties, times
+        self.net_shape = tuple(int(s) for s in net_shape)
+        self.target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
+        self.cs, self.ns = ep.spacings(properties)
+        self.logits_dtype = logits_dtype
+        self.seg = np.zeros(self.target, np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16))
+        self.probs = np.zeros((ep.num_heads, *self.target), probabilities_dtype) if return_probabilities else None
+        same_depth = self.target[0] == self.net_shape[0] or ep.resampling.fn == "no_resampling_hack"
+        self.source = None if same_depth else _axis0_source(ep, self.net_shape[0], self.target[0], self.cs, self.ns)
+
+    def __call__(self, slabs) -> None:
+        if self.times is not None:
+            with self.times.stage("export"):
+                self._consume(slabs)
+        else:
+            self._consume(slabs)
+
+    def _consume(self, slabs) -> None:
+        for x0, x1, slab in slabs:
+            slab = slab.astype(self.logits_dtype, copy=False)
+            if self.source is None:
+                o0, o1 = x0, x1
+                planes = slab
+            else:
+                sel = np.nonzero((self.source >= x0) & (self.source < x1))[0]
+                if sel.size == 0:
+                    continue
+                o0, o1 = int(sel[0]), int(sel[-1]) + 1
+                planes = slab[:, self.source[o0:o1] - x0]
+            planes = np.ascontiguousarray(planes)
+            shape = [o1 - o0, *self.target[1:]]
+            res = _resample(self.ep, planes, shape, self.cs, self.ns)
+            if self.probs is not None:
+                p = _nonlin(self.ep, res)
+                self.probs[:, o0:o1] = p
+                self.seg[o0:o1] = _labels_from_probabilities(self.ep, p)
+            else:
+                run = _RunningLabels(self.ep, shape)
+                run.feed(0, res)
+                self.seg[o0:o1] = run.seg
+
+    def result(self, probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+        seg = _uncrop(self.ep, self.seg, self.properties)
+        probs = None
+        if self.probs is not None:
+            probs = _uncrop_probabilities(self.ep, self.probs, self.properties, probabilities_dtype)
+            self.probs = None
+        return seg, probs
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def write_segmentation(ep: ExportPlan, seg: np.ndarray, path: str | os.PathLike, properties: dict) -> None:
+    """Writes with the plan's reader/writer (atomically: the writers go through io.atomic_path)."""
+    ep.io().write_seg(np.ascontiguousarray(seg), str(path), properties)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def save_probabilities(probabilities: np.ndarray, properties: dict, stem: str | os.PathLike) -> tuple[Path, Path]:
+    """``{stem}.npz`` (key ``probabilities``, compressed, as nnU-Net) and ``{stem}.json`` (the
+    properties; nnU-Net writes a ``.pkl``), both atomically."""
+    from ..io import atomic_path
+
+    stem = Path(stem)
+    npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+    with atomic_path(npz) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, probabilities=probabilities)
+    props = {k: v for k, v in properties.items() if k != "class_locations"}
+    with atomic_path(js) as tmp:
+        tmp.write_text(json.dumps({"format": "oxunet-properties", "version": 1, **props}, indent=1,
+                                  default=_json_default))
+    return npz, js
+
+
+def load_properties(path: str | os.PathLike) -> dict:
+    """Properties saved next to probabilities: ours (``{case}.json``) or nnU-Net's (``{case}.pkl``,
+    read with a restricted unpickler: builtins and numpy types only). `path` may also be the
+    ``.npz`` or the case stem; JSON is preferred when both exist."""
+    p = Path(path)
+    name = p.name
+    for suffix in (".npz", ".json", ".pkl"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    stem = p.with_name(name)
+    js, pkl = stem.with_name(name + ".json"), stem.with_name(name + ".pkl")
+    if js.is_file():
+        out = json.loads(js.read_text())
+        out.pop("format", None)
+        out.pop("version", None)
+        return out
+    if pkl.is_file():
+        from ..io.safe_pickle import load_pickle_restricted
+
+        return dict(load_pickle_restricted(pkl))
+    raise FileNotFoundError(f"{stem}: no {name}.json or {name}.pkl properties file")

@@ -1,0 +1,382 @@
+"""The predictor: nnU-Net's ``nnUNetPredictor`` (spec §14) on oxunet's kernels.
+
+One :class:`Predictor` holds the networks of the requested folds, the plan and dataset.json; it
+preprocesses raw cases with the plan (as training did), runs the sliding window with mirroring
+TTA and fold averaging, and exports to the input's geometry. Files are optional: arrays and
+SimpleITK images go in and come out (:meth:`predict_array`, :meth:`predict_sitk`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..dataset import DatasetInfo
+from ..planning.plans import resolve_configuration
+from .export import ExportPlan, StreamingExport, export_logits, save_probabilities, streaming_exact, write_segmentation
+from .model_folder import InferenceError, ModelFolder, load_model_folder
+from .runtime import StageTimes, peak_rss_bytes, reset_peak_rss, resolve_device, resolve_precision
+from .sliding import SlidingWindow
+
+__all__ = ["PredictionResult", "Predictor"]
+
+DEFAULT_MEMORY_BUDGET = 1 << 30  # logits bytes above which streaming="auto" streams (OXUNET_PREDICT_MEMORY_BUDGET)
+
+
+@dataclass
+class PredictionResult:
+    """One predicted case. ``segmentation`` has the input's axis order and shape; ``probabilities``
+    is ``(C, *input shape)`` when requested. ``times`` holds seconds per stage (preprocessing,
+    network, aggregation, export, total); ``peak_rss_bytes`` the process's peak resident memory
+    while the case ran (the whole process's peak when the OS cannot reset it)."""
+
+    segmentation: np.ndarray
+    probabilities: np.ndarray | None = None
+    properties: dict = field(default_factory=dict, repr=False)
+    times: dict = field(default_factory=dict)
+    peak_rss_bytes: int = 0
+    streaming: bool = False
+    streaming_note: str = ""
+    output_file: Path | None = None
+
+    def report(self) -> dict:
+        return {"output_file": str(self.output_file) if self.output_file else None,
+                "seconds": {k: round(v, 4) for k, v in self.times.items()}, "peak_rss_bytes": self.peak_rss_bytes,
+                "streaming": self.streaming, "streaming_note": self.streaming_note,
+                "shape": list(self.segmentation.shape)}
+
+
+def _dataset_info(dataset_json) -> DatasetInfo:
+    if isinstance(dataset_json, DatasetInfo):
+        return dataset_json
+    if isinstance(dataset_json, (str, os.PathLike)):
+        from ..dataset import load_dataset_json
+
+        return load_dataset_json(dataset_json)
+    from ..preprocessing.pipeline import _dataset_info as from_mapping
+
+    return from_mapping(dataset_json)
+
+
+def _resolve_tta(tta, allowed: tuple[int, ...] | None) -> tuple[int, ...]:
+    allowed = tuple(allowed) if allowed else ()
+    if tta in (None, "none", False) or tta == ():
+        return ()
+    if tta in ("all", True):
+        return allowed
+    if isinstance(tta, str):
+        tta = [int(t) for t in tta.replace(",", " ").split()]
+    axes = tuple(sorted({int(a) for a in tta}))
+    bad = [a for a in axes if a not in allowed]
+    if bad:
+        raise InferenceError(f"tta: mirror axes {list(bad)} were not allowed in training (allowed: {list(allowed)})")
+    return axes
+
+
+class Predictor:
+    """Predicts cases with the networks of a trained configuration (one or several folds).
+
+    Use :meth:`from_model_folder` (a folder trained by oxunet or nnU-Net v2) or
+    :meth:`from_networks` (networks / state dicts in memory, e.g. the trainer's final validation).
+
+    Parameters (keyword)
+    --------------------
+    device : 'auto' (cuda, else mps, else cpu), 'cpu', 'cuda', 'mps' or a torch.device.
+    precision : 'auto' (fp16 autocast on CUDA, bf16 on CPUs with native bf16, else fp32), 'fp32',
+        'bf16', 'fp16'. Parity with nnU-Net on CPU: 'fp32'.
+    step_size : sliding-window step as a fraction of the patch (nnU-Net: 0.5).
+    tta : 'all' (every axis allowed in training; nnU-Net's default), 'none', or a tuple of axes.
+    accumulator_dtype : 'float16' (nnU-Net's accumulators: its exact sums, half the memory) or
+        'float32' (more precise).
+    channels_last : 'auto' (on for bf16 on CPU, where oneDNN's channels-last convolutions are
+        about twice as fast), True or False.
+    streaming : 'auto' (stream when the logits would exceed `memory_budget` bytes and slab-wise
+        export is exact), True (stream whenever exact), False.
+    """
+
+    def __init__(self, plans: dict, configuration: str, dataset_json, networks: Sequence, mirror_axes, *,
+                 device="auto", precision: str = "auto", step_size: float = 0.5, tta="all", quiet: bool = False,
+                 accumulator_dtype: str = "float16", streaming="auto", memory_budget: int | None = None,
+                 trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto"):
+        if not 0 < float(step_size) <= 1:
+            raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
+        self.plans = plans
+        self.configuration = configuration
+        self.config = resolve_configuration(plans, configuration)
+        self.dataset = _dataset_info(dataset_json)
+        self.dataset_json = dict(self.dataset.raw) if self.dataset.raw else dict(dataset_json) if isinstance(dataset_json, Mapping) else {}
+        self.device = device if not isinstance(device, str) else resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.step_size = float(step_size)
+        self.allowed_mirror_axes = tuple(mirror_axes) if mirror_axes is not None else None
+        self.mirror_axes = _resolve_tta(tta, self.allowed_mirror_axes)
+        self.quiet = quiet
+        self.accumulator_dtype = accumulator_dtype
+        self.streaming = streaming
+        env_budget = os.environ.get("OXUNET_PREDICT_MEMORY_BUDGET")
+        self.memory_budget = int(memory_budget if memory_budget is not None else env_budget or DEFAULT_MEMORY_BUDGET)
+        self.trainer_name = trainer_name
+        self.folds = list(folds)
+        self.export_plan = ExportPlan.from_plans(plans, configuration, self.dataset)
+        from ..preprocessing.configuration import PreprocessingPlan
+
+        self.preprocessing_plan = PreprocessingPlan.from_plans(plans, configuration)
+        self.previous_stage = self.config.get("previous_stage")
+        self.num_input_channels = self.dataset.num_channels + (
+            len(self.dataset.foreground_labels) if self.previous_stage else 0)
+        import torch
+
+        given_modules = any(isinstance(n, torch.nn.Module) for n in networks)
+        self.networks = [self._as_network(n, i) for i, n in enumerate(networks)]
+        if not self.networks:
+            raise InferenceError("no networks (folds) to predict with")
+        if channels_last == "auto":  # never re-layout a caller's module (e.g. a trainer's network) unasked
+            channels_last = self.device.type == "cpu" and self.precision == "bf16" and not given_modules
+        self.sliding = SlidingWindow(self.networks, self.config["patch_size"], self.dataset.num_segmentation_heads,
+                                     self.mirror_axes, self.device, self.precision, channels_last=bool(channels_last))
+
+    # ------------------------------------------------------------------ construction
+    def _as_network(self, item, index: int):
+        import torch
+
+        if isinstance(item, torch.nn.Module):
+            net = item
+        else:
+            from ..networks import build_network, network_state_dict
+
+            net = build_network(self.config["architecture"], self.num_input_channels,
+                                self.dataset.num_segmentation_heads, deep_supervision=False, initialize=False)
+            try:
+                net.load_state_dict(network_state_dict(item))
+            except RuntimeError as e:
+                fold = self.folds[index] if index < len(self.folds) else index
+                raise InferenceError(
+                    f"fold {fold}: the checkpoint's weights do not fit the network the plans describe "
+                    f"(trainer {self.trainer_name} may build a custom architecture): {str(e).splitlines()[0]}"
+                ) from None
+        if hasattr(net, "decoder") and hasattr(net.decoder, "deep_supervision"):
+            net.decoder.deep_supervision = False
+        return net.to(self.device).eval()
+
+    @classmethod
+    def from_model_folder(cls, model_dir, folds=None, *, checkpoint: str = "checkpoint_final.pth",
+                          configuration: str | None = None, **kwargs) -> Predictor:
+        """A predictor for a trained-model folder (oxunet's or nnU-Net v2's); see the class doc for kwargs."""
+        mf: ModelFolder = load_model_folder(model_dir, folds, checkpoint, configuration=configuration)
+        return cls(mf.plans, mf.configuration, mf.dataset, mf.state_dicts, mf.mirror_axes,
+                   trainer_name=mf.trainer_name, folds=mf.folds, **kwargs)
+
+    @classmethod
+    def from_networks(cls, plans: dict, configuration: str, dataset_json, networks_or_state_dicts: Sequence,
+                      mirror_axes, **kwargs) -> Predictor:
+        """A predictor for networks (torch modules) or state dicts already in memory.
+
+        Modules are used as they are (not copied): they are moved to the device, put in eval mode
+        and their deep supervision is switched off; callers that keep training restore both."""
+        return cls(plans, configuration, dataset_json, networks_or_state_dicts, mirror_axes, **kwargs)
+
+    # ------------------------------------------------------------------ network space
+    def predict_logits(self, data: np.ndarray):
+        """Sliding-window logits ``(heads, Z, Y, X)`` float32 for a preprocessed case
+        ``(C, Z, Y, X)`` (cascade: previous-stage one-hot channels already appended)."""
+        data = self._check_data(data)
+        return self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype).finalize()
+
+    def _check_data(self, data) -> np.ndarray:
+        if not isinstance(data, np.ndarray):
+            data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+        data = np.asarray(data, dtype=np.float32)
+        if data.ndim != 4:
+            raise InferenceError(f"preprocessed data must be (C, Z, Y, X), got shape {data.shape}")
+        if data.shape[0] != self.num_input_channels:
+            raise InferenceError(f"preprocessed data has {data.shape[0]} channels, the network takes {self.num_input_channels}")
+        return data
+
+    # ------------------------------------------------------------------ preprocessed → exported
+    def _use_streaming(self, properties: dict, shape) -> tuple[bool, str]:
+        if self.streaming is False:
+            return False, "off"
+        ok, why = streaming_exact(self.export_plan, properties, shape)
+        heads = self.dataset.num_segmentation_heads
+        target = properties["shape_after_cropping_and_before_resampling"]
+        size = heads * 4 * (int(np.prod(shape)) + int(np.prod(target)))
+        if self.streaming == "auto" and size <= self.memory_budget:
+            return False, f"logits {size / 2**30:.2f} GiB within the budget"
+        if not ok:
+            if self.streaming is True:
+                warnings.warn(f"streaming export not exact here ({why}); using the whole-volume export", stacklevel=3)
+            return False, f"not exact: {why}"
+        return True, why
+
+    def predict_preprocessed(self, data: np.ndarray, properties: dict, output_file=None,
+                             save_probabilities: bool = False, *, return_probabilities: bool | None = None,
+                             probabilities_dtype=np.float32, times: StageTimes | None = None) -> PredictionResult:
+        """Predicts a preprocessed case and exports it to the original geometry.
+
+        `properties` as preprocessing stores them (``spacing``, ``shape_before_cropping``,
+        ``bbox_used_for_cropping``, ``shape_after_cropping_and_before_resampling``, ``sitk_stuff``...).
+        With `output_file` the segmentation is written (plus ``.npz``/``.json`` with
+        `save_probabilities`)."""
+        times = StageTimes() if times is None else times
+        t0 = time.perf_counter()
+        want_probs = bool(save_probabilities if return_probabilities is None else return_probabilities or save_probabilities)
+        staged = self.run_network(data, properties, want_probs, probabilities_dtype, times)
+        res = self.finish(staged, properties, output_file, save_probabilities, want_probs, probabilities_dtype, times)
+        res.times["total"] = res.times.get("total", 0.0) + time.perf_counter() - t0
+        return res
+
+    def run_network(self, data, properties: dict, want_probs: bool, probabilities_dtype=np.float32,
+                    times: StageTimes | None = None) -> dict:
+        """First half of :meth:`predict_preprocessed` (sliding window; with streaming also the
+        export): a dict for :meth:`finish`, which may run in another thread."""
+        times = StageTimes() if times is None else times
+        data = self._check_data(data)
+        shape = data.shape[1:]
+        use_stream, note = self._use_streaming(properties, shape)
+        logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
+        out = {"streaming": use_stream, "note": note, "seg": None, "probs": None, "logits": None}
+        if use_stream:
+            sink = StreamingExport(self.export_plan, properties, shape, logits_dtype=logits_dtype,
+                                   return_probabilities=want_probs, probabilities_dtype=probabilities_dtype, times=times)
+            self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
+                             on_slabs=sink, times=times)
+            with times.stage("export"):
+                out["seg"], out["probs"] = sink.result(probabilities_dtype)
+        else:
+            # the aggregator still streams: finished slabs go straight into one float16 (nnU-Net's
+            # logits dtype) or float32 array, so no float32 copy of the whole volume is ever made
+            logits = np.empty((self.dataset.num_segmentation_heads, *shape), logits_dtype)
+
+            def keep(slabs):
+                with times.stage("aggregation"):
+                    for x0, x1, slab in slabs:
+                        logits[:, x0:x1] = slab
+
+            self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
+                             on_slabs=keep, times=times)
+            out["logits"] = logits
+        return out
+
+    def finish(self, staged: dict, properties: dict, output_file=None, save_probabilities: bool = False,
+               want_probs: bool = False, probabilities_dtype=np.float32, times: StageTimes | None = None) -> PredictionResult:
+        """Second half of :meth:`predict_preprocessed`: export (unless streamed) and writing."""
+        times = StageTimes() if times is None else times
+        if staged["logits"] is not None:
+            with times.stage("export"):
+                seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,
+                                           return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
+        else:
+            seg, probs = staged["seg"], staged["probs"]
+        out_path = None
+        if output_file is not None:
+            with times.stage("export"):
+                out_path = self.output_path(output_file)
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                write_segmentation(self.export_plan, seg, out_path, properties)
+                if save_probabilities:
+                    save_probabilities_files(probs, properties, self._stem(out_path))
+        return PredictionResult(seg, probs if want_probs else None, properties, dict(times), peak_rss_bytes(),
+                                staged["streaming"], staged["note"], out_path)
+
+    def output_path(self, output_file) -> Path:
+        p = Path(output_file)
+        ending = self.dataset.file_ending
+        return p if p.name.endswith(ending) else p.with_name(p.name + ending)
+
+    def _stem(self, out_path: Path) -> Path:
+        return out_path.with_name(out_path.name[: -len(self.dataset.file_ending)])
+
+    # ------------------------------------------------------------------ raw inputs
+    def preprocess(self, images, properties: dict | None = None, prev_stage_seg=None, case: str = "<case>"):
+        """Raw channel files (or an array ``(C, Z, Y, X)`` with `properties` holding ``spacing``)
+        → ``(data, properties)`` with the cascade's one-hot channels appended when needed."""
+        from ..preprocessing import PreprocessingError, preprocess_case
+
+        if self.previous_stage and prev_stage_seg is None:
+            raise InferenceError(f"case {case}: configuration {self.configuration} is a cascade stage: it needs the "
+                                 f"segmentation predicted by {self.previous_stage} (--prev-stage / prev_stage_seg)")
+        seg_in = None
+        if self.previous_stage:
+            seg_in = prev_stage_seg if not isinstance(prev_stage_seg, os.PathLike) else str(prev_stage_seg)
+            if isinstance(seg_in, str) and not Path(seg_in).is_file():
+                raise InferenceError(f"case {case}: previous-stage segmentation {seg_in} not found")
+        try:
+            data, seg, props = preprocess_case(images, seg_in, properties, self.preprocessing_plan, case=case,
+                                               class_keys=[])
+        except PreprocessingError as e:
+            raise InferenceError(str(e)) from None
+        if self.previous_stage:
+            labels = self.dataset.foreground_labels
+            onehot = np.zeros((len(labels), *seg.shape[1:]), np.float32)
+            for i, lab in enumerate(labels):
+                onehot[i] = seg[0] == lab
+            data = np.concatenate([data, onehot])
+        props.pop("class_locations", None)
+        return data, props
+
+    def predict_case(self, image_files: Sequence, output_file=None, *, save_probabilities: bool = False,
+                     prev_stage_seg=None, return_probabilities: bool | None = None) -> PredictionResult:
+        """Preprocesses, predicts and exports one case given as channel files (``CASE_0000.nii.gz`` ...)."""
+        reset_peak_rss()
+        times = StageTimes()
+        t0 = time.perf_counter()
+        case = Path(str(image_files[0])).name if image_files else "<case>"
+        ending = self.dataset.file_ending
+        if case.endswith(ending) and len(case) > len(ending) + 5 and case[-len(ending) - 5] == "_":
+            case = case[: -len(ending) - 5]  # CASE_0000.nii.gz -> CASE
+        with times.stage("preprocessing"):
+            data, props = self.preprocess([str(f) for f in image_files], None, prev_stage_seg, case=case)
+        res = self.predict_preprocessed(data, props, output_file, save_probabilities,
+                                        return_probabilities=return_probabilities, times=times)
+        res.times["total"] = time.perf_counter() - t0
+        return res
+
+    def predict_array(self, image: np.ndarray, spacing: Sequence[float], *, return_probabilities: bool = False,
+                      prev_stage_seg: np.ndarray | None = None) -> PredictionResult:
+        """In memory: `image` ``(C, Z, Y, X)`` or ``(Z, Y, X)`` with its `spacing` (array axis order)
+        → segmentation of the same shape (and probabilities ``(heads, Z, Y, X)``)."""
+        reset_peak_rss()
+        times = StageTimes()
+        t0 = time.perf_counter()
+        image = np.asarray(image)
+        if image.ndim == 3:
+            image = image[None]
+        if image.ndim != 4:
+            raise InferenceError(f"image must be (C, Z, Y, X) or (Z, Y, X), got shape {image.shape}")
+        if len(spacing) != 3:
+            raise InferenceError(f"spacing must have 3 values (array axis order), got {list(spacing)}")
+        with times.stage("preprocessing"):
+            data, props = self.preprocess(image, {"spacing": [float(s) for s in spacing]}, prev_stage_seg, "<array>")
+        res = self.predict_preprocessed(data, props, None, False, return_probabilities=return_probabilities,
+                                        times=times)
+        res.times["total"] = time.perf_counter() - t0
+        return res
+
+    def predict_sitk(self, image, *, prev_stage_seg=None):
+        """In memory: a SimpleITK image (or a list, one per channel) → the segmentation as a
+        SimpleITK image with the input's spacing, origin and direction."""
+        import SimpleITK as sitk
+
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        arrays = [sitk.GetArrayFromImage(im).astype(np.float32, copy=False) for im in images]
+        if arrays[0].ndim != 3:
+            raise InferenceError(f"predict_sitk: expected 3D images, got {arrays[0].ndim}D")
+        spacing = list(images[0].GetSpacing())[::-1]
+        prev = sitk.GetArrayFromImage(prev_stage_seg) if prev_stage_seg is not None else None
+        res = self.predict_array(np.stack(arrays), spacing, prev_stage_seg=prev)
+        out = sitk.GetImageFromArray(res.segmentation)
+        out.CopyInformation(images[0])
+        return out
+
+
+def save_probabilities_files(probs, properties, stem):
+    if probs is None:
+        raise InferenceError("probabilities were not computed")
+    return save_probabilities(probs, properties, stem)

@@ -1,0 +1,121 @@
+"""Device, precision and measurement helpers for prediction (torch imported lazily)."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+__all__ = ["StageTimes", "cpu_has_native_bf16", "peak_rss_bytes", "reset_peak_rss", "resolve_device",
+           "resolve_precision", "tree_rss_bytes"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls/convolutions run natively (else autocast is slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str = "auto"):
+    import torch
+
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but torch sees no CUDA device")
+    return dev
+
+
+def resolve_precision(precision: str, device) -> str:
+    """auto → fp16 autocast on CUDA (as nnU-Net), bf16 autocast on CPUs with native bf16, else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(precision: str, device):
+    import torch
+
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _status_kib(field: str, pid: int | str = "self") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set (VmHWM), in bytes; since the last :func:`reset_peak_rss`."""
+    kib = _status_kib("VmHWM")
+    if kib == 0:
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Resets VmHWM to the current RSS (Linux ``clear_refs`` 5); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def tree_rss_bytes(pid: int | None = None) -> int:
+    """Current RSS of a process and all its descendants (for samplers measuring a process tree)."""
+    pid = os.getpid() if pid is None else pid
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _status_kib("VmRSS", p) * 1024
+        try:
+            for t in Path(f"/proc/{p}/task").iterdir():
+                children = (t / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except OSError:
+            pass
+    return total
+
+
+class StageTimes(dict):
+    """Seconds per stage; ``with times.stage("network"): ...`` adds to a stage."""
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t0
+
+    def add(self, name: str, seconds: float) -> None:
+        self[name] = self.get(name, 0.0) + seconds

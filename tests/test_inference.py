@@ -1,0 +1,289 @@
+"""oxunet.inference on tiny networks: TTA, fold averaging, 2D on 3D, streaming export, the
+in-memory API, --continue, the cascade inputs and the errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from inference_models import random_network, tiny_project, write_model_folder
+
+from oxunet.inference import InferenceError, Predictor, load_model_folder, predict_folder
+from oxunet.inference.export import ExportPlan, streaming_exact
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pred")
+    proj = tiny_project(root)
+    proj["root"] = root
+    proj["model"] = write_model_folder(root / "models" / "nnUNetTrainer__nnUNetPlans__3d_fullres", proj["plans"],
+                                       proj["dataset_json"], "3d_fullres", folds=(0, 1), nnunet=False, seed=11)
+    return proj
+
+
+def _predictor(project, **kw):
+    kw.setdefault("device", "cpu")
+    kw.setdefault("precision", "fp32")
+    return Predictor.from_model_folder(project["model"], kw.pop("folds", [0]), **kw)
+
+
+def test_tta_all_is_the_mean_over_flips(project):
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((1, 16, 16, 16)).astype(np.float32)  # one window: logits = window prediction
+    plain = _predictor(project, tta="none", accumulator_dtype="float32")
+    full = _predictor(project, tta="all", accumulator_dtype="float32")
+    assert full.mirror_axes == (0, 1, 2) and plain.mirror_axes == ()
+    by_hand = np.zeros((4, 16, 16, 16), np.float32)
+    flips = [()] + [c for k in (1, 2, 3) for c in __import__("itertools").combinations((0, 1, 2), k)]
+    for axes in flips:
+        dims = [a + 1 for a in axes]
+        by_hand += np.flip(plain.predict_logits(np.ascontiguousarray(np.flip(data, dims))), dims)
+    by_hand /= len(flips)
+    got = full.predict_logits(data)
+    np.testing.assert_allclose(got, by_hand, rtol=1e-4, atol=1e-4)
+    assert np.abs(got - plain.predict_logits(data)).max() > 1e-2
+    fewer = _predictor(project, tta=(1,), accumulator_dtype="float32").predict_logits(data)
+    pair = (plain.predict_logits(data) + np.flip(plain.predict_logits(np.ascontiguousarray(np.flip(data, 2))), 2)) / 2
+    np.testing.assert_allclose(fewer, pair, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_ensemble_is_the_mean_of_logits(project):
+    data = np.random.default_rng(1).standard_normal((1, 20, 27, 18)).astype(np.float32)
+    kw = dict(tta="none", accumulator_dtype="float32")
+    both = _predictor(project, folds=[0, 1], **kw).predict_logits(data)
+    f0 = _predictor(project, folds=[0], **kw).predict_logits(data)
+    f1 = _predictor(project, folds=[1], **kw).predict_logits(data)
+    np.testing.assert_allclose(both, (f0 + f1) / 2, rtol=1e-5, atol=1e-5)
+    assert np.abs(f0 - f1).max() > 1e-2
+
+
+def test_auto_detected_folds_and_checkpoint_errors(project, tmp_path):
+    assert load_model_folder(project["model"]).folds == [0, 1]
+    empty = tmp_path / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    empty.mkdir()
+    shutil.copy(project["model"] / "plans.json", empty)
+    shutil.copy(project["model"] / "dataset.json", empty)
+    with pytest.raises(InferenceError, match="no fold_N/checkpoint_final.pth"):
+        load_model_folder(empty)
+    (empty / "fold_0").mkdir()
+    with pytest.raises(InferenceError, match="checkpoint not found for fold 0"):
+        load_model_folder(empty, [0])
+    (empty / "plans.json").unlink()
+    with pytest.raises(InferenceError, match="plans.json not found"):
+        load_model_folder(empty)
+    with pytest.raises(InferenceError, match="unknown configuration '3d_lowres'"):
+        load_model_folder(project["model"], [0], configuration="3d_lowres")
+
+
+def test_2d_configuration_tiles_each_slice(project, tmp_path):
+    model = write_model_folder(tmp_path / "nnUNetTrainer__nnUNetPlans__2d", project["plans"], project["dataset_json"],
+                               "2d", nnunet=False, seed=2, mirror_axes=(0, 1))
+    p = Predictor.from_model_folder(model, device="cpu", precision="fp32", accumulator_dtype="float32")
+    data = np.random.default_rng(2).standard_normal((1, 3, 20, 18)).astype(np.float32)
+    whole = p.predict_logits(data)
+    assert whole.shape == (4, 3, 20, 18)
+    for z in range(3):
+        np.testing.assert_allclose(whole[:, z:z + 1], p.predict_logits(np.ascontiguousarray(data[:, z:z + 1])),
+                                   rtol=1e-6, atol=1e-6)
+    res = p.predict_case([project["test_images"] / "case_000_0000.nii.gz"])
+    assert res.segmentation.shape == (14, 26, 22)
+
+
+def _many_class_predictor(project, heads=7, spacing=(1.0, 1.0, 1.0)):
+    plans = json.loads(json.dumps(project["plans"]))
+    plans["configurations"]["3d_fullres"]["spacing"] = list(spacing)
+    ds = dict(project["dataset_json"])
+    ds["labels"] = {"background": 0, **{f"c{i}": i for i in range(1, heads)}}
+    net = random_network(plans, "3d_fullres", 1, heads, seed=5, nnunet=False)
+    return Predictor.from_networks(plans, "3d_fullres", ds, [net], None, device="cpu", precision="fp32")
+
+
+@pytest.mark.parametrize("original_spacing, cropped, expect_exact", [
+    ((3.0, 0.8, 0.8), (9, 26, 23), True),    # axis 0 resampled separately (nearest): exact by slabs
+    ((1.0, 0.8, 1.2), (24, 26, 15), True),   # axis 0 keeps its size: exact by slabs
+    ((1.3, 0.9, 1.1), (18, 22, 20), False),  # joint linear interpolation across slabs: falls back
+])
+def test_streaming_export_equals_whole_volume(project, original_spacing, cropped, expect_exact):
+    p = _many_class_predictor(project)
+    data = np.random.default_rng(3).standard_normal((1, 24, 21, 18)).astype(np.float32)
+    props = {"spacing": list(original_spacing), "shape_before_cropping": [cropped[0] + 2, cropped[1] + 1, cropped[2] + 3],
+             "bbox_used_for_cropping": [[1, cropped[0] + 1], [0, cropped[1]], [2, cropped[2] + 2]],
+             "shape_after_cropping_and_before_resampling": list(cropped)}
+    assert streaming_exact(p.export_plan, props, data.shape[1:])[0] is expect_exact
+    p.streaming = False
+    ref = p.predict_preprocessed(data, props, return_probabilities=True)
+    p.streaming = True
+    if not expect_exact:
+        with pytest.warns(UserWarning, match="not exact"):
+            got = p.predict_preprocessed(data, props, return_probabilities=True)
+        assert not got.streaming and "not exact" in got.streaming_note
+    else:
+        got = p.predict_preprocessed(data, props, return_probabilities=True)
+        assert got.streaming
+        labels_only = p.predict_preprocessed(data, props)
+        np.testing.assert_array_equal(labels_only.segmentation, ref.segmentation)
+    np.testing.assert_array_equal(got.segmentation, ref.segmentation)
+    # same resampled logits; torch's vectorised softmax may round the last bit differently by slab
+    np.testing.assert_allclose(got.probabilities, ref.probabilities, rtol=1e-6, atol=1e-7)
+    assert len(np.unique(ref.segmentation)) >= 4
+    assert ref.segmentation.shape == tuple(props["shape_before_cropping"])
+    assert (ref.segmentation[0] == 0).all() and (ref.probabilities[0, 0] == 1).all()  # outside the crop
+
+
+def test_in_memory_api_matches_files(project):
+    p = _predictor(project, tta="none")
+    f = project["test_images"] / "case_000_0000.nii.gz"
+    img = sitk.ReadImage(str(f))
+    from_file = p.predict_case([f], return_probabilities=True)
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    from_array = p.predict_array(arr, img.GetSpacing()[::-1], return_probabilities=True)
+    np.testing.assert_array_equal(from_array.segmentation, from_file.segmentation)
+    np.testing.assert_allclose(from_array.probabilities, from_file.probabilities)
+    out = p.predict_sitk(img)
+    assert out.GetSpacing() == img.GetSpacing() and out.GetOrigin() == img.GetOrigin()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(out), from_file.segmentation)
+    assert set(from_file.times) >= {"preprocessing", "network", "aggregation", "export", "total"}
+    assert from_file.peak_rss_bytes > 0
+    with pytest.raises(InferenceError, match="2 image channel"):
+        p.predict_array(np.stack([arr, arr]), img.GetSpacing()[::-1])
+
+
+def test_bf16_autocast_agrees_with_fp32(project):
+    f = [project["test_images"] / "case_000_0000.nii.gz"]
+    ref = _predictor(project, tta="none").predict_case(f).segmentation
+    got = _predictor(project, tta="none", precision="bf16").predict_case(f).segmentation
+    assert (got == ref).mean() > 0.99
+
+
+def test_predict_folder_continue_parts_and_report(project, tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(3):
+        shutil.copy(project["test_images"] / "case_000_0000.nii.gz", inp / f"c{i}_0000.nii.gz")
+    out = tmp_path / "out"
+    rep = predict_folder(inp, out, project["model"], [0], tta="none", device="cpu", precision="fp32", part_id=1,
+                         num_parts=2, quiet=True, num_processes_preprocessing=1, num_processes_export=1)
+    assert [c["case"] for c in rep["cases"]] == ["c1"]
+    rep = predict_folder(inp, out, project["model"], [0], tta="none", device="cpu", precision="fp32", quiet=True)
+    assert sorted(c["case"] for c in rep["cases"]) == ["c0", "c1", "c2"]
+    mtime = os.stat(out / "c0.nii.gz").st_mtime_ns
+    rep = predict_folder(inp, out, project["model"], [0], tta="none", device="cpu", precision="fp32", overwrite=False,
+                         quiet=True)
+    assert rep["cases"] == [] and rep["skipped"] == ["c0", "c1", "c2"]
+    assert os.stat(out / "c0.nii.gz").st_mtime_ns == mtime
+    saved = json.loads((out / "prediction_report.json").read_text())
+    assert saved["format"] == "oxunet-prediction-report"
+    for name in ("dataset.json", "plans.json", "predict_from_raw_data_args.json"):
+        assert (out / name).is_file()
+    a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"c{i}.nii.gz"))) for i in (0, 2))
+    np.testing.assert_array_equal(a, b)
+    rep = predict_folder(inp, tmp_path / "p16", project["model"], [0], tta="none", device="cpu", precision="fp32",
+                         quiet=True, save_probabilities=True, probabilities_dtype="float16")
+    p16 = np.load(tmp_path / "p16" / "c0.npz")["probabilities"]
+    assert p16.dtype == np.float16 and p16.shape == (4, *a.shape)
+    assert (p16.argmax(0) == a).mean() > 0.99  # float16 rounding may tie close classes
+
+
+def test_bad_inputs_give_one_clear_error(project, tmp_path):
+    src = project["test_images"] / "case_000_0000.nii.gz"
+    kw = dict(device="cpu", precision="fp32", quiet=True, tta="none")
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    sitk.WriteImage(sitk.ReadImage(str(src)), str(wrong / "case_000_0000.nii"))
+    with pytest.raises(InferenceError, match=r"case_000_0000.nii: file ending '.nii', but the model reads '.nii.gz'"):
+        predict_folder(wrong, tmp_path / "o1", project["model"], [0], **kw)
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    shutil.copy(src, missing / "case_000_0001.nii.gz")
+    with pytest.raises(InferenceError, match=r"case case_000: missing channel file case_000_0000.nii.gz"):
+        predict_folder(missing, tmp_path / "o2", project["model"], [0], **kw)
+    with pytest.raises(InferenceError, match="output folder must differ"):
+        predict_folder(project["test_images"], project["test_images"], project["model"], [0], **kw)
+    two = tmp_path / "two"
+    two.mkdir()
+    img = sitk.ReadImage(str(src))
+    arr = sitk.GetArrayFromImage(img)
+    vec = sitk.GetImageFromArray(np.stack([arr, arr]).astype(np.float32), isVector=False)
+    sitk.WriteImage(vec, str(two / "case_000_0000.nii.gz"))
+    with pytest.raises(InferenceError, match="case case_000: 2 image channel"):
+        predict_folder(two, tmp_path / "o3", project["model"], [0], num_processes_preprocessing=0, **kw)
+
+
+def test_cascade_appends_previous_stage_one_hot(project, tmp_path):
+    plans = json.loads(json.dumps(project["plans"]))
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    model = write_model_folder(tmp_path / "nnUNetTrainer__nnUNetPlans__3d_cascade_fullres", plans,
+                               project["dataset_json"], "3d_cascade_fullres", nnunet=False, seed=4)
+    p = Predictor.from_model_folder(model, device="cpu", precision="fp32", tta="none")
+    assert p.num_input_channels == 4
+    f = project["test_images"] / "case_000_0000.nii.gz"
+    prev = tmp_path / "prev"
+    prev.mkdir()
+    seg_file = project["test_images"].parent / "labelsTr" / "case_000.nii.gz"
+    shutil.copy(seg_file, prev / "case_000.nii.gz")
+    data, props = p.preprocess([str(f)], prev_stage_seg=prev / "case_000.nii.gz")
+    assert data.shape[0] == 4
+    onehot = data[1:]
+    assert set(np.unique(onehot)) <= {0.0, 1.0} and onehot.sum(0).max() == 1
+    for lab in (1, 2, 3):
+        assert onehot[lab - 1].sum() > 0
+    with pytest.raises(InferenceError, match="cascade stage"):
+        p.preprocess([str(f)])
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(f, inp)
+    with pytest.raises(InferenceError, match="--prev-stage"):
+        predict_folder(inp, tmp_path / "o", None, predictor=p, quiet=True)
+    rep = predict_folder(inp, tmp_path / "o", None, predictor=p, prev_stage_dir=prev, quiet=True)
+    assert [c["case"] for c in rep["cases"]] == ["case_000"]
+
+
+def test_cli_predict_with_model_folder(project, tmp_path):
+    from click.testing import CliRunner
+
+    from oxunet.cli import main
+
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-m",
+                                  str(project["model"]), "-f", "0", "1", "--disable_tta", "-device", "cpu",
+                                  "--precision", "fp32", "-npp", "0", "-nps", "0", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (out / "case_000.nii.gz").is_file()
+    args = json.loads((out / "predict_from_raw_data_args.json").read_text())
+    assert args["folds"] == [0, 1] and args["tta"] == "none"
+    r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-m",
+                                  str(tmp_path / "nope")])
+    assert r.exit_code != 0 and "model folder not found" in r.output
+
+
+def test_cli_predict_resolves_dataset_and_configuration(project, tmp_path):
+    from click.testing import CliRunner
+
+    from oxunet.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(project["model"], results / project["name"] / "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-d", "901", "-c",
+                                  "3d_fullres", "-f", "1", "--tta", "none", "--device", "cpu", "--precision", "fp32",
+                                  "--results-dir", str(results), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "prediction_report.json").read_text())["model"]["folds"] == [1]
+    r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-d", "901", "-c",
+                                  "3d_lowres", "--results-dir", str(results)])
+    assert r.exit_code != 0 and "nnUNetTrainer__nnUNetPlans__3d_lowres: model folder not found" in r.output
