@@ -30,7 +30,7 @@ from .common import quiet_option
               help="Initialise from a checkpoint (all but seg layers must match).")
 @click.option("--val", "only_val", is_flag=True, help="Only run the final validation (needs checkpoint_final.pth).")
 @click.option("--val-best", "--val_best", is_flag=True, help="Validate checkpoint_best.pth instead.")
-@click.option("--npz", is_flag=True, help="Accepted for nnU-Net compatibility; no-op (validation exports nothing yet).")
+@click.option("--npz", is_flag=True, help="Also save the validation probabilities (.npz + .json), needed by find-best's ensembles.")
 @click.option("--preprocessed-dir", type=click.Path(file_okay=False), help="[$OXUNET_PREPROCESSED or $nnUNet_preprocessed]")
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
@@ -73,8 +73,7 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
                      quiet=quiet, on_epoch_end=progress)
         if not quiet:
             click.echo(f"results: {tr.fold_dir}", err=True)
-        if npz and not quiet:
-            click.echo("note: --npz is accepted but validation exports no probabilities yet", err=True)
+        tr.export_probabilities = npz
         if only_val or val_best:
             summary = tr.validate("checkpoint_best.pth" if val_best else "checkpoint_final.pth")
         else:
@@ -84,7 +83,7 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
         raise click.ClickException(str(e)) from None
     click.echo(f"{tr.fold_dir}")
     if not quiet:
-        click.echo(f"Mean validation Dice (preprocessed space): {summary['foreground_mean'].get('Dice')}", err=True)
+        click.echo(f"Mean validation Dice: {summary['foreground_mean'].get('Dice')}", err=True)
 
 
 def _progress(total: int):

@@ -1,5 +1,5 @@
 """nnU-Net's ``nnUNetTrainer`` (spec §13): SGD Nesterov, PolyLR per epoch, deep supervision,
-AMP, pseudo-Dice EMA, best/latest/final checkpoints, exact ``--continue``, a minimal final validation.
+AMP, pseudo-Dice EMA, best/latest/final checkpoints, exact ``--continue``, final validation by the predictor.
 
 Resume: the poly schedule is a function of (epoch, total epochs); continuing with a larger
 ``epochs`` recomputes it over the new total from the next epoch on (nnU-Net behaves the same).
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from itertools import product
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +24,7 @@ import torch
 
 from ..dataset import Paths, dataset_name, load_dataset_json
 from ..planning import load_plans, resolve_configuration
-from ..preprocessing.storage import list_cases, open_case, read_patch
+from ..preprocessing.storage import list_cases, open_case
 from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import TrainerConfig
 from .logger import TrainingLogger
@@ -418,106 +416,22 @@ class Trainer:
         self.network.load_state_dict(own)
 
     # ------------------------------------------------------------------ final validation
-    def validate(self, checkpoint: str = "checkpoint_final.pth") -> dict:
-        """Minimal final validation: sliding window (step 0.5, Gaussian, no mirroring) over each
-        validation case in PREPROCESSED space, Dice vs the preprocessed seg (-1 counted as
-        background); no resampling back, no export. Writes ``validation/summary.json``."""
-        from ..kernels import Aggregator, sliding_window_starts
-        from ..networks import load_nnunet_checkpoint
+    def validate(self, checkpoint: str = "checkpoint_final.pth", save_probabilities: bool | None = None) -> dict:
+        """Final validation as nnU-Net's: the predictor exports each validation case to the
+        original geometry in ``fold_X/validation`` and ``summary.json`` scores them against the
+        raw ground truth (see :mod:`oxunet.training.validation`)."""
+        from .validation import ValidationError, validate_fold
 
         self._build()
-        ck_path = self.fold_dir / checkpoint
-        if not ck_path.is_file():
-            raise TrainingError(f"{ck_path}: no checkpoint to validate (train first)")
-        self.network.load_state_dict(load_nnunet_checkpoint(ck_path, map_location=self.device)["network_weights"])
-        self.network.eval()
-        self.network.deep_supervision = False
-        patch = tuple(int(p) for p in self.cfg["patch_size"])
-        info = self.info
-        per_case = []
-        out_dir = self.fold_dir / "validation"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        classes = list(info.foreground_regions) if info.has_regions else list(info.foreground_labels)
         try:
-            for case in self.val_keys:
-                h = open_case(self.data_dir, case)
-                shape = h.shape
-                full = (shape[0], *patch) if len(patch) == 2 else patch
-                pshape = [max(s, p) for s, p in zip(shape, full)]
-                lo = [(ps - s) // 2 for ps, s in zip(pshape, shape)]
-                box = [[-l_, -l_ + ps] for l_, ps in zip(lo, pshape)]
-                data, seg = read_patch(h, box, seg_pad=0)
-                agg = Aggregator(info.num_segmentation_heads, pshape, full, "gaussian")
-                starts = sliding_window_starts(pshape, full, 0.5)
-                with torch.no_grad():
-                    for st in product(*starts):
-                        sl = tuple(slice(s, s + p) for s, p in zip(st, full))
-                        x = torch.from_numpy(np.ascontiguousarray(data[(slice(None), *sl)]))
-                        if len(patch) == 2:
-                            x = x[:, 0]
-                        with self._autocast():
-                            y = self._forward(x[None].to(self.device))
-                        y = y[0].float().cpu()
-                        if len(patch) == 2:
-                            y = y[:, None]
-                        agg.add(y.contiguous(), list(st))
-                crop = tuple(slice(l_, l_ + s) for l_, s in zip(lo, shape))
-                ref = np.asarray(seg[0][crop])
-                ref = np.where(ref < 0, 0, ref)
-                if info.has_regions:
-                    logits = agg.finalize()[(slice(None), *crop)]
-                    pred_masks = [logits[i] > 0 for i in range(len(classes))]
-                    ref_masks = [np.isin(ref, r if isinstance(r, tuple) else (r,)) for r in classes]
-                else:
-                    pred = agg.argmax()[crop]
-                    pred_masks = [pred == cl for cl in classes]
-                    ref_masks = [ref == cl for cl in classes]
-                ignore = (ref == info.ignore_label) if info.ignore_label is not None else None
-                metrics = {}
-                for cl, pm, rm in zip(classes, pred_masks, ref_masks):
-                    metrics[_class_key(cl)] = _metrics(pm, rm, ignore)
-                per_case.append({"metrics": metrics, "prediction_file": case, "reference_file": f"{self.data_dir / case}.seg.npy"})
-        finally:
-            self.network.deep_supervision = self.config.deep_supervision
-        summary = _summary(per_case, [_class_key(c) for c in classes])
-        summary["note"] = ("oxunet minimal validation: preprocessed space, no resampling to the original geometry, "
-                           "no mirroring, no export")
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan_none))
+            if save_probabilities is None:  # --npz sets the attribute
+                save_probabilities = getattr(self, "export_probabilities", False)
+            summary = validate_fold(self, checkpoint, save_probabilities=save_probabilities)
+        except ValidationError as e:
+            raise TrainingError(str(e)) from None
         if getattr(self, "logger", None) is not None:
             self.logger.line(f"validation mean foreground Dice {summary['foreground_mean'].get('Dice')}")
         return summary
-
-
-def _nan_none(v):
-    return None
-
-
-def _class_key(cl) -> str:
-    return str(tuple(cl)) if isinstance(cl, tuple) else str(cl)
-
-
-def _metrics(pred: np.ndarray, ref: np.ndarray, ignore: np.ndarray | None) -> dict[str, float]:
-    if ignore is not None:
-        keep = ~ignore
-        pred, ref = pred & keep, ref & keep
-    tp = int(np.sum(pred & ref))
-    fp = int(np.sum(pred & ~ref))
-    fn = int(np.sum(~pred & ref))
-    n = pred.size if ignore is None else int((~ignore).sum())
-    tn = n - tp - fp - fn
-    dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else float("nan")
-    iou = tp / (tp + fp + fn) if tp + fp + fn > 0 else float("nan")
-    return {"Dice": dice, "FN": fn, "FP": fp, "IoU": iou, "TN": tn, "TP": tp, "n_pred": fp + tp, "n_ref": fn + tp}
-
-
-def _summary(per_case: list[dict], keys: list[str]) -> dict:
-    mean = {}
-    for k in keys:
-        mean[k] = {m: float(np.nanmean([c["metrics"][k][m] for c in per_case])) if per_case else float("nan")
-                   for m in ("Dice", "FN", "FP", "IoU", "TN", "TP", "n_pred", "n_ref")}
-    fg = {m: float(np.nanmean([mean[k][m] for k in keys])) if keys else float("nan")
-          for m in ("Dice", "FN", "FP", "IoU", "TN", "TP", "n_pred", "n_ref")}
-    return {"foreground_mean": fg, "mean": mean, "metric_per_case": per_case}
 
 
 def online_tp_fp_fn(output: torch.Tensor, target: torch.Tensor, is_regions: bool, ignore_label: int | None):
