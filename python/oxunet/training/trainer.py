@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -30,6 +29,8 @@ from ..preprocessing.storage import list_cases, open_case, read_patch
 from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import TrainerConfig
 from .logger import TrainingLogger
+from .precision import (PrecisionError, autocast, check_precision, cpu_has_native_bf16,  # noqa: F401 (re-exported)
+                        make_grad_scaler, resolve_precision, training_step)
 
 CHECKPOINT_FORMAT = "oxunet-checkpoint"
 
@@ -41,25 +42,6 @@ class TrainingError(RuntimeError):
 def poly_lr(initial_lr: float, epoch: int, max_epochs: int, exponent: float = 0.9) -> float:
     """nnU-Net's PolyLRScheduler: ``initial × (1 − epoch / max_epochs) ** exponent``."""
     return initial_lr * (1 - epoch / max_epochs) ** exponent
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto → fp16 AMP on CUDA, bf16 autocast on CPUs with native bf16, else fp32."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
 
 
 def _fold_value(fold: int | str) -> int | str:
@@ -201,7 +183,11 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.network.parameters(), c.initial_lr, weight_decay=c.weight_decay,
                                          momentum=c.momentum, nesterov=True)
         self.precision = resolve_precision(c.precision, self.device)
-        self.grad_scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" and self.device.type == "cuda" else None
+        try:
+            check_precision(self.precision, self.device)
+        except PrecisionError as e:
+            raise TrainingError(str(e)) from None
+        self.grad_scaler = make_grad_scaler(self.precision, self.device)
         patch = tuple(int(p) for p in cfg["patch_size"])
         preset = get_preset(c.augmentation)
         setup = configure_augmentation(patch, patch_scale_range=preset.patch_scale_range, mirror=preset.mirror)
@@ -278,13 +264,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _autocast(self):
-        if self.precision == "fp16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        if self.precision == "fp16":
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return nullcontext()
+        return autocast(self.precision, self.device)
 
     def _to_device(self, batch: dict):
         data = batch["data"].to(self.device, non_blocking=True)
@@ -294,21 +274,12 @@ class Trainer:
 
     def train_step(self, batch: dict) -> float:
         data, target = self._to_device(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            out = self._forward(data)
-            loss = self.loss(out, target)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-        return float(loss.detach().cpu())
+        loss = training_step(self._forward, self.loss, self.optimizer, self._trainable_params(), data, target,
+                             self.precision, self.device, self.grad_scaler, self.config.grad_clip)
+        return float(loss.cpu())
+
+    def _trainable_params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.network.parameters() if p.requires_grad]
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
