@@ -27,7 +27,10 @@ from .common import quiet_option
 @click.option("--continue", "--c", "continue_training", is_flag=True, help="Resume from final/latest/best checkpoint.")
 @click.option("--num-workers", type=click.IntRange(0), help="Data-loading workers [$nnUNet_n_proc_DA, default 12]; 0 = in-process.")
 @click.option("--pretrained", "--pretrained_weights", "pretrained", type=click.Path(dir_okay=False, exists=True),
-              help="Initialise from a checkpoint (all but seg layers must match).")
+              help="Initialise from a checkpoint (ours or nnU-Net's): every tensor that fits is loaded, each "
+              "mismatch reported; seg layers are re-initialised when the label count differs and the first conv "
+              "adapted to another input-channel count.")
+@click.option("--freeze", help="'encoder' or N: freeze the encoder (or its first N stages) and train the rest.")
 @click.option("--val", "only_val", is_flag=True, help="Only run the final validation (needs checkpoint_final.pth).")
 @click.option("--val-best", "--val_best", is_flag=True, help="Validate checkpoint_best.pth instead.")
 @click.option("--npz", is_flag=True, help="Accepted for nnU-Net compatibility; no-op (validation exports nothing yet).")
@@ -35,7 +38,7 @@ from .common import quiet_option
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def train(positional, dataset, configuration, fold, trainer, plans_name, epochs, iters_per_epoch, val_iters, batch_size,
-          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, preprocessed_dir,
+          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, freeze, preprocessed_dir,
           results_dir, quiet) -> None:
     """Train a configuration on one fold (nnU-Net's nnUNetTrainer), then validate it."""
     pos = list(positional)
@@ -65,7 +68,8 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
     try:
         cfg = load_trainer_config(trainer).replace(epochs=epochs, iterations_per_epoch=iters_per_epoch,
                                                    val_iterations=val_iters, batch_size=batch_size,
-                                                   precision=precision, num_workers=num_workers)
+                                                   precision=precision, num_workers=num_workers,
+                                                   freeze=freeze)
         cfg.validate()
         paths = resolve_paths(preprocessed_dir=preprocessed_dir, results_dir=results_dir)
         progress = None if quiet or not sys.stderr.isatty() else _progress(cfg.epochs)

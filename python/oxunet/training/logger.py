@@ -31,6 +31,7 @@ class TrainingLogger:
         self.fold_dir = Path(fold_dir)
         self.log: dict[str, list] = {k: [] for k in LOG_KEYS}
         self.quiet = quiet
+        self.extra: dict[str, Any] = {}  # run-level JSON entries (e.g. "pretrained": the transfer report)
         stamp = time.strftime("%Y_%-m_%-d_%H_%M_%S")
         self.text_path = self.fold_dir / f"training_log_{stamp}.txt"
 
@@ -60,4 +61,4 @@ class TrainingLogger:
                 if i < len(L["epoch_end_timestamps"]) else None,
             })
         with atomic_path(self.fold_dir / "training_log.json") as tmp:
-            Path(tmp).write_text(json.dumps({"version": LOG_VERSION, "epochs": _plain(epochs)}, indent=1))
+            Path(tmp).write_text(json.dumps({"version": LOG_VERSION, **self.extra, "epochs": _plain(epochs)}, indent=1))

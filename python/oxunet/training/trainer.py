@@ -29,6 +29,7 @@ from ..preprocessing.storage import list_cases, open_case, read_patch
 from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import TrainerConfig
 from .logger import TrainingLogger
+from .transfer import TransferReport  # noqa: F401 (type of load_pretrained)
 from .precision import (PrecisionError, autocast, check_precision, cpu_has_native_bf16,  # noqa: F401 (re-exported)
                         make_grad_scaler, resolve_precision, training_step)
 
@@ -180,7 +181,14 @@ class Trainer:
                                ignore_label=info.ignore_label, smooth=c.loss_smooth,
                                num_outputs=n_out if c.deep_supervision else None,
                                deep_supervision_weights=c.deep_supervision_weights if c.deep_supervision else None)
-        self.optimizer = torch.optim.SGD(self.network.parameters(), c.initial_lr, weight_decay=c.weight_decay,
+        from .transfer import TransferError, apply_freeze
+
+        try:
+            self.frozen_parameters = apply_freeze(self.network, c.freeze)
+        except TransferError as e:
+            raise TrainingError(str(e)) from None
+        # frozen parameters stay out of the optimizer (no momentum / weight decay on them)
+        self.optimizer = torch.optim.SGD(self._trainable_params(), c.initial_lr, weight_decay=c.weight_decay,
                                          momentum=c.momentum, nesterov=True)
         self.precision = resolve_precision(c.precision, self.device)
         try:
@@ -225,7 +233,8 @@ class Trainer:
             "trainer_name": self.config.name,
             "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
             "oxunet": {"format": CHECKPOINT_FORMAT, "version": 1, "trainer_config": self.config.to_dict(),
-                       "seed": self.seed, "rng_states": rng_states(), "plans_name": self.plans_name},
+                       "seed": self.seed, "rng_states": rng_states(), "plans_name": self.plans_name,
+                       "pretrained": self.logger.extra.get("pretrained")},
         }
 
     def _load(self, path: Path) -> None:
@@ -244,6 +253,8 @@ class Trainer:
             self.seed = int(ours["seed"])
         if ours.get("rng_states"):
             restore_rng_states(ours["rng_states"])
+        if ours.get("pretrained"):
+            self.logger.extra["pretrained"] = ours["pretrained"]
 
     # ------------------------------------------------------------------ setup of the output folder
     def _prepare_output(self) -> None:
@@ -298,6 +309,7 @@ class Trainer:
         """Trains from scratch or resumes; ``stop_after_epochs`` ends this call early (the run can be
         continued); returns the fold folder. Final validation runs once the last epoch is done."""
         from .loader import epoch_loader
+        from .transfer import set_frozen_eval
 
         c = self.config
         self.seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
@@ -329,6 +341,8 @@ class Trainer:
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
             self.network.train()
+            if c.freeze is not None:
+                set_frozen_eval(self.network, c.freeze)
             losses = [self.train_step(b) for b in epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
                                                                 stream=0, num_workers=self.num_workers, pin_memory=pin)]
             self.network.eval()
@@ -376,17 +390,32 @@ class Trainer:
             self.validate()
         return self.fold_dir
 
-    def load_pretrained(self, path: str) -> None:
-        """nnU-Net's rule: every key except ``.seg_layers.`` must exist with the same shape."""
+    def load_pretrained(self, path: str) -> "TransferReport":
+        """Load every fitting tensor of ``path`` (ours or nnU-Net's checkpoint; rules in
+        :mod:`oxunet.training.transfer`); each mismatch goes to the text log, a rich table (unless
+        quiet) and the ``pretrained`` entry of training_log.json."""
         from ..networks import load_nnunet_checkpoint
+        from .transfer import TransferError, load_pretrained_weights
 
-        weights = load_nnunet_checkpoint(path)["network_weights"]
-        own = self.network.state_dict()
-        bad = [k for k, v in own.items() if ".seg_layers." not in k and (k not in weights or weights[k].shape != v.shape)]
-        if bad:
-            raise TrainingError(f"{path}: pretrained weights do not fit this network (missing or different shape: {bad[:5]})")
-        own.update({k: v for k, v in weights.items() if ".seg_layers." not in k and k in own})
-        self.network.load_state_dict(own)
+        self._build()
+        try:
+            weights = load_nnunet_checkpoint(path)["network_weights"]
+            report = load_pretrained_weights(self.network, weights, source=str(path))
+        except (ValueError, FileNotFoundError) as e:
+            if isinstance(e, TransferError):
+                raise TrainingError(str(e)) from None
+            raise TrainingError(f"--pretrained: {e}") from None
+        self.transfer_report = report
+        logger = getattr(self, "logger", None)
+        if logger is not None:
+            for line in report.lines():
+                logger.line(line)
+            logger.extra["pretrained"] = report.to_dict()
+        if not self.quiet and (report.adapted or report.reinitialised or report.unused):
+            from rich.console import Console
+
+            Console(stderr=True).print(report.rich_table())
+        return report
 
     # ------------------------------------------------------------------ final validation
     def validate(self, checkpoint: str = "checkpoint_final.pth") -> dict:
