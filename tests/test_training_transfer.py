@@ -138,5 +138,6 @@ def test_trainer_pretrained_and_freeze(prepared, tmp_path):  # noqa: F811
     assert {r["reason"] for r in log["pretrained"]["reinitialised"]} == {"label count changed"}
     text = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "re-initialised decoder.seg_layers.0.weight" in text
+    assert (fold / "progress.png").stat().st_size > 1000
     with pytest.raises(TrainingError, match="only 3 stages"):
         Trainer("900", "3d_fullres", 0, paths=res, config=cfg.replace(freeze=4), quiet=True)._build()

@@ -309,6 +309,7 @@ class Trainer:
         """Trains from scratch or resumes; ``stop_after_epochs`` ends this call early (the run can be
         continued); returns the fold folder. Final validation runs once the last epoch is done."""
         from .loader import epoch_loader
+        from .progress_plot import write_progress_png
         from .transfer import set_frozen_eval
 
         c = self.config
@@ -381,6 +382,8 @@ class Trainer:
             if self.current_epoch % c.checkpoint_interval == 0 or self.current_epoch == c.epochs:
                 save_checkpoint(self.fold_dir / "checkpoint_latest.pth", self._checkpoint(self.current_epoch))
             L.write_json()
+            if c.progress_plot:
+                write_progress_png(L.log, self.fold_dir, L.line)
             n_run += 1
             if self.on_epoch_end is not None:
                 self.on_epoch_end(EpochSummary(epoch, L.log["train_losses"][-1], L.log["val_losses"][-1], dice, ema, lr, t1 - t0))
