@@ -27,10 +27,11 @@ def _plain(v: Any) -> Any:
 class TrainingLogger:
     """nnU-Net's ``nnUNetLogger`` lists (one value per epoch), saved in checkpoints as ``logging``."""
 
-    def __init__(self, fold_dir: Path, quiet: bool = False):
+    def __init__(self, fold_dir: Path, quiet: bool = False, enabled: bool = True):
         self.fold_dir = Path(fold_dir)
         self.log: dict[str, list] = {k: [] for k in LOG_KEYS}
         self.quiet = quiet
+        self.enabled = enabled  # False on DDP ranks other than 0: nothing is written
         self.extra: dict[str, Any] = {}  # run-level JSON entries (e.g. "pretrained": the transfer report)
         stamp = time.strftime("%Y_%-m_%-d_%H_%M_%S")
         self.text_path = self.fold_dir / f"training_log_{stamp}.txt"
@@ -42,10 +43,14 @@ class TrainingLogger:
         self.log[key].append(value)
 
     def line(self, text: str) -> None:
+        if not self.enabled:
+            return
         with open(self.text_path, "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {text}\n")
 
     def write_json(self) -> None:
+        if not self.enabled:
+            return
         epochs = []
         L = self.log
         for i in range(len(L["train_losses"])):

@@ -86,6 +86,13 @@ class Trainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise TrainingError("device cuda requested but torch sees no CUDA device")
         self.quiet, self.on_epoch_end = quiet, on_epoch_end
+        from .distributed import local_rank, rank, world_size
+
+        # DDP (oxunet.training.distributed): joined before the Trainer is made (launch / torchrun)
+        self.rank, self.world_size = rank(), world_size()
+        self.is_main = self.rank == 0
+        if self.device.type == "cuda" and self.world_size > 1 and self.device.index is None:
+            self.device = torch.device("cuda", local_rank())
         if paths.preprocessed is None:
             raise TrainingError("no preprocessed folder: set nnUNet_preprocessed / OXUNET_PREPROCESSED or pass --preprocessed-dir")
         if paths.results is None:
@@ -144,8 +151,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     @property
-    def batch_size(self) -> int:
+    def global_batch_size(self) -> int:
+        """The plan's (or ``--batch-size``) batch: split across DDP ranks."""
         return int(self.config.batch_size or self.cfg["batch_size"])
+
+    def rank_split(self):
+        """This rank's batch size and oversampling (nnU-Net's DDP rule; the whole batch without DDP)."""
+        from .distributed import split_batch
+
+        try:
+            splits = split_batch(self.global_batch_size, self.world_size, self._oversample(),
+                                 self.config.probabilistic_oversampling)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        return splits[self.rank]
+
+    @property
+    def batch_size(self) -> int:
+        """This rank's batch size."""
+        return self.rank_split().batch_size
 
     @property
     def num_workers(self) -> int:
@@ -158,7 +182,7 @@ class Trainer:
         if c.oversample_foreground_percent is not None:
             return c.oversample_foreground_percent
         # nnUNetTrainer_probabilisticOversampling: the deterministic scheme's effective fraction
-        b = self.batch_size
+        b = self.global_batch_size
         return float(np.mean([j >= round(b * (1 - 0.33)) for j in range(b)]))
 
     def _build(self) -> None:
@@ -177,10 +201,16 @@ class Trainer:
         strides = arch["arch_kwargs"]["strides"]
         n_out = len(strides) - 1
         self.ds_scales = deep_supervision_scales(strides) if c.deep_supervision else None
+        ds_weights = c.deep_supervision_weights if c.deep_supervision else None
+        if self.world_size > 1 and c.deep_supervision and ds_weights is None and not c.compile:
+            # nnU-Net under DDP: the lowest output gets 1e-6 instead of 0 (DDP rejects parameters without a gradient)
+            w = [1 / 2**i for i in range(n_out)]
+            w[-1] = 1e-6 if n_out > 1 else w[-1]
+            ds_weights = [x / sum(w) for x in w]
         self.loss = build_loss(c.loss, batch_dice=bool(cfg.get("batch_dice", False)), is_regions=info.has_regions,
                                ignore_label=info.ignore_label, smooth=c.loss_smooth,
                                num_outputs=n_out if c.deep_supervision else None,
-                               deep_supervision_weights=c.deep_supervision_weights if c.deep_supervision else None)
+                               deep_supervision_weights=ds_weights)
         from .transfer import TransferError, apply_freeze
 
         try:
@@ -206,7 +236,7 @@ class Trainer:
         train_aug = build_training_transforms(patch, preset, use_mask_for_norm=cfg.get("use_mask_for_norm"), **labels_kw)
         val_aug = build_validation_transforms(**labels_kw)
         common = dict(folder=str(self.data_dir), batch_size=self.batch_size,
-                      oversample_foreground_percent=self._oversample(),
+                      oversample_foreground_percent=self.rank_split().oversample_foreground_percent,
                       probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None)
         initial = setup.initial_patch_size[-len(patch):]
         self.train_spec = LoaderSpec(cases=list(self.train_keys), patch_size=tuple(initial), final_patch_size=patch,
@@ -217,6 +247,17 @@ class Trainer:
             self._forward = torch.compile(self.network)
         else:
             self._forward = self.network
+        self._eval_forward = self._forward  # final validation runs on rank 0 alone: never through DDP
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            from .losses import enable_ddp_gather
+
+            enable_ddp_gather(self.loss)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # DDP broadcasts rank 0's initial weights; gradients are averaged over ranks
+            unused = bool(ds_weights) and any(w == 0 for w in ds_weights)  # user weights that skip outputs
+            self._forward = DistributedDataParallel(self._forward, device_ids=ids, find_unused_parameters=unused)
         self._built = True
 
     # ------------------------------------------------------------------ checkpoints
@@ -236,6 +277,11 @@ class Trainer:
                        "seed": self.seed, "rng_states": rng_states(), "plans_name": self.plans_name,
                        "pretrained": self.logger.extra.get("pretrained")},
         }
+
+    def _save(self, path: Path, checkpoint_fn) -> None:
+        """Only rank 0 writes checkpoints (``checkpoint_fn`` builds the dict only there)."""
+        if self.is_main:
+            save_checkpoint(path, checkpoint_fn())
 
     def _load(self, path: Path) -> None:
         from ..networks import load_nnunet_checkpoint
@@ -313,13 +359,17 @@ class Trainer:
         from .transfer import set_frozen_eval
 
         c = self.config
-        self.seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        from .distributed import all_gather_objects, broadcast_object
+
+        seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        self.seed = int(broadcast_object(seed))  # one seed for all ranks
         torch.manual_seed(self.seed)
         self._build()
-        self.logger = TrainingLogger(self.fold_dir, self.quiet)
+        self.logger = TrainingLogger(self.fold_dir, self.quiet, enabled=self.is_main)
         self._best_ema: float | None = None
         self.current_epoch = 0
-        self._prepare_output()
+        if self.is_main:
+            self._prepare_output()
         if continue_training:
             if pretrained:
                 raise TrainingError("--continue cannot be combined with --pretrained")
@@ -345,15 +395,21 @@ class Trainer:
             if c.freeze is not None:
                 set_frozen_eval(self.network, c.freeze)
             losses = [self.train_step(b) for b in epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
-                                                                stream=0, num_workers=self.num_workers, pin_memory=pin)]
+                                                                stream=2 * self.rank, num_workers=self.num_workers, pin_memory=pin)]
             self.network.eval()
             vl, tps, fps, fns = [], [], [], []
             if c.val_iterations > 0:
-                for b in epoch_loader(self.val_spec, c.val_iterations, self.seed, epoch, stream=1,
+                for b in epoch_loader(self.val_spec, c.val_iterations, self.seed, epoch, stream=2 * self.rank + 1,
                                       num_workers=max(1, self.num_workers // 2) if self.num_workers else 0, pin_memory=pin):
                     l_, tp, fp, fn = self.validation_step(b)
                     vl.append(l_)
                     tps.append(tp), fps.append(fp), fns.append(fn)
+            # every rank's numbers (nnU-Net's all_gather_object); identity without DDP
+            losses = [x for part in all_gather_objects(losses) for x in part]
+            vl = [x for part in all_gather_objects(vl) for x in part]
+            parts = all_gather_objects((sum(tps), sum(fps), sum(fns)) if tps else None)
+            parts = [x for x in parts if x is not None]
+            tps, fps, fns = [x[0] for x in parts], [x[1] for x in parts], [x[2] for x in parts]
             if tps:
                 tp, fp, fn = sum(tps), sum(fps), sum(fns)
                 dice = [float(2 * a / (2 * a + b + d)) if (2 * a + b + d) > 0 else float("nan") for a, b, d in zip(tp, fp, fn)]
@@ -378,18 +434,18 @@ class Trainer:
                    f"time {t1 - t0:.1f}s")
             if not math.isnan(ema) and (self._best_ema is None or ema > self._best_ema):
                 self._best_ema = ema
-                save_checkpoint(self.fold_dir / "checkpoint_best.pth", self._checkpoint(self.current_epoch))
+                self._save(self.fold_dir / "checkpoint_best.pth", lambda: self._checkpoint(self.current_epoch))
             if self.current_epoch % c.checkpoint_interval == 0 or self.current_epoch == c.epochs:
-                save_checkpoint(self.fold_dir / "checkpoint_latest.pth", self._checkpoint(self.current_epoch))
+                self._save(self.fold_dir / "checkpoint_latest.pth", lambda: self._checkpoint(self.current_epoch))
             L.write_json()
-            if c.progress_plot:
+            if c.progress_plot and self.is_main:
                 write_progress_png(L.log, self.fold_dir, L.line)
             n_run += 1
-            if self.on_epoch_end is not None:
+            if self.on_epoch_end is not None and self.is_main:
                 self.on_epoch_end(EpochSummary(epoch, L.log["train_losses"][-1], L.log["val_losses"][-1], dice, ema, lr, t1 - t0))
-        save_checkpoint(self.fold_dir / "checkpoint_final.pth", self._checkpoint(self.current_epoch))
+        self._save(self.fold_dir / "checkpoint_final.pth", lambda: self._checkpoint(self.current_epoch))
         self.logger.write_json()
-        if validate:
+        if validate and self.is_main:
             self.validate()
         return self.fold_dir
 
@@ -459,7 +515,7 @@ class Trainer:
                         if len(patch) == 2:
                             x = x[:, 0]
                         with self._autocast():
-                            y = self._forward(x[None].to(self.device))
+                            y = self._eval_forward(x[None].to(self.device))
                         y = y[0].float().cpu()
                         if len(patch) == 2:
                             y = y[:, None]
