@@ -35,7 +35,8 @@ from .common import quiet_option
               "the global batch, split as nnU-Net does. Under torchrun the ranks come from its environment.")
 @click.option("--freeze", help="'encoder' or N: freeze the encoder (or its first N stages) and train the rest.")
 @click.option("--val", "only_val", is_flag=True, help="Only run the final validation (needs checkpoint_final.pth).")
-@click.option("--val-best", "--val_best", is_flag=True, help="Validate checkpoint_best.pth instead.")
+@click.option("--val-best", "--val_best", is_flag=True, help="Run the final validation with checkpoint_best.pth instead "
+              "of checkpoint_final.pth (after training, or alone with --val), as nnU-Net.")
 @click.option("--npz", is_flag=True, help="Accepted for nnU-Net compatibility; no-op (validation exports nothing yet).")
 @click.option("--preprocessed-dir", type=click.Path(file_okay=False), help="[$OXUNET_PREPROCESSED or $nnUNet_preprocessed]")
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
@@ -93,8 +94,11 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
             click.echo(f"results: {tr.fold_dir}", err=True)
         if npz and not quiet:
             click.echo("note: --npz is accepted but validation exports no probabilities yet", err=True)
-        if only_val or val_best:
-            summary = tr.validate("checkpoint_best.pth" if val_best else "checkpoint_final.pth")
+        val_checkpoint = "checkpoint_best.pth" if val_best else "checkpoint_final.pth"
+        if only_val:
+            if under_torchrun and ddp.rank() != 0:
+                return  # the final validation runs on rank 0
+            summary = tr.run_final_validation(val_checkpoint)
         elif num_gpus > 1:
             try:  # a batch smaller than the number of ranks fails here, before spawning
                 ddp.split_batch(tr.global_batch_size, num_gpus, 0.0)
@@ -103,13 +107,14 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
             kwargs = dict(paths=paths, config=cfg, plans_name=plans_name, device=device, quiet=quiet)
             try:
                 ddp.launch(ddp.train_rank, num_gpus, tuple(values), kwargs,
-                           dict(continue_training=continue_training, pretrained=pretrained),
+                           dict(continue_training=continue_training, pretrained=pretrained,
+                                validation_checkpoint=val_checkpoint),
                            backend=ddp.backend_for(device))
             except Exception as e:  # a rank failed: its traceback was printed by torch.multiprocessing
                 raise click.ClickException(f"DDP training failed on a rank: {e}") from None
             summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())
         else:
-            tr.run(continue_training=continue_training, pretrained=pretrained)
+            tr.run(continue_training=continue_training, pretrained=pretrained, validation_checkpoint=val_checkpoint)
             if under_torchrun and ddp.rank() != 0:
                 return
             summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())

@@ -51,7 +51,7 @@ class TrainerConfig:
     num_workers: int | None = None  # None: nnUNet_n_proc_DA or min(12, cpu count)
     precision: str = "auto"
     checkpoint_interval: int = 1  # checkpoint_latest.pth every N epochs (nnU-Net: 50)
-    compile: bool = False
+    compile: bool | None = None  # None: nnU-Net's rule ($nnUNet_compile, default on) — CUDA only
     progress_plot: bool = True  # progress.png every epoch (skipped with one log line without matplotlib)
     seed: int | None = None  # None: drawn once and stored in the checkpoint
     freeze: str | int | None = None  # "encoder" or N: train only later layers (oxunet.training.transfer)

@@ -5,6 +5,11 @@ Resume: the poly schedule is a function of (epoch, total epochs); continuing wit
 ``epochs`` recomputes it over the new total from the next epoch on (nnU-Net behaves the same).
 Batches are a pure function of (seed, epoch, workers), so 1 + continue 1 epochs give the same
 weights as 2 straight epochs (same device, workers, precision).
+
+Related modules: precision (``--precision``), transfer (``--pretrained`` / ``--freeze``),
+distributed (DDP: ``--num-gpus`` / torchrun), progress_plot (``progress.png``).
+Compile follows nnU-Net's ``_do_i_compile`` (:func:`should_compile`, ``$nnUNet_compile``); data
+workers follow ``$nnUNet_n_proc_DA`` (loader.default_num_workers).
 """
 
 from __future__ import annotations
@@ -43,6 +48,18 @@ class TrainingError(RuntimeError):
 def poly_lr(initial_lr: float, epoch: int, max_epochs: int, exponent: float = 0.9) -> float:
     """nnU-Net's PolyLRScheduler: ``initial × (1 − epoch / max_epochs) ** exponent``."""
     return initial_lr * (1 - epoch / max_epochs) ** exponent
+
+
+def should_compile(requested: bool | None, device: torch.device | str, environ=None) -> bool:
+    """nnU-Net's ``_do_i_compile``: never on CPU / MPS / Windows; on CUDA ``requested`` when set,
+    else ``$nnUNet_compile`` (true/1/t; default true)."""
+    kind = torch.device(device).type
+    if kind != "cuda" or os.name == "nt":
+        return False
+    if requested is not None:
+        return bool(requested)
+    env = os.environ if environ is None else environ
+    return env.get("nnUNet_compile", "true").lower() in ("true", "1", "t")
 
 
 def _fold_value(fold: int | str) -> int | str:
@@ -202,7 +219,7 @@ class Trainer:
         n_out = len(strides) - 1
         self.ds_scales = deep_supervision_scales(strides) if c.deep_supervision else None
         ds_weights = c.deep_supervision_weights if c.deep_supervision else None
-        if self.world_size > 1 and c.deep_supervision and ds_weights is None and not c.compile:
+        if self.world_size > 1 and c.deep_supervision and ds_weights is None and not should_compile(c.compile, self.device):
             # nnU-Net under DDP: the lowest output gets 1e-6 instead of 0 (DDP rejects parameters without a gradient)
             w = [1 / 2**i for i in range(n_out)]
             w[-1] = 1e-6 if n_out > 1 else w[-1]
@@ -243,7 +260,8 @@ class Trainer:
                                      augmenter=train_aug, **common)
         self.val_spec = LoaderSpec(cases=list(self.val_keys), patch_size=patch, final_patch_size=patch,
                                    augmenter=val_aug, **common)
-        if c.compile and self.device.type == "cuda":
+        self.compiled = should_compile(c.compile, self.device)
+        if self.compiled:
             self._forward = torch.compile(self.network)
         else:
             self._forward = self.network
@@ -311,7 +329,7 @@ class Trainer:
             if src.is_file():
                 shutil.copyfile(src, self.output_root / name)
         debug = {"trainer_config": self.config.to_dict(), "dataset": self.dataset_name, "configuration": self.configuration_name,
-                 "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision,
+                 "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision, "compiled": self.compiled, "world_size": self.world_size,
                  "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
                  "patch_size": list(self.cfg["patch_size"]), "initial_patch_size": list(self.train_spec.patch_size),
                  "train_cases": len(self.train_keys), "val_cases": len(self.val_keys), "hostname": platform.node(),
@@ -351,7 +369,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, *, continue_training: bool = False, stop_after_epochs: int | None = None,
-            validate: bool = True, pretrained: str | None = None) -> Path:
+            validate: bool = True, pretrained: str | None = None,
+            validation_checkpoint: str = "checkpoint_final.pth") -> Path:
         """Trains from scratch or resumes; ``stop_after_epochs`` ends this call early (the run can be
         continued); returns the fold folder. Final validation runs once the last epoch is done."""
         from .loader import epoch_loader
@@ -446,7 +465,7 @@ class Trainer:
         self._save(self.fold_dir / "checkpoint_final.pth", lambda: self._checkpoint(self.current_epoch))
         self.logger.write_json()
         if validate and self.is_main:
-            self.validate()
+            self.run_final_validation(validation_checkpoint)
         return self.fold_dir
 
     def load_pretrained(self, path: str) -> "TransferReport":
@@ -477,6 +496,11 @@ class Trainer:
         return report
 
     # ------------------------------------------------------------------ final validation
+    def run_final_validation(self, checkpoint: str = "checkpoint_final.pth") -> dict:
+        """The fold's final validation with ``checkpoint`` (``--val`` / ``--val-best``); returns the
+        summary. Currently the minimal :meth:`validate`; the predictor replaces the body."""
+        return self.validate(checkpoint)
+
     def validate(self, checkpoint: str = "checkpoint_final.pth") -> dict:
         """Minimal final validation: sliding window (step 0.5, Gaussian, no mirroring) over each
         validation case in PREPROCESSED space, Dice vs the preprocessed seg (-1 counted as
