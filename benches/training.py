@@ -5,7 +5,8 @@ the background workers), host→device copy, forward + loss, backward, optimizer
 step). The first iteration is a warm-up and reported apart. Precisions: fp32 and ``auto``
 (bf16 autocast on CPUs with native bf16, see oxunet.training.precision). Optionally nnunetv2's
 ``nnUNetTrainer.train_step`` (its network from dynamic-network-architectures, its DC_and_CE loss
-with deep supervision, its SGD) on the same batches: compute only, fp32 as nnU-Net runs on CPU.
+with deep supervision, its SGD; fp32 as nnU-Net runs on CPU) against ours on the same batches,
+compute only, alternating step by step so the machine's load hits both alike (``--nnunet``).
 
 Data: ``--preprocessed-dir`` (a folder holding our preprocessed Dataset004_Hippocampus), else the
 first ``--cases`` raw cases of the shared Hippocampus are planned and preprocessed into ``--work``
@@ -124,14 +125,21 @@ def bench_oxunet(pre: Path, work: Path, precision: str, iters: int, batch: int, 
     return res, batches
 
 
-def bench_nnunet(pre: Path, batches: list, steps: int) -> dict:
-    """nnunetv2's train_step with its own network/loss/optimizer on our batches (compute only)."""
+def bench_compute(pre: Path, work: Path, batches: list, steps: int, precisions: list[str]) -> dict:
+    """Compute-only step times on the same batches, alternating in rounds (load drift hits all
+    alike): nnunetv2's ``nnUNetTrainer.train_step`` (its network, DC_and_CE loss with deep
+    supervision, SGD; fp32 as nnU-Net on CPU) and ours (:func:`training_step`) per precision."""
     import numpy as np
     from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    from oxunet.dataset import resolve_paths
+    from oxunet.training.config import TrainerConfig
+    from oxunet.training.precision import training_step
+    from oxunet.training.trainer import Trainer
 
     plans = json.loads((pre / DATASET / "nnUNetPlans.json").read_text())
     c = plans["configurations"]["3d_fullres"]
@@ -154,14 +162,28 @@ def bench_nnunet(pre: Path, batches: list, steps: int) -> dict:
     me.network, me.loss = net, loss
     me.optimizer = torch.optim.SGD(net.parameters(), 1e-2, weight_decay=3e-5, momentum=0.99, nesterov=True)
     net.train()
-    times = []
+    paths = resolve_paths(preprocessed_dir=pre, results_dir=work / "res", environ={})
+    ours = {}
+    for p in precisions:
+        tr = Trainer("4", "3d_fullres", 0, paths=paths, quiet=True,
+                     config=TrainerConfig(name="bench", precision=p, batch_size=batches[0]["data"].shape[0], seed=0))
+        tr._build()
+        tr.network.train()
+        ours[p] = tr
+    times: dict[str, list[float]] = {"nnunetv2 fp32": [], **{f"oxunet {t.precision}": [] for t in ours.values()}}
     for i in range(steps + 1):
         b = batches[i % len(batches)]
         t = time.perf_counter()
         nnUNetTrainer.train_step(me, {"data": b["data"], "target": b["target"]})
         if i:
-            times.append(time.perf_counter() - t)
-    return {"impl": "nnunetv2", "precision": "fp32", "steps": steps, "step": _summ(times)}
+            times["nnunetv2 fp32"].append(time.perf_counter() - t)
+        for tr in ours.values():
+            t = time.perf_counter()
+            float(training_step(tr._forward, tr.loss, tr.optimizer, tr._trainable_params(), b["data"], b["target"],
+                                tr.precision, tr.device, tr.grad_scaler, 12.0))
+            if i:
+                times[f"oxunet {tr.precision}"].append(time.perf_counter() - t)
+    return {"impl": "compute-only, alternating", "steps": steps, **{k: _summ(v) for k, v in times.items()}}
 
 
 def main() -> None:
@@ -192,10 +214,10 @@ def main() -> None:
                                                                   "optimizer", "total"))
               + f"; warm-up {r['warmup_s']:.2f}s")
     if a.nnunet:
-        r = bench_nnunet(pre, batches, max(2, min(a.iters, 5)))
+        r = bench_compute(pre, a.work, batches, max(2, min(a.iters, 5)), a.precision)
         results.append(r)
-        print(f"nnunetv2 train_step fp32: mean {r['step']['mean_s']:.3f}s, median {r['step']['median_s']:.3f}s "
-              f"over {r['steps']} steps")
+        print(f"compute-only step, same batches, alternating ({r['steps']} steps): "
+              + "; ".join(f"{k} median {v['median_s']:.3f}s" for k, v in r.items() if isinstance(v, dict)))
     info["loadavg_end"] = os.getloadavg()
     print(json.dumps({"loadavg_end": info["loadavg_end"]}))
     if a.json:

@@ -108,3 +108,19 @@ def test_cli_rejects_batch_smaller_than_ranks(prepared, tmp_path):  # noqa: F811
     r = CliRunner().invoke(group, ["train", "900", "3d_fullres", "0", "--num-gpus", "3", "--device", "cpu",
                                    "--preprocessed-dir", str(prepared / "pre"), "--results-dir", str(tmp_path)])
     assert r.exit_code != 0 and "batch of 2 across 3 ranks" in r.output
+
+
+def test_rank_streams_differ(prepared, tmp_path):  # noqa: F811
+    from oxunet.training.loader import epoch_loader
+    from oxunet.training.trainer import Trainer
+
+    paths = resolve_paths(preprocessed_dir=prepared / "pre", results_dir=tmp_path, environ={})
+    tr = Trainer("900", "3d_fullres", 0, paths=paths, quiet=True,
+                 config=TrainerConfig(name="t", num_workers=0, batch_size=2, seed=1, precision="fp32"))
+    tr._build()
+    assert (tr.loader_stream(False), tr.loader_stream(True)) == (0, 1)  # single-process streams unchanged
+    rank0 = [b["data"] for b in epoch_loader(tr.val_spec, 2, 1, 0, stream=tr.loader_stream(True))]
+    tr.rank = 1
+    assert (tr.loader_stream(False), tr.loader_stream(True)) == (2, 3)
+    rank1 = [b["data"] for b in epoch_loader(tr.val_spec, 2, 1, 0, stream=tr.loader_stream(True))]
+    assert not any(torch.equal(a, b) for a, b in zip(rank0, rank1))

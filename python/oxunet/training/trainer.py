@@ -194,6 +194,11 @@ class Trainer:
 
         return default_num_workers() if self.config.num_workers is None else self.config.num_workers
 
+    def loader_stream(self, validation: bool) -> int:
+        """Batch stream id: rank r uses 2r (training) and 2r + 1 (validation), the equivalent of a
+        DistributedSampler shard; rank 0 / no DDP keeps 0 and 1."""
+        return 2 * self.rank + int(validation)
+
     def _oversample(self) -> float:
         c = self.config
         if c.oversample_foreground_percent is not None:
@@ -202,7 +207,9 @@ class Trainer:
         b = self.global_batch_size
         return float(np.mean([j >= round(b * (1 - 0.33)) for j in range(b)]))
 
-    def _build(self) -> None:
+    def _build(self, distributed: bool = True) -> None:
+        """Network, loss, optimizer, loaders. ``distributed=False``: no DDP wrapper even in a DDP
+        run (validation on rank 0 alone must not enter DDP's collective construction)."""
         if self._built:
             return
         from ..networks import build_network
@@ -266,7 +273,7 @@ class Trainer:
         else:
             self._forward = self.network
         self._eval_forward = self._forward  # final validation runs on rank 0 alone: never through DDP
-        if self.world_size > 1:
+        if self.world_size > 1 and distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             from .losses import enable_ddp_gather
@@ -414,11 +421,11 @@ class Trainer:
             if c.freeze is not None:
                 set_frozen_eval(self.network, c.freeze)
             losses = [self.train_step(b) for b in epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
-                                                                stream=2 * self.rank, num_workers=self.num_workers, pin_memory=pin)]
+                                                                stream=self.loader_stream(False), num_workers=self.num_workers, pin_memory=pin)]
             self.network.eval()
             vl, tps, fps, fns = [], [], [], []
             if c.val_iterations > 0:
-                for b in epoch_loader(self.val_spec, c.val_iterations, self.seed, epoch, stream=2 * self.rank + 1,
+                for b in epoch_loader(self.val_spec, c.val_iterations, self.seed, epoch, stream=self.loader_stream(True),
                                       num_workers=max(1, self.num_workers // 2) if self.num_workers else 0, pin_memory=pin):
                     l_, tp, fp, fn = self.validation_step(b)
                     vl.append(l_)
@@ -508,7 +515,7 @@ class Trainer:
         from ..kernels import Aggregator, sliding_window_starts
         from ..networks import load_nnunet_checkpoint
 
-        self._build()
+        self._build(distributed=False)
         ck_path = self.fold_dir / checkpoint
         if not ck_path.is_file():
             raise TrainingError(f"{ck_path}: no checkpoint to validate (train first)")
