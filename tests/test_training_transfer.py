@@ -141,3 +141,19 @@ def test_trainer_pretrained_and_freeze(prepared, tmp_path):  # noqa: F811
     assert (fold / "progress.png").stat().st_size > 1000
     with pytest.raises(TrainingError, match="only 3 stages"):
         Trainer("900", "3d_fullres", 0, paths=res, config=cfg.replace(freeze=4), quiet=True)._build()
+
+
+def test_resenc_first_conv_and_freeze_include_the_stem():
+    arch = copy.deepcopy(ARCH)
+    arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+    kw = arch["arch_kwargs"]
+    kw["n_blocks_per_stage"] = kw.pop("n_conv_per_stage")
+    kw["n_conv_per_stage_decoder"] = [1, 1]
+    net = build_network(arch, 2, 3)
+    assert any(k.startswith("encoder.stem.") for k in first_conv_keys(net))
+    names = apply_freeze(net, 1)
+    assert any(n.startswith("encoder.stem.") for n in names) and any(n.startswith("encoder.stages.0.") for n in names)
+    assert not any(n.startswith("encoder.stages.1.") for n in names)
+    src = build_network(arch, 1, 3)
+    report = load_pretrained_weights(build_network(arch, 2, 3), src.state_dict())
+    assert report.adapted and all(a["name"].startswith(("encoder.stem.", "decoder.encoder.stem.")) for a in report.adapted)
