@@ -226,8 +226,9 @@ class Trainer:
         n_out = len(strides) - 1
         self.ds_scales = deep_supervision_scales(strides) if c.deep_supervision else None
         ds_weights = c.deep_supervision_weights if c.deep_supervision else None
-        if self.world_size > 1 and c.deep_supervision and ds_weights is None and not should_compile(c.compile, self.device):
-            # nnU-Net under DDP: the lowest output gets 1e-6 instead of 0 (DDP rejects parameters without a gradient)
+        if self.world_size > 1 and c.deep_supervision and ds_weights is None:
+            # nnU-Net under DDP: the lowest output gets 1e-6 instead of 0 (DDP rejects parameters without a
+            # gradient). nnU-Net keeps 0 when it compiles; we use 1e-6 then too (same loss to 1e-6, no risk)
             w = [1 / 2**i for i in range(n_out)]
             w[-1] = 1e-6 if n_out > 1 else w[-1]
             ds_weights = [x / sum(w) for x in w]
@@ -336,7 +337,8 @@ class Trainer:
             if src.is_file():
                 shutil.copyfile(src, self.output_root / name)
         debug = {"trainer_config": self.config.to_dict(), "dataset": self.dataset_name, "configuration": self.configuration_name,
-                 "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision, "compiled": self.compiled, "world_size": self.world_size,
+                 "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision,
+                 "compiled": self.compiled, "world_size": self.world_size, "global_batch_size": self.global_batch_size,
                  "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
                  "patch_size": list(self.cfg["patch_size"]), "initial_patch_size": list(self.train_spec.patch_size),
                  "train_cases": len(self.train_keys), "val_cases": len(self.val_keys), "hostname": platform.node(),
