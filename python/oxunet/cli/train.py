@@ -27,15 +27,22 @@ from .common import quiet_option
 @click.option("--continue", "--c", "continue_training", is_flag=True, help="Resume from final/latest/best checkpoint.")
 @click.option("--num-workers", type=click.IntRange(0), help="Data-loading workers [$nnUNet_n_proc_DA, default 12]; 0 = in-process.")
 @click.option("--pretrained", "--pretrained_weights", "pretrained", type=click.Path(dir_okay=False, exists=True),
-              help="Initialise from a checkpoint (all but seg layers must match).")
+              help="Initialise from a checkpoint (ours or nnU-Net's): every tensor that fits is loaded, each "
+              "mismatch reported; seg layers are re-initialised when the label count differs and the first conv "
+              "adapted to another input-channel count.")
+@click.option("--num-gpus", "--num_gpus", type=click.IntRange(1), default=1, show_default=True,
+              help="DDP ranks on this machine: one per GPU, or CPU processes (gloo) with --device cpu. The batch is "
+              "the global batch, split as nnU-Net does. Under torchrun the ranks come from its environment.")
+@click.option("--freeze", help="'encoder' or N: freeze the encoder (or its first N stages) and train the rest.")
 @click.option("--val", "only_val", is_flag=True, help="Only run the final validation (needs checkpoint_final.pth).")
-@click.option("--val-best", "--val_best", is_flag=True, help="Validate checkpoint_best.pth instead.")
+@click.option("--val-best", "--val_best", is_flag=True, help="Run the final validation with checkpoint_best.pth instead "
+              "of checkpoint_final.pth (after training, or alone with --val), as nnU-Net.")
 @click.option("--npz", is_flag=True, help="Also save the validation probabilities (.npz + .json), needed by find-best's ensembles.")
 @click.option("--preprocessed-dir", type=click.Path(file_okay=False), help="[$OXUNET_PREPROCESSED or $nnUNet_preprocessed]")
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def train(positional, dataset, configuration, fold, trainer, plans_name, epochs, iters_per_epoch, val_iters, batch_size,
-          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, preprocessed_dir,
+          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, num_gpus, freeze, preprocessed_dir,
           results_dir, quiet) -> None:
     """Train a configuration on one fold (nnU-Net's nnUNetTrainer), then validate it."""
     pos = list(positional)
@@ -57,15 +64,27 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
     import torch
 
     from ..dataset import resolve_paths
+    from ..training import distributed as ddp
     from ..training.config import TrainerConfigError, load_trainer_config
     from ..training.trainer import Trainer, TrainingError
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    under_torchrun = ddp.env_world_size() > 1
+    if under_torchrun and num_gpus > 1:
+        raise click.UsageError("--num-gpus spawns ranks itself: do not combine it with torchrun (WORLD_SIZE is set)")
+    if num_gpus > 1 and device == "cuda" and torch.cuda.device_count() < num_gpus:
+        raise click.UsageError(f"--num-gpus {num_gpus}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
+    if num_gpus > 1 and device == "mps":
+        raise click.UsageError("--num-gpus > 1 is not supported on mps")
+    if under_torchrun:
+        ddp.init_from_env(device)
+        quiet = quiet or ddp.rank() != 0
     try:
         cfg = load_trainer_config(trainer).replace(epochs=epochs, iterations_per_epoch=iters_per_epoch,
                                                    val_iterations=val_iters, batch_size=batch_size,
-                                                   precision=precision, num_workers=num_workers)
+                                                   precision=precision, num_workers=num_workers,
+                                                   freeze=freeze)
         cfg.validate()
         paths = resolve_paths(preprocessed_dir=preprocessed_dir, results_dir=results_dir)
         progress = None if quiet or not sys.stderr.isatty() else _progress(cfg.epochs)
@@ -74,13 +93,35 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
         if not quiet:
             click.echo(f"results: {tr.fold_dir}", err=True)
         tr.export_probabilities = npz
-        if only_val or val_best:
-            summary = tr.validate("checkpoint_best.pth" if val_best else "checkpoint_final.pth")
+        val_checkpoint = "checkpoint_best.pth" if val_best else "checkpoint_final.pth"
+        if only_val:
+            if under_torchrun and ddp.rank() != 0:
+                return  # the final validation runs on rank 0
+            summary = tr.run_final_validation(val_checkpoint)
+        elif num_gpus > 1:
+            try:  # a batch smaller than the number of ranks fails here, before spawning
+                ddp.split_batch(tr.global_batch_size, num_gpus, 0.0)
+            except ValueError as e:
+                raise TrainingError(str(e)) from None
+            kwargs = dict(paths=paths, config=cfg, plans_name=plans_name, device=device, quiet=quiet)
+            try:
+                ddp.launch(ddp.train_rank, num_gpus, tuple(values), kwargs,
+                           dict(continue_training=continue_training, pretrained=pretrained,
+                                validation_checkpoint=val_checkpoint),
+                           backend=ddp.backend_for(device))
+            except Exception as e:  # a rank failed: its traceback was printed by torch.multiprocessing
+                raise click.ClickException(f"DDP training failed on a rank: {e}") from None
+            summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())
         else:
-            tr.run(continue_training=continue_training, pretrained=pretrained)
+            tr.run(continue_training=continue_training, pretrained=pretrained, validation_checkpoint=val_checkpoint)
+            if under_torchrun and ddp.rank() != 0:
+                return
             summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())
     except (TrainingError, TrainerConfigError) as e:
         raise click.ClickException(str(e)) from None
+    finally:
+        if under_torchrun and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     click.echo(f"{tr.fold_dir}")
     if not quiet:
         click.echo(f"Mean validation Dice: {summary['foreground_mean'].get('Dice')}", err=True)

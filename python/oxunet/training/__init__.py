@@ -15,7 +15,8 @@ _LAZY = {
 
 _LAZY.update({name: ".config" for name in ("TrainerConfig", "TrainerConfigError", "builtin_config", "load_trainer_config",
                                             "variant_names", "BUILTIN_VARIANTS")})
-_LAZY.update({name: ".trainer" for name in ("Trainer", "TrainingError", "poly_lr", "resolve_precision")})
+_LAZY.update({name: ".trainer" for name in ("Trainer", "TrainingError", "poly_lr")})
+_LAZY.update({name: ".precision" for name in ("resolve_precision", "cpu_has_native_bf16", "PrecisionError", "training_step")})
 _LAZY.update({name: ".loader" for name in ("LoaderSpec", "epoch_loader", "default_num_workers")})
 
 __all__ = list(_LAZY)

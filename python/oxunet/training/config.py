@@ -51,8 +51,10 @@ class TrainerConfig:
     num_workers: int | None = None  # None: nnUNet_n_proc_DA or min(12, cpu count)
     precision: str = "auto"
     checkpoint_interval: int = 1  # checkpoint_latest.pth every N epochs (nnU-Net: 50)
-    compile: bool = False
+    compile: bool | None = None  # None: nnU-Net's rule ($nnUNet_compile, default on) — CUDA only
+    progress_plot: bool = True  # progress.png every epoch (skipped with one log line without matplotlib)
     seed: int | None = None  # None: drawn once and stored in the checkpoint
+    freeze: str | int | None = None  # "encoder" or N: train only later layers (oxunet.training.transfer)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +84,12 @@ class TrainerConfig:
             raise TrainerConfigError(f"trainer {self.name!r}: oversample_foreground_percent may be null only with probabilistic_oversampling")
         if p is not None and not 0.0 <= p <= 1.0:
             raise TrainerConfigError(f"trainer {self.name!r}: oversample_foreground_percent must be in [0, 1], got {p!r}")
+        from .transfer import TransferError, parse_freeze
+
+        try:
+            self.freeze = parse_freeze(self.freeze)
+        except TransferError as e:
+            raise TrainerConfigError(f"trainer {self.name!r}: {e}") from None
         if self.initial_lr <= 0:
             raise TrainerConfigError(f"trainer {self.name!r}: initial_lr must be > 0, got {self.initial_lr!r}")
 

@@ -27,10 +27,12 @@ def _plain(v: Any) -> Any:
 class TrainingLogger:
     """nnU-Net's ``nnUNetLogger`` lists (one value per epoch), saved in checkpoints as ``logging``."""
 
-    def __init__(self, fold_dir: Path, quiet: bool = False):
+    def __init__(self, fold_dir: Path, quiet: bool = False, enabled: bool = True):
         self.fold_dir = Path(fold_dir)
         self.log: dict[str, list] = {k: [] for k in LOG_KEYS}
         self.quiet = quiet
+        self.enabled = enabled  # False on DDP ranks other than 0: nothing is written
+        self.extra: dict[str, Any] = {}  # run-level JSON entries (e.g. "pretrained": the transfer report)
         stamp = time.strftime("%Y_%-m_%-d_%H_%M_%S")
         self.text_path = self.fold_dir / f"training_log_{stamp}.txt"
 
@@ -41,10 +43,14 @@ class TrainingLogger:
         self.log[key].append(value)
 
     def line(self, text: str) -> None:
+        if not self.enabled:
+            return
         with open(self.text_path, "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {text}\n")
 
     def write_json(self) -> None:
+        if not self.enabled:
+            return
         epochs = []
         L = self.log
         for i in range(len(L["train_losses"])):
@@ -60,4 +66,4 @@ class TrainingLogger:
                 if i < len(L["epoch_end_timestamps"]) else None,
             })
         with atomic_path(self.fold_dir / "training_log.json") as tmp:
-            Path(tmp).write_text(json.dumps({"version": LOG_VERSION, "epochs": _plain(epochs)}, indent=1))
+            Path(tmp).write_text(json.dumps({"version": LOG_VERSION, **self.extra, "epochs": _plain(epochs)}, indent=1))

@@ -9,7 +9,9 @@
 Values equal nnunetv2's loss classes (tested to 1e-5). Deliberate differences, all where nnU-Net
 would return NaN or crash: CE over a batch with no annotated voxel is 0 (nnU-Net: NaN in its
 CE-only trainer), TopK keeps at least one voxel, Dice-only honours the ignore label (nnU-Net's
-Dice-only trainer indexes out of range), and DDP gathering of batch-Dice terms is not done here.
+Dice-only trainer indexes out of range). Under DDP (:func:`enable_ddp_gather`) batch-Dice terms are
+summed over the local batch, then all-gathered with gradient and summed over ranks (nnU-Net gathers
+before summing, which needs equal per-rank batch sizes).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class SoftDiceLoss(nn.Module):
         self.batch_dice = batch_dice
         self.do_bg = do_bg
         self.smooth = float(smooth)
+        self.ddp = False  # batch dice over all DDP ranks (enable_ddp_gather)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
         probs = self._apply(logits) if self._apply is not None else logits
@@ -83,6 +86,10 @@ class SoftDiceLoss(nn.Module):
         sum_pred = masked_probs.sum(axes, dtype=torch.float32)
         if self.batch_dice:
             intersect, sum_pred, sum_gt = (t.sum(0, dtype=torch.float32) for t in (intersect, sum_pred, sum_gt))
+            if self.ddp:
+                from .distributed import gather_sum
+
+                intersect, sum_pred, sum_gt = gather_sum(intersect), gather_sum(sum_pred), gather_sum(sum_gt)
         dice = (2 * intersect + self.smooth) / (sum_gt + sum_pred + self.smooth).clamp_min(1e-8)
         return -dice.mean()
 
@@ -313,3 +320,11 @@ def build_loss(
             raise ValueError(f"{len(weights)} deep supervision weights for a network with {n} outputs")
         weights += [0.0] * (n - len(weights))
     return DeepSupervisionLoss(loss, weights)
+
+
+def enable_ddp_gather(loss: nn.Module, enabled: bool = True) -> nn.Module:
+    """Make every batch-Dice term inside ``loss`` span all DDP ranks (nnU-Net's ``ddp=True``)."""
+    for m in loss.modules():
+        if isinstance(m, SoftDiceLoss):
+            m.ddp = bool(enabled)
+    return loss

@@ -5,16 +5,21 @@ Resume: the poly schedule is a function of (epoch, total epochs); continuing wit
 ``epochs`` recomputes it over the new total from the next epoch on (nnU-Net behaves the same).
 Batches are a pure function of (seed, epoch, workers), so 1 + continue 1 epochs give the same
 weights as 2 straight epochs (same device, workers, precision).
+
+Related modules: precision (``--precision``), transfer (``--pretrained`` / ``--freeze``),
+distributed (DDP: ``--num-gpus`` / torchrun), progress_plot (``progress.png``).
+Compile follows nnU-Net's ``_do_i_compile`` (:func:`should_compile`, ``$nnUNet_compile``); data
+workers follow ``$nnUNet_n_proc_DA`` (loader.default_num_workers).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +33,9 @@ from ..preprocessing.storage import list_cases, open_case
 from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import TrainerConfig
 from .logger import TrainingLogger
+from .transfer import TransferReport  # noqa: F401 (type of load_pretrained)
+from .precision import (PrecisionError, autocast, check_precision, cpu_has_native_bf16,  # noqa: F401 (re-exported)
+                        make_grad_scaler, resolve_precision, training_step)
 
 CHECKPOINT_FORMAT = "oxunet-checkpoint"
 
@@ -41,23 +49,16 @@ def poly_lr(initial_lr: float, epoch: int, max_epochs: int, exponent: float = 0.
     return initial_lr * (1 - epoch / max_epochs) ** exponent
 
 
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+def should_compile(requested: bool | None, device: torch.device | str, environ=None) -> bool:
+    """nnU-Net's ``_do_i_compile``: never on CPU / MPS / Windows; on CUDA ``requested`` when set,
+    else ``$nnUNet_compile`` (true/1/t; default true)."""
+    kind = torch.device(device).type
+    if kind != "cuda" or os.name == "nt":
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto → fp16 AMP on CUDA, bf16 autocast on CPUs with native bf16, else fp32."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
+    if requested is not None:
+        return bool(requested)
+    env = os.environ if environ is None else environ
+    return env.get("nnUNet_compile", "true").lower() in ("true", "1", "t")
 
 
 def _fold_value(fold: int | str) -> int | str:
@@ -101,6 +102,13 @@ class Trainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise TrainingError("device cuda requested but torch sees no CUDA device")
         self.quiet, self.on_epoch_end = quiet, on_epoch_end
+        from .distributed import local_rank, rank, world_size
+
+        # DDP (oxunet.training.distributed): joined before the Trainer is made (launch / torchrun)
+        self.rank, self.world_size = rank(), world_size()
+        self.is_main = self.rank == 0
+        if self.device.type == "cuda" and self.world_size > 1 and self.device.index is None:
+            self.device = torch.device("cuda", local_rank())
         if paths.preprocessed is None:
             raise TrainingError("no preprocessed folder: set nnUNet_preprocessed / OXUNET_PREPROCESSED or pass --preprocessed-dir")
         if paths.results is None:
@@ -159,8 +167,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     @property
-    def batch_size(self) -> int:
+    def global_batch_size(self) -> int:
+        """The plan's (or ``--batch-size``) batch: split across DDP ranks."""
         return int(self.config.batch_size or self.cfg["batch_size"])
+
+    def rank_split(self):
+        """This rank's batch size and oversampling (nnU-Net's DDP rule; the whole batch without DDP)."""
+        from .distributed import split_batch
+
+        try:
+            splits = split_batch(self.global_batch_size, self.world_size, self._oversample(),
+                                 self.config.probabilistic_oversampling)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        return splits[self.rank]
+
+    @property
+    def batch_size(self) -> int:
+        """This rank's batch size."""
+        return self.rank_split().batch_size
 
     @property
     def num_workers(self) -> int:
@@ -168,15 +193,22 @@ class Trainer:
 
         return default_num_workers() if self.config.num_workers is None else self.config.num_workers
 
+    def loader_stream(self, validation: bool) -> int:
+        """Batch stream id: rank r uses 2r (training) and 2r + 1 (validation), the equivalent of a
+        DistributedSampler shard; rank 0 / no DDP keeps 0 and 1."""
+        return 2 * self.rank + int(validation)
+
     def _oversample(self) -> float:
         c = self.config
         if c.oversample_foreground_percent is not None:
             return c.oversample_foreground_percent
         # nnUNetTrainer_probabilisticOversampling: the deterministic scheme's effective fraction
-        b = self.batch_size
+        b = self.global_batch_size
         return float(np.mean([j >= round(b * (1 - 0.33)) for j in range(b)]))
 
-    def _build(self) -> None:
+    def _build(self, distributed: bool = True) -> None:
+        """Network, loss, optimizer, loaders. ``distributed=False``: no DDP wrapper even in a DDP
+        run (validation on rank 0 alone must not enter DDP's collective construction)."""
         if self._built:
             return
         from ..networks import build_network
@@ -192,14 +224,32 @@ class Trainer:
         strides = arch["arch_kwargs"]["strides"]
         n_out = len(strides) - 1
         self.ds_scales = deep_supervision_scales(strides) if c.deep_supervision else None
+        ds_weights = c.deep_supervision_weights if c.deep_supervision else None
+        if self.world_size > 1 and c.deep_supervision and ds_weights is None:
+            # nnU-Net under DDP: the lowest output gets 1e-6 instead of 0 (DDP rejects parameters without a
+            # gradient). nnU-Net keeps 0 when it compiles; we use 1e-6 then too (same loss to 1e-6, no risk)
+            w = [1 / 2**i for i in range(n_out)]
+            w[-1] = 1e-6 if n_out > 1 else w[-1]
+            ds_weights = [x / sum(w) for x in w]
         self.loss = build_loss(c.loss, batch_dice=bool(cfg.get("batch_dice", False)), is_regions=info.has_regions,
                                ignore_label=info.ignore_label, smooth=c.loss_smooth,
                                num_outputs=n_out if c.deep_supervision else None,
-                               deep_supervision_weights=c.deep_supervision_weights if c.deep_supervision else None)
-        self.optimizer = torch.optim.SGD(self.network.parameters(), c.initial_lr, weight_decay=c.weight_decay,
+                               deep_supervision_weights=ds_weights)
+        from .transfer import TransferError, apply_freeze
+
+        try:
+            self.frozen_parameters = apply_freeze(self.network, c.freeze)
+        except TransferError as e:
+            raise TrainingError(str(e)) from None
+        # frozen parameters stay out of the optimizer (no momentum / weight decay on them)
+        self.optimizer = torch.optim.SGD(self._trainable_params(), c.initial_lr, weight_decay=c.weight_decay,
                                          momentum=c.momentum, nesterov=True)
         self.precision = resolve_precision(c.precision, self.device)
-        self.grad_scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" and self.device.type == "cuda" else None
+        try:
+            check_precision(self.precision, self.device)
+        except PrecisionError as e:
+            raise TrainingError(str(e)) from None
+        self.grad_scaler = make_grad_scaler(self.precision, self.device)
         patch = tuple(int(p) for p in cfg["patch_size"])
         preset = get_preset(c.augmentation)
         setup = configure_augmentation(patch, patch_scale_range=preset.patch_scale_range, mirror=preset.mirror)
@@ -210,17 +260,29 @@ class Trainer:
         train_aug = build_training_transforms(patch, preset, use_mask_for_norm=cfg.get("use_mask_for_norm"), **labels_kw)
         val_aug = build_validation_transforms(**labels_kw)
         common = dict(folder=str(self.data_dir), batch_size=self.batch_size,
-                      oversample_foreground_percent=self._oversample(),
+                      oversample_foreground_percent=self.rank_split().oversample_foreground_percent,
                       probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None)
         initial = setup.initial_patch_size[-len(patch):]
         self.train_spec = LoaderSpec(cases=list(self.train_keys), patch_size=tuple(initial), final_patch_size=patch,
                                      augmenter=train_aug, **common)
         self.val_spec = LoaderSpec(cases=list(self.val_keys), patch_size=patch, final_patch_size=patch,
                                    augmenter=val_aug, **common)
-        if c.compile and self.device.type == "cuda":
+        self.compiled = should_compile(c.compile, self.device)
+        if self.compiled:
             self._forward = torch.compile(self.network)
         else:
             self._forward = self.network
+        self._eval_forward = self._forward  # final validation runs on rank 0 alone: never through DDP
+        if self.world_size > 1 and distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            from .losses import enable_ddp_gather
+
+            enable_ddp_gather(self.loss)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # DDP broadcasts rank 0's initial weights; gradients are averaged over ranks
+            unused = bool(ds_weights) and any(w == 0 for w in ds_weights)  # user weights that skip outputs
+            self._forward = DistributedDataParallel(self._forward, device_ids=ids, find_unused_parameters=unused)
         self._built = True
 
     # ------------------------------------------------------------------ checkpoints
@@ -237,8 +299,14 @@ class Trainer:
             "trainer_name": self.config.name,
             "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
             "oxunet": {"format": CHECKPOINT_FORMAT, "version": 1, "trainer_config": self.config.to_dict(),
-                       "seed": self.seed, "rng_states": rng_states(), "plans_name": self.plans_name},
+                       "seed": self.seed, "rng_states": rng_states(), "plans_name": self.plans_name,
+                       "pretrained": self.logger.extra.get("pretrained")},
         }
+
+    def _save(self, path: Path, checkpoint_fn) -> None:
+        """Only rank 0 writes checkpoints (``checkpoint_fn`` builds the dict only there)."""
+        if self.is_main:
+            save_checkpoint(path, checkpoint_fn())
 
     def _load(self, path: Path) -> None:
         from ..networks import load_nnunet_checkpoint
@@ -256,6 +324,8 @@ class Trainer:
             self.seed = int(ours["seed"])
         if ours.get("rng_states"):
             restore_rng_states(ours["rng_states"])
+        if ours.get("pretrained"):
+            self.logger.extra["pretrained"] = ours["pretrained"]
 
     # ------------------------------------------------------------------ setup of the output folder
     def _prepare_output(self) -> None:
@@ -267,6 +337,7 @@ class Trainer:
                 shutil.copyfile(src, self.output_root / name)
         debug = {"trainer_config": self.config.to_dict(), "dataset": self.dataset_name, "configuration": self.configuration_name,
                  "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision,
+                 "compiled": self.compiled, "world_size": self.world_size, "global_batch_size": self.global_batch_size,
                  "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
                  "patch_size": list(self.cfg["patch_size"]), "initial_patch_size": list(self.train_spec.patch_size),
                  "train_cases": len(self.train_keys), "val_cases": len(self.val_keys), "hostname": platform.node(),
@@ -276,13 +347,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _autocast(self):
-        if self.precision == "fp16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        if self.precision == "fp16":
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return nullcontext()
+        return autocast(self.precision, self.device)
 
     def _to_device(self, batch: dict):
         data = batch["data"].to(self.device, non_blocking=True)
@@ -292,21 +357,12 @@ class Trainer:
 
     def train_step(self, batch: dict) -> float:
         data, target = self._to_device(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            out = self._forward(data)
-            loss = self.loss(out, target)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-        return float(loss.detach().cpu())
+        loss = training_step(self._forward, self.loss, self.optimizer, self._trainable_params(), data, target,
+                             self.precision, self.device, self.grad_scaler, self.config.grad_clip)
+        return float(loss.cpu())
+
+    def _trainable_params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.network.parameters() if p.requires_grad]
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -321,19 +377,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, *, continue_training: bool = False, stop_after_epochs: int | None = None,
-            validate: bool = True, pretrained: str | None = None) -> Path:
+            validate: bool = True, pretrained: str | None = None,
+            validation_checkpoint: str = "checkpoint_final.pth") -> Path:
         """Trains from scratch or resumes; ``stop_after_epochs`` ends this call early (the run can be
         continued); returns the fold folder. Final validation runs once the last epoch is done."""
         from .loader import epoch_loader
+        from .progress_plot import write_progress_png
+        from .transfer import set_frozen_eval
 
         c = self.config
-        self.seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        from .distributed import all_gather_objects, broadcast_object
+
+        seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        self.seed = int(broadcast_object(seed))  # one seed for all ranks
         torch.manual_seed(self.seed)
         self._build()
-        self.logger = TrainingLogger(self.fold_dir, self.quiet)
+        self.logger = TrainingLogger(self.fold_dir, self.quiet, enabled=self.is_main)
         self._best_ema: float | None = None
         self.current_epoch = 0
-        self._prepare_output()
+        if self.is_main:
+            self._prepare_output()
         if continue_training:
             if pretrained:
                 raise TrainingError("--continue cannot be combined with --pretrained")
@@ -356,16 +419,24 @@ class Trainer:
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
             self.network.train()
+            if c.freeze is not None:
+                set_frozen_eval(self.network, c.freeze)
             losses = [self.train_step(b) for b in epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
-                                                                stream=0, num_workers=self.num_workers, pin_memory=pin)]
+                                                                stream=self.loader_stream(False), num_workers=self.num_workers, pin_memory=pin)]
             self.network.eval()
             vl, tps, fps, fns = [], [], [], []
             if c.val_iterations > 0:
-                for b in epoch_loader(self.val_spec, c.val_iterations, self.seed, epoch, stream=1,
+                for b in epoch_loader(self.val_spec, c.val_iterations, self.seed, epoch, stream=self.loader_stream(True),
                                       num_workers=max(1, self.num_workers // 2) if self.num_workers else 0, pin_memory=pin):
                     l_, tp, fp, fn = self.validation_step(b)
                     vl.append(l_)
                     tps.append(tp), fps.append(fp), fns.append(fn)
+            # every rank's numbers (nnU-Net's all_gather_object); identity without DDP
+            losses = [x for part in all_gather_objects(losses) for x in part]
+            vl = [x for part in all_gather_objects(vl) for x in part]
+            parts = all_gather_objects((sum(tps), sum(fps), sum(fns)) if tps else None)
+            parts = [x for x in parts if x is not None]
+            tps, fps, fns = [x[0] for x in parts], [x[1] for x in parts], [x[2] for x in parts]
             if tps:
                 tp, fp, fn = sum(tps), sum(fps), sum(fns)
                 dice = [float(2 * a / (2 * a + b + d)) if (2 * a + b + d) > 0 else float("nan") for a, b, d in zip(tp, fp, fn)]
@@ -390,39 +461,60 @@ class Trainer:
                    f"time {t1 - t0:.1f}s")
             if not math.isnan(ema) and (self._best_ema is None or ema > self._best_ema):
                 self._best_ema = ema
-                save_checkpoint(self.fold_dir / "checkpoint_best.pth", self._checkpoint(self.current_epoch))
+                self._save(self.fold_dir / "checkpoint_best.pth", lambda: self._checkpoint(self.current_epoch))
             if self.current_epoch % c.checkpoint_interval == 0 or self.current_epoch == c.epochs:
-                save_checkpoint(self.fold_dir / "checkpoint_latest.pth", self._checkpoint(self.current_epoch))
+                self._save(self.fold_dir / "checkpoint_latest.pth", lambda: self._checkpoint(self.current_epoch))
             L.write_json()
+            if c.progress_plot and self.is_main:
+                write_progress_png(L.log, self.fold_dir, L.line)
             n_run += 1
-            if self.on_epoch_end is not None:
+            if self.on_epoch_end is not None and self.is_main:
                 self.on_epoch_end(EpochSummary(epoch, L.log["train_losses"][-1], L.log["val_losses"][-1], dice, ema, lr, t1 - t0))
-        save_checkpoint(self.fold_dir / "checkpoint_final.pth", self._checkpoint(self.current_epoch))
+        self._save(self.fold_dir / "checkpoint_final.pth", lambda: self._checkpoint(self.current_epoch))
         self.logger.write_json()
-        if validate:
-            self.validate()
+        if validate and self.is_main:
+            self.run_final_validation(validation_checkpoint)
         return self.fold_dir
 
-    def load_pretrained(self, path: str) -> None:
-        """nnU-Net's rule: every key except ``.seg_layers.`` must exist with the same shape."""
+    def load_pretrained(self, path: str) -> "TransferReport":
+        """Load every fitting tensor of ``path`` (ours or nnU-Net's checkpoint; rules in
+        :mod:`oxunet.training.transfer`); each mismatch goes to the text log, a rich table (unless
+        quiet) and the ``pretrained`` entry of training_log.json."""
         from ..networks import load_nnunet_checkpoint
+        from .transfer import TransferError, load_pretrained_weights
 
-        weights = load_nnunet_checkpoint(path)["network_weights"]
-        own = self.network.state_dict()
-        bad = [k for k, v in own.items() if ".seg_layers." not in k and (k not in weights or weights[k].shape != v.shape)]
-        if bad:
-            raise TrainingError(f"{path}: pretrained weights do not fit this network (missing or different shape: {bad[:5]})")
-        own.update({k: v for k, v in weights.items() if ".seg_layers." not in k and k in own})
-        self.network.load_state_dict(own)
+        self._build()
+        try:
+            weights = load_nnunet_checkpoint(path)["network_weights"]
+            report = load_pretrained_weights(self.network, weights, source=str(path))
+        except (ValueError, FileNotFoundError) as e:
+            if isinstance(e, TransferError):
+                raise TrainingError(str(e)) from None
+            raise TrainingError(f"--pretrained: {e}") from None
+        self.transfer_report = report
+        logger = getattr(self, "logger", None)
+        if logger is not None:
+            for line in report.lines():
+                logger.line(line)
+            logger.extra["pretrained"] = report.to_dict()
+        if not self.quiet and (report.adapted or report.reinitialised or report.unused):
+            from rich.console import Console
+
+            Console(stderr=True).print(report.rich_table())
+        return report
 
     # ------------------------------------------------------------------ final validation
+    def run_final_validation(self, checkpoint: str = "checkpoint_final.pth") -> dict:
+        """The fold's final validation with ``checkpoint`` (``--val`` / ``--val-best``); returns the summary."""
+        return self.validate(checkpoint)
+
     def validate(self, checkpoint: str = "checkpoint_final.pth", save_probabilities: bool | None = None) -> dict:
         """Final validation as nnU-Net's: the predictor exports each validation case to the
         original geometry in ``fold_X/validation`` and ``summary.json`` scores them against the
         raw ground truth (see :mod:`oxunet.training.validation`)."""
         from .validation import ValidationError, validate_fold
 
-        self._build()
+        self._build(distributed=False)
         try:
             if save_probabilities is None:  # --npz sets the attribute
                 save_probabilities = getattr(self, "export_probabilities", False)
