@@ -43,7 +43,7 @@ def demo_case(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np
     return image, seg
 
 
-def make_demo_dataset(root: str | Path, num_cases: int = 20, shape: tuple[int, int, int] = (32, 48, 48),
+def make_demo_dataset(root: str | Path, num_cases: int = 20, shape: tuple[int, int, int] = (24, 40, 40),
                       spacing: tuple[float, float, float] = (1.5, 1.0, 1.0), seed: int = 0) -> Path:
     """Writes ``root/Dataset990_OxunetDemo`` (imagesTr, labelsTr, dataset.json); returns it.
     ``spacing`` is in numpy (z, y, x) order. An existing complete dataset is kept as it is."""
