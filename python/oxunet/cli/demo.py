@@ -44,14 +44,13 @@ def demo(data, work_dir, epochs, iters_per_epoch, batch_size, device, precision,
                           num_processes=num_processes, quiet=quiet or not sys.stderr.isatty(), log=err.print)
     except DemoError as e:
         raise click.ClickException(str(e)) from None
-    table = Table(title=f"{result.dataset}: Dice on fold 0's validation cases")
+    out.print(f"{result.dataset}: Dice on the validation cases of fold 0")
+    table = Table()
     table.add_column("label")
     table.add_column("Dice", justify="right")
     for label, value in result.dice.items():
         table.add_row(label, f"{value:.4f}")
     out.print(table)
-    where = Table(title="artefacts", show_header=False)
-    for what, path in result.artefacts.items():
-        where.add_row(what, str(path))
-    out.print(where)
+    for what, path in result.artefacts.items():  # plain lines: paths must never be cut
+        click.echo(f"{what + ':':14} {path}")
     err.print("time per step: " + ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items()))
