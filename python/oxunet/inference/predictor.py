@@ -20,7 +20,7 @@ import numpy as np
 
 from ..dataset import DatasetInfo
 from ..planning.plans import resolve_configuration
-from .export import ExportPlan, StreamingExport, export_logits, save_probabilities, streaming_exact, write_segmentation
+from .export import ExportPlan, StreamingExport, cast_into, export_logits, save_probabilities, streaming_exact, write_segmentation
 from .model_folder import InferenceError, ModelFolder, load_model_folder
 from .runtime import StageTimes, peak_rss_bytes, reset_peak_rss, resolve_device, resolve_precision
 from .sliding import SlidingWindow
@@ -257,7 +257,11 @@ class Predictor:
             def keep(slabs):
                 with times.stage("aggregation"):
                     for x0, x1, slab in slabs:
-                        logits[:, x0:x1] = slab
+                        if slab.dtype == logits.dtype:
+                            logits[:, x0:x1] = slab
+                        else:  # a contiguous block of the (C, Z, Y, X) array per channel
+                            for c in range(slab.shape[0]):
+                                cast_into(slab[c], logits[c, x0:x1])
 
             self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
                              on_slabs=keep, times=times)
