@@ -33,6 +33,7 @@ __all__ = ["ExportPlan", "StreamingExport", "export_logits", "load_properties", 
            "write_segmentation"]
 
 CHUNK_BYTES = 256 << 20  # full-resolution float32 channels resampled at once on the label path
+SLAB_CHUNK_BYTES = 64 << 20  # the same within one streamed slab
 
 
 @dataclass(frozen=True)
@@ -267,27 +268,29 @@ class StreamingExport:
 
     def _consume(self, slabs) -> None:
         for x0, x1, slab in slabs:
-            slab = as_dtype(slab, self.logits_dtype)
             if self.source is None:
-                o0, o1 = x0, x1
-                planes = slab
+                o0, o1, pick = x0, x1, slice(None)
             else:
                 sel = np.nonzero((self.source >= x0) & (self.source < x1))[0]
                 if sel.size == 0:
                     continue
                 o0, o1 = int(sel[0]), int(sel[-1]) + 1
-                planes = slab[:, self.source[o0:o1] - x0]
-            planes = np.ascontiguousarray(planes)
+                pick = self.source[o0:o1] - x0
             shape = [o1 - o0, *self.target[1:]]
-            res = _resample(self.ep, planes, shape, self.cs, self.ns)
-            if self.probs is not None:
+            if self.probs is not None:  # softmax needs every channel at once
+                res = _resample(self.ep, as_dtype(np.ascontiguousarray(slab[:, pick]), self.logits_dtype), shape,
+                                self.cs, self.ns)
                 p = _nonlin(self.ep, res)
                 self.probs[:, o0:o1] = p
                 self.seg[o0:o1] = _labels_from_probabilities(self.ep, p)
-            else:
-                run = _RunningLabels(self.ep, shape)
-                run.feed(0, res)
-                self.seg[o0:o1] = run.seg
+                continue
+            # labels: a few channels at a time, so the resampled copy stays small
+            step = max(1, SLAB_CHUNK_BYTES // max(1, int(np.prod(shape)) * 4))
+            run = _RunningLabels(self.ep, shape)
+            for c0 in range(0, slab.shape[0], step):
+                part = as_dtype(np.ascontiguousarray(slab[c0:c0 + step, pick]), self.logits_dtype)
+                run.feed(c0, _resample(self.ep, part, shape, self.cs, self.ns))
+            self.seg[o0:o1] = run.seg
 
     def result(self, probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
         seg = _uncrop(self.ep, self.seg, self.properties)
