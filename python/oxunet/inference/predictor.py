@@ -20,7 +20,8 @@ import numpy as np
 
 from ..dataset import DatasetInfo
 from ..planning.plans import resolve_configuration
-from .export import ExportPlan, StreamingExport, cast_into, export_logits, save_probabilities, streaming_exact, write_segmentation
+from .export import (ExportPlan, StreamingExport, cast_into, export_logits, save_probabilities, streaming_exact,
+                     write_segmentation)
 from .model_folder import InferenceError, ModelFolder, load_model_folder
 from .runtime import StageTimes, peak_rss_bytes, reset_peak_rss, resolve_device, resolve_precision
 from .sliding import SlidingWindow
@@ -111,7 +112,10 @@ class Predictor:
         self.configuration = configuration
         self.config = resolve_configuration(plans, configuration)
         self.dataset = _dataset_info(dataset_json)
-        self.dataset_json = dict(self.dataset.raw) if self.dataset.raw else dict(dataset_json) if isinstance(dataset_json, Mapping) else {}
+        if self.dataset.raw:
+            self.dataset_json = dict(self.dataset.raw)
+        else:
+            self.dataset_json = dict(dataset_json) if isinstance(dataset_json, Mapping) else {}
         self.device = device if not isinstance(device, str) else resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.step_size = float(step_size)
