@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["hippocampus", "ct"])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-nnunet", action="store_true")
+    ap.add_argument("--variants", default="", help="comma-separated run labels to keep, e.g. 'oxunet auto,nnunetv2 fp32'")
     ap.add_argument("--trivial-net", action="store_true", help="CT case: a 1x1x1 convolution instead of the U-Net "
                     "(measures preprocessing/aggregation/export and memory without the network's cost)")
     args = ap.parse_args()
@@ -214,6 +215,9 @@ def main() -> None:
                 runs["oxunet auto whole"] = ("ours", dict(precision="auto", streaming="off"))
             if not args.skip_nnunet:
                 runs["nnunetv2 fp32"] = ("nnunet", {})
+            if args.variants:
+                keep = {v.strip() for v in args.variants.split(",")}
+                runs = {k: v for k, v in runs.items() if k in keep}
             if name == "ct" and args.trivial_net:
                 for kind, extra in runs.values():
                     extra["trivial"] = True

@@ -118,7 +118,7 @@ def _many_class_predictor(project, heads=7, spacing=(1.0, 1.0, 1.0)):
     ((1.0, 0.8, 1.2), (24, 26, 15), True),   # axis 0 keeps its size: exact by slabs
     ((1.3, 0.9, 1.1), (18, 22, 20), False),  # joint linear interpolation across slabs: falls back
 ])
-def test_streaming_export_equals_whole_volume(project, original_spacing, cropped, expect_exact):
+def test_streaming_export_equals_whole_volume(project, original_spacing, cropped, expect_exact, monkeypatch):
     p = _many_class_predictor(project)
     data = np.random.default_rng(3).standard_normal((1, 24, 21, 18)).astype(np.float32)
     props = {"spacing": list(original_spacing), "shape_before_cropping": [cropped[0] + 2, cropped[1] + 1, cropped[2] + 3],
@@ -137,6 +137,13 @@ def test_streaming_export_equals_whole_volume(project, original_spacing, cropped
         assert got.streaming
         labels_only = p.predict_preprocessed(data, props)
         np.testing.assert_array_equal(labels_only.segmentation, ref.segmentation)
+        from oxunet.inference import export
+
+        monkeypatch.setattr(export, "SLAB_CHUNK_BYTES", 1)  # one channel at a time, both paths
+        monkeypatch.setattr(export, "CHUNK_BYTES", 1)
+        np.testing.assert_array_equal(p.predict_preprocessed(data, props).segmentation, ref.segmentation)
+        p.streaming = False
+        np.testing.assert_array_equal(p.predict_preprocessed(data, props).segmentation, ref.segmentation)
     np.testing.assert_array_equal(got.segmentation, ref.segmentation)
     # same resampled logits; torch's vectorised softmax may round the last bit differently by slab
     np.testing.assert_allclose(got.probabilities, ref.probabilities, rtol=1e-6, atol=1e-7)

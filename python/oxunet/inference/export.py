@@ -33,6 +33,7 @@ __all__ = ["ExportPlan", "StreamingExport", "export_logits", "load_properties", 
            "write_segmentation"]
 
 CHUNK_BYTES = 256 << 20  # full-resolution float32 channels resampled at once on the label path
+SLAB_CHUNK_BYTES = 64 << 20  # the same within one streamed slab
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,22 @@ class ExportPlan:
 # helpers
 
 
+def cast_into(src: np.ndarray, dst: np.ndarray) -> None:
+    """``dst[...] = src`` with a dtype change (float32 → float16) through torch, whose casts are
+    vectorised (numpy's float16 conversion is ~10x slower)."""
+    import torch
+
+    torch.from_numpy(dst).copy_(torch.from_numpy(np.ascontiguousarray(src)))
+
+
+def as_dtype(src: np.ndarray, dtype) -> np.ndarray:
+    if src.dtype == np.dtype(dtype):
+        return src
+    out = np.empty(src.shape, dtype)
+    cast_into(src, out)
+    return out
+
+
 def _resample(ep: ExportPlan, logits: np.ndarray, target, cs, ns) -> np.ndarray:
     if ep.resampling.fn == "no_resampling_hack" or tuple(logits.shape[1:]) == tuple(target):
         return logits
@@ -126,13 +143,14 @@ class _RunningLabels:
                 self.seg[p > 0.5] = self.ep.regions_class_order[first + k]
             return
         start = 0
-        if self.best is None:
-            self.best = np.array(chunk[0], dtype=chunk.dtype)
+        if self.best is None:  # float32 even for float16 logits: exact, and numpy compares float16 ~30x slower
+            self.best = chunk[0].astype(np.float32)
             start = 1
         for k in range(start, chunk.shape[0]):
-            better = chunk[k] > self.best
+            value = chunk[k].astype(np.float32, copy=False)
+            better = value > self.best
             self.seg[better] = first + k
-            np.copyto(self.best, chunk[k], where=better)
+            np.maximum(self.best, value, out=self.best)
 
 
 def _uncrop(ep: ExportPlan, seg_cropped: np.ndarray, properties: dict) -> np.ndarray:
@@ -250,27 +268,29 @@ class StreamingExport:
 
     def _consume(self, slabs) -> None:
         for x0, x1, slab in slabs:
-            slab = slab.astype(self.logits_dtype, copy=False)
             if self.source is None:
-                o0, o1 = x0, x1
-                planes = slab
+                o0, o1, pick = x0, x1, slice(None)
             else:
                 sel = np.nonzero((self.source >= x0) & (self.source < x1))[0]
                 if sel.size == 0:
                     continue
                 o0, o1 = int(sel[0]), int(sel[-1]) + 1
-                planes = slab[:, self.source[o0:o1] - x0]
-            planes = np.ascontiguousarray(planes)
+                pick = self.source[o0:o1] - x0
             shape = [o1 - o0, *self.target[1:]]
-            res = _resample(self.ep, planes, shape, self.cs, self.ns)
-            if self.probs is not None:
+            if self.probs is not None:  # softmax needs every channel at once
+                res = _resample(self.ep, as_dtype(np.ascontiguousarray(slab[:, pick]), self.logits_dtype), shape,
+                                self.cs, self.ns)
                 p = _nonlin(self.ep, res)
                 self.probs[:, o0:o1] = p
                 self.seg[o0:o1] = _labels_from_probabilities(self.ep, p)
-            else:
-                run = _RunningLabels(self.ep, shape)
-                run.feed(0, res)
-                self.seg[o0:o1] = run.seg
+                continue
+            # labels: a few channels at a time, so the resampled copy stays small
+            step = max(1, SLAB_CHUNK_BYTES // max(1, int(np.prod(shape)) * 4))
+            run = _RunningLabels(self.ep, shape)
+            for c0 in range(0, slab.shape[0], step):
+                part = as_dtype(np.ascontiguousarray(slab[c0:c0 + step, pick]), self.logits_dtype)
+                run.feed(c0, _resample(self.ep, part, shape, self.cs, self.ns))
+            self.seg[o0:o1] = run.seg
 
     def result(self, probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
         seg = _uncrop(self.ep, self.seg, self.properties)

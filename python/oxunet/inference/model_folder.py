@@ -110,7 +110,8 @@ def load_model_folder(model_dir: str | os.PathLike, folds=None, checkpoint: str 
         if not folds:
             present = sorted(p.name for p in model_dir.glob("fold_*/*.pth"))
             hint = f" (found: {', '.join(present)}; pick one with -chk)" if present else ""
-            raise InferenceError(f"{model_dir}: no fold_N/{checkpoint} found: the folder holds no trained checkpoints{hint}")
+            raise InferenceError(
+                f"{model_dir}: no fold_N/{checkpoint} found: the folder holds no trained checkpoints{hint}")
     elif isinstance(folds, (int, str)):
         folds = [folds]
     folds = [f if f == "all" else int(f) for f in folds]

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..dataset import DatasetInfo
 from ..planning.plans import resolve_configuration
-from .export import ExportPlan, StreamingExport, export_logits, save_probabilities, streaming_exact, write_segmentation
+from .export import (ExportPlan, StreamingExport, cast_into, export_logits, save_probabilities, streaming_exact,
+                     write_segmentation)
 from .model_folder import InferenceError, ModelFolder, load_model_folder
 from .runtime import StageTimes, peak_rss_bytes, reset_peak_rss, resolve_device, resolve_precision
 from .sliding import SlidingWindow
@@ -111,7 +112,10 @@ class Predictor:
         self.configuration = configuration
         self.config = resolve_configuration(plans, configuration)
         self.dataset = _dataset_info(dataset_json)
-        self.dataset_json = dict(self.dataset.raw) if self.dataset.raw else dict(dataset_json) if isinstance(dataset_json, Mapping) else {}
+        if self.dataset.raw:
+            self.dataset_json = dict(self.dataset.raw)
+        else:
+            self.dataset_json = dict(dataset_json) if isinstance(dataset_json, Mapping) else {}
         self.device = device if not isinstance(device, str) else resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.step_size = float(step_size)
@@ -257,7 +261,11 @@ class Predictor:
             def keep(slabs):
                 with times.stage("aggregation"):
                     for x0, x1, slab in slabs:
-                        logits[:, x0:x1] = slab
+                        if slab.dtype == logits.dtype:
+                            logits[:, x0:x1] = slab
+                        else:  # a contiguous block of the (C, Z, Y, X) array per channel
+                            for c in range(slab.shape[0]):
+                                cast_into(slab[c], logits[c, x0:x1])
 
             self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
                              on_slabs=keep, times=times)
