@@ -189,7 +189,7 @@ def test_nnunet_property_pickles_load_safely(project, tmp_path):
     from batchgenerators.utilities.file_and_folder_operations import save_pickle
 
     from oxunet.inference.export import load_properties
-    from oxunet.io.safe_pickle import UnsafePickleError, load_pickle_restricted
+    from oxunet.io.pickles import UnsafePickleError, load_restricted_pickle as load_pickle_restricted
 
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 

@@ -354,7 +354,7 @@ def load_properties(path: str | os.PathLike) -> dict:
         out.pop("version", None)
         return out
     if pkl.is_file():
-        from ..io.safe_pickle import load_pickle_restricted
+        from ..io.pickles import load_restricted_pickle
 
-        return dict(load_pickle_restricted(pkl))
+        return dict(load_restricted_pickle(pkl))
     raise FileNotFoundError(f"{stem}: no {name}.json or {name}.pkl properties file")
