@@ -108,7 +108,7 @@ def test_train_alias_maps_nnunet_flags(tmp_path):
                                 "-pretrained_weights", str(weights), "-device", "cpu", "--npz", "-num_gpus", "1"])
     assert p["positional"] == ("4", "3d_fullres", "all") and p["trainer"] == "nnUNetTrainer_5epochs"
     assert p["plans_name"] == "P" and p["pretrained"] == str(weights) and p["device"] == "cpu" and p["npz"]
-    assert p["nnunet_ignored_num_gpus"] == "1"
+    assert p["num_gpus"] == 1  # -num_gpus is a second name of --num-gpus (DDP ranks)
 
 
 def test_lists_and_positionals():
