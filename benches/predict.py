@@ -2,7 +2,8 @@
 
 Cases: a Hippocampus case (the real plan's 3d_fullres network, random-but-fixed weights, TTA on)
 and a synthetic CT-like case (512×512×200 at spacing 3.0×0.78×0.78, plan spacing 2.0×1.0×1.0,
-small 4-stage network, 21 classes, TTA off). ``--quick``: 160×160×60 for a sanity run.
+small 4-stage network, 21 classes, TTA off). ``--quick``: 160×160×60 for a sanity run;
+``--ct-classes 51 --ct-slices 400`` for the many-class memory case.
 
 Each predictor runs in its own process, sequentially (no worker pools), so stages are timed
 cleanly: preprocessing / network / aggregation / export (nnunetv2: network = the forward calls,
@@ -59,7 +60,7 @@ def _hippocampus_setup(work: Path) -> tuple[Path, Path]:
     return model, inp
 
 
-def _ct_setup(work: Path, quick: bool, hippo_model: Path) -> tuple[Path, Path]:
+def _ct_setup(work: Path, quick: bool, hippo_model: Path, classes: int = 21, slices: int = 200) -> tuple[Path, Path]:
     import numpy as np
     import SimpleITK as sitk
 
@@ -73,12 +74,12 @@ def _ct_setup(work: Path, quick: bool, hippo_model: Path) -> tuple[Path, Path]:
     n = c["architecture"]["arch_kwargs"]["n_stages"]
     c["architecture"]["arch_kwargs"]["features_per_stage"] = [8 * 2 ** i for i in range(n)]
     plans["transpose_forward"], plans["transpose_backward"] = [0, 1, 2], [0, 1, 2]
-    labels = 20
+    labels = classes - 1
     ds = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, **{f"organ{i}": i for i in range(1, labels + 1)}},
           "numTraining": 1, "file_ending": ".nii.gz"}
     model = write_model_folder(work / "models" / "ct" / "nnUNetTrainer__nnUNetPlans__3d_fullres", plans, ds,
                                "3d_fullres", nnunet=False, seed=1, mirror_axes=(0, 1, 2))
-    shape = (60, 160, 160) if quick else (200, 512, 512)
+    shape = (60, 160, 160) if quick else (slices, 512, 512)
     img, _ = body_case(shape, np.random.default_rng(0), labels=labels)
     im = sitk.GetImageFromArray(img)
     im.SetSpacing((0.78, 0.78, 3.0))
@@ -196,6 +197,8 @@ def main() -> None:
     ap.add_argument("--variants", default="", help="comma-separated run labels to keep, e.g. 'oxunet auto,nnunetv2 fp32'")
     ap.add_argument("--trivial-net", action="store_true", help="CT case: a 1x1x1 convolution instead of the U-Net "
                     "(measures preprocessing/aggregation/export and memory without the network's cost)")
+    ap.add_argument("--ct-classes", type=int, default=21, help="CT case: classes incl. background (memory: try 51)")
+    ap.add_argument("--ct-slices", type=int, default=200, help="CT case: slices of 512x512 (memory: try 400)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="oxunet_bench_predict_"))
     results = {}
@@ -205,7 +208,7 @@ def main() -> None:
         if args.only in (None, "hippocampus"):
             cases["hippocampus"] = (hippo_model, hippo_in, "all")
         if args.only in (None, "ct"):
-            ct_model, ct_in = _ct_setup(work, args.quick, hippo_model)
+            ct_model, ct_in = _ct_setup(work, args.quick, hippo_model, args.ct_classes, args.ct_slices)
             cases["ct"] = (ct_model, ct_in, "none")
         for name, (model, inp, tta) in cases.items():
             runs = {"oxunet auto": ("ours", dict(precision="auto", streaming="auto")),
