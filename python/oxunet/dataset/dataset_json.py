@@ -5,12 +5,50 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, Union
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 
 
 class DatasetJsonError(ValueError):
     """dataset.json is missing, unreadable or inconsistent; the message names the file and the key."""
+
+
+# nnU-Net's label-manager rules on a parsed ``labels`` mapping (name → int or region tuple; an
+# "ignore" entry is skipped). Shared by DatasetInfo and evaluation's labels_from_dataset_json.
+Labels = Mapping[str, Union[int, tuple[int, ...]]]
+
+
+def labels_have_regions(labels: Labels) -> bool:
+    """True when any entry (ignore excluded) is a region of more than one label."""
+    return any(isinstance(v, tuple) and len(v) > 1 for k, v in labels.items() if k != "ignore")
+
+
+def all_label_values(labels: Labels) -> list[int]:
+    """Sorted unique label values (regions flattened), the ignore label excluded."""
+    out = set()
+    for name, v in labels.items():
+        if name == "ignore":
+            continue
+        out.update(v if isinstance(v, tuple) else (v,))
+    return sorted(out)
+
+
+def foreground_regions(labels: Labels) -> list[int | tuple[int, ...]]:
+    """Regions (tuples) or labels without pure-background entries, in declaration order; 1-tuples unwrapped."""
+    out = []
+    for name, v in labels.items():
+        if name == "ignore":
+            continue
+        if isinstance(v, tuple):
+            if len(v) == 1:
+                v = v[0]
+            elif all(x == 0 for x in v):
+                continue
+        if v == 0:
+            continue
+        out.append(v)
+    return out
 
 
 @dataclass(frozen=True)
@@ -34,17 +72,12 @@ class DatasetInfo:
 
     @property
     def has_regions(self) -> bool:
-        return any(isinstance(v, tuple) and len(v) > 1 for k, v in self.labels.items() if k != "ignore")
+        return labels_have_regions(self.labels)
 
     @property
     def all_labels(self) -> list[int]:
         """Sorted unique label values (regions flattened), the ignore label excluded."""
-        out = set()
-        for name, v in self.labels.items():
-            if name == "ignore":
-                continue
-            out.update(v if isinstance(v, tuple) else (v,))
-        return sorted(out)
+        return all_label_values(self.labels)
 
     @property
     def foreground_labels(self) -> list[int]:
@@ -53,19 +86,7 @@ class DatasetInfo:
     @property
     def foreground_regions(self) -> list[int | tuple[int, ...]]:
         """Regions (tuples) or labels without pure-background entries, in declaration order."""
-        out = []
-        for name, v in self.labels.items():
-            if name == "ignore":
-                continue
-            if isinstance(v, tuple):
-                if len(v) == 1:
-                    v = v[0]
-                elif all(x == 0 for x in v):
-                    continue
-            if v == 0:
-                continue
-            out.append(v)
-        return out
+        return foreground_regions(self.labels)
 
     @property
     def num_segmentation_heads(self) -> int:

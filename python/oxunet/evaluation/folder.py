@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dataset.dataset_json import all_label_values, foreground_regions, labels_have_regions
 from ..io import ImageIO, atomic_path, select_image_io
 from .metrics import OVERLAP_METRICS, SURFACE_METRICS, compute_metrics, normalize_labels
 
@@ -178,26 +179,12 @@ def labels_from_dataset_json(dataset_json: str | os.PathLike | dict) -> tuple[li
     if not isinstance(labels, dict) or "file_ending" not in raw:
         raise EvaluationError(f"{dataset_json if not isinstance(dataset_json, dict) else 'dataset.json'}: needs 'labels' and 'file_ending'")
     ignore = labels.get("ignore")
-    entries = []
-    for name, v in labels.items():
-        if name == "ignore":
-            continue
-        entries.append(tuple(int(x) for x in v) if isinstance(v, (list, tuple)) else int(v))
-    has_regions = any(isinstance(v, tuple) and len(v) > 1 for v in entries)
-    if has_regions:
-        out = []
-        for v in entries:  # nnU-Net's foreground_regions: drop background, unwrap 1-tuples
-            if isinstance(v, tuple):
-                if len(v) == 1:
-                    v = v[0]
-                elif all(x == 0 for x in v):
-                    continue
-            if v == 0:
-                continue
-            out.append(v)
+    parsed = {name: tuple(int(x) for x in v) if isinstance(v, (list, tuple)) else int(v)
+              for name, v in labels.items() if name != "ignore"}
+    if labels_have_regions(parsed):
+        out = foreground_regions(parsed)
     else:
-        flat = sorted({x for v in entries for x in (v if isinstance(v, tuple) else (v,))})
-        out = [v for v in flat if v != 0]
+        out = [v for v in all_label_values(parsed) if v != 0]
     return out, (int(ignore) if ignore is not None else None), raw["file_ending"], raw.get("overwrite_image_reader_writer")
 
 

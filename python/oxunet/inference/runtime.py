@@ -7,19 +7,30 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-__all__ = ["StageTimes", "cpu_has_native_bf16", "peak_rss_bytes", "reset_peak_rss", "resolve_device",
-           "resolve_precision", "tree_rss_bytes"]
+__all__ = ["PRECISIONS", "PrecisionError", "StageTimes", "autocast", "cpu_has_native_bf16", "peak_rss_bytes",
+           "reset_peak_rss", "resolve_device", "resolve_precision", "tree_rss_bytes"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matmuls/convolutions run natively (else autocast is slower)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+class PrecisionError(ValueError):
+    """A precision the device/torch build cannot run; the message names the alternative."""
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU flags list ``amx_bf16`` or ``avx512_bf16``: bf16 matmuls/convolutions run
+    natively (else autocast is slower). ``cpuinfo``: the text of /proc/cpuinfo, read when None;
+    False where it cannot be read, e.g. macOS."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def resolve_device(device: str = "auto"):
@@ -38,26 +49,31 @@ def resolve_device(device: str = "auto"):
     return dev
 
 
-def resolve_precision(precision: str, device) -> str:
-    """auto → fp16 autocast on CUDA (as nnU-Net), bf16 autocast on CPUs with native bf16, else fp32."""
+def resolve_precision(precision: str, device, cpuinfo: str | None = None) -> str:
+    """``auto`` → fp16 autocast on CUDA (as nnU-Net), bf16 on CPUs with native bf16, else fp32;
+    explicit values pass through. Unknown values raise :class:`PrecisionError`."""
+    import torch
+
     if precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        raise PrecisionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
-    if device.type == "cuda":
+    kind = torch.device(device).type
+    if kind == "cuda":
         return "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
+    if kind == "cpu" and cpu_has_native_bf16(cpuinfo):
         return "bf16"
     return "fp32"
 
 
 def autocast(precision: str, device):
+    """The autocast context for one forward/loss (a null context for fp32)."""
     import torch
 
     if precision == "fp32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def _status_kib(field: str, pid: int | str = "self") -> int:

@@ -9,7 +9,7 @@ in nnU-Net's state dicts.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 from torch import nn
@@ -89,6 +89,13 @@ class ConvDropoutNormReLU(nn.Module):
         return self.all_modules(x)
 
 
+def _stack(n: int, input_channels: int, output_channels: int, initial_stride: IntOrSeq,
+           make: Callable[[int, IntOrSeq], nn.Module]) -> nn.Sequential:
+    """``n`` blocks from ``make(in_channels, stride)``: only the first one changes the width and carries
+    ``initial_stride``; the rest keep ``output_channels`` at stride 1."""
+    return nn.Sequential(make(input_channels, initial_stride), *[make(output_channels, 1) for _ in range(1, n)])
+
+
 class StackedConvBlocks(nn.Module):
     """``num_convs`` conv blocks; only the first one carries ``initial_stride``."""
 
@@ -111,11 +118,9 @@ class StackedConvBlocks(nn.Module):
     ):
         super().__init__()
         layer_args = (conv_bias, norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, nonlin_first)
-        self.convs = nn.Sequential(
-            ConvDropoutNormReLU(conv_op, input_channels, output_channels, kernel_size, initial_stride, *layer_args),
-            *[ConvDropoutNormReLU(conv_op, output_channels, output_channels, kernel_size, 1, *layer_args)
-              for _ in range(1, num_convs)],
-        )
+        self.convs = _stack(num_convs, input_channels, output_channels, initial_stride,
+                            lambda cin, stride: ConvDropoutNormReLU(conv_op, cin, output_channels, kernel_size, stride,
+                                                                    *layer_args))
         self.output_channels = output_channels
         self.initial_stride = per_axis(initial_stride, conv_dim(conv_op))
 
@@ -137,7 +142,32 @@ def _resnet_d_skip(conv_op, input_channels, output_channels, stride, norm_op, no
     return nn.Sequential(*ops) if ops else _identity
 
 
-class BasicBlockD(nn.Module):
+class _ResidualBlockD(nn.Module):
+    """What BasicBlockD and BottleneckD share: channel/stride bookkeeping, the nonlinearity after the
+    addition and the ResNet-D shortcut (built after the convs, as DNA does, so seeded weights match)."""
+
+    skip: nn.Module
+
+    def _set_io(self, conv_op: type, input_channels: int, output_channels: int, kernel_size: IntOrSeq,
+                stride: IntOrSeq) -> list[int]:
+        """Stores channels and per-axis stride; returns the per-axis kernel size."""
+        self.input_channels = input_channels
+        self.output_channels = output_channels
+        self.stride = per_axis(stride, conv_dim(conv_op))
+        return per_axis(kernel_size, conv_dim(conv_op))
+
+    def _shortcut(self, conv_op: type, norm_op, norm_op_kwargs, nonlin, nonlin_kwargs):
+        """(nonlinearity after the addition, shortcut branch); callers register them under DNA's names."""
+        after_add = nonlin(**(nonlin_kwargs or {})) if nonlin is not None else _identity
+        return after_add, _resnet_d_skip(conv_op, self.input_channels, self.output_channels, self.stride,
+                                         norm_op, norm_op_kwargs)
+
+    def _add_shortcut(self, out: torch.Tensor, x: torch.Tensor, after_add) -> torch.Tensor:
+        out += self.skip(x)
+        return after_add(out)
+
+
+class BasicBlockD(_ResidualBlockD):
     """Residual block: conv-norm-nonlin, conv-norm, add the (ResNet-D) shortcut, nonlin."""
 
     def __init__(
@@ -156,24 +186,18 @@ class BasicBlockD(nn.Module):
         nonlin_kwargs: dict | None = None,
     ):
         super().__init__()
-        self.input_channels = input_channels
-        self.output_channels = output_channels
-        self.stride = per_axis(stride, conv_dim(conv_op))
-        kernel = per_axis(kernel_size, conv_dim(conv_op))
+        kernel = self._set_io(conv_op, input_channels, output_channels, kernel_size, stride)
         self.conv1 = ConvDropoutNormReLU(conv_op, input_channels, output_channels, kernel, self.stride, conv_bias,
                                          norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs)
         self.conv2 = ConvDropoutNormReLU(conv_op, output_channels, output_channels, kernel, 1, conv_bias,
                                          norm_op, norm_op_kwargs)
-        self.nonlin2 = nonlin(**(nonlin_kwargs or {})) if nonlin is not None else _identity
-        self.skip = _resnet_d_skip(conv_op, input_channels, output_channels, self.stride, norm_op, norm_op_kwargs)
+        self.nonlin2, self.skip = self._shortcut(conv_op, norm_op, norm_op_kwargs, nonlin, nonlin_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.conv1(x))
-        out += self.skip(x)
-        return self.nonlin2(out)
+        return self._add_shortcut(self.conv2(self.conv1(x)), x, self.nonlin2)
 
 
-class BottleneckD(nn.Module):
+class BottleneckD(_ResidualBlockD):
     """Bottleneck residual block: 1x1 reduce, kxk (strided), 1x1 expand, ResNet-D shortcut."""
 
     def __init__(
@@ -193,24 +217,18 @@ class BottleneckD(nn.Module):
         nonlin_kwargs: dict | None = None,
     ):
         super().__init__()
-        self.input_channels = input_channels
-        self.output_channels = output_channels
+        kernel = self._set_io(conv_op, input_channels, output_channels, kernel_size, stride)
         self.bottleneck_channels = bottleneck_channels
-        self.stride = per_axis(stride, conv_dim(conv_op))
-        kernel = per_axis(kernel_size, conv_dim(conv_op))
         norm = (norm_op, norm_op_kwargs)
         self.conv1 = ConvDropoutNormReLU(conv_op, input_channels, bottleneck_channels, 1, 1, conv_bias, *norm,
                                          None, None, nonlin, nonlin_kwargs)
         self.conv2 = ConvDropoutNormReLU(conv_op, bottleneck_channels, bottleneck_channels, kernel, self.stride,
                                          conv_bias, *norm, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs)
         self.conv3 = ConvDropoutNormReLU(conv_op, bottleneck_channels, output_channels, 1, 1, conv_bias, *norm)
-        self.nonlin3 = nonlin(**(nonlin_kwargs or {})) if nonlin is not None else _identity
-        self.skip = _resnet_d_skip(conv_op, input_channels, output_channels, self.stride, norm_op, norm_op_kwargs)
+        self.nonlin3, self.skip = self._shortcut(conv_op, norm_op, norm_op_kwargs, nonlin, nonlin_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv3(self.conv2(self.conv1(x)))
-        out += self.skip(x)
-        return self.nonlin3(out)
+        return self._add_shortcut(self.conv3(self.conv2(self.conv1(x))), x, self.nonlin3)
 
 
 class StackedResidualBlocks(nn.Module):
@@ -242,8 +260,7 @@ class StackedResidualBlocks(nn.Module):
                 return BottleneckD(conv_op, cin, bottleneck_channels, output_channels, kernel_size, stride, *rest)
             return BasicBlockD(conv_op, cin, output_channels, kernel_size, stride, *rest)
 
-        self.blocks = nn.Sequential(make(input_channels, initial_stride),
-                                    *[make(output_channels, 1) for _ in range(1, n_blocks)])
+        self.blocks = _stack(n_blocks, input_channels, output_channels, initial_stride, make)
         self.initial_stride = per_axis(initial_stride, conv_dim(conv_op))
         self.output_channels = output_channels
 

@@ -34,7 +34,41 @@ def _expand(value, n: int, name: str) -> list:
     return values
 
 
-class PlainConvEncoder(nn.Module):
+class _StagedEncoder(nn.Module):
+    """What both encoders share: per-stage settings, the attributes UNetDecoder reads (DNA's names)
+    and a forward that keeps every stage's output as a skip."""
+
+    stages: nn.Sequential
+    return_skips: bool
+
+    @staticmethod
+    def _per_stage(n_stages: int, features_per_stage: PerStage, kernel_sizes: PerStageVec, strides: PerStageVec,
+                   n_per_stage: PerStage, n_name: str) -> tuple[list, list, list, list]:
+        """(features, kernels, strides, convs/blocks) with one entry per stage."""
+        return (_expand(features_per_stage, n_stages, "features_per_stage"), _expand(kernel_sizes, n_stages, "kernel_sizes"),
+                _expand(strides, n_stages, "strides"), _expand(n_per_stage, n_stages, n_name))
+
+    def _set_decoder_hints(self, features, conv_op, kernels, strides, conv_bias, norm_op, norm_op_kwargs,
+                           dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs) -> None:
+        """What UNetDecoder reads from its encoder (same attribute names as DNA's encoders)."""
+        self.output_channels = list(features)
+        self.strides = [per_axis(s, conv_dim(conv_op)) for s in strides]
+        self.kernel_sizes = list(kernels)
+        self.conv_op = conv_op
+        self.conv_bias = conv_bias
+        self.norm_op, self.norm_op_kwargs = norm_op, norm_op_kwargs
+        self.dropout_op, self.dropout_op_kwargs = dropout_op, dropout_op_kwargs
+        self.nonlin, self.nonlin_kwargs = nonlin, nonlin_kwargs
+
+    def _run_stages(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:
+        skips = []
+        for stage in self.stages:
+            x = stage(x)
+            skips.append(x)
+        return skips if self.return_skips else skips[-1]
+
+
+class PlainConvEncoder(_StagedEncoder):
     """Stages of plain conv blocks; stage s starts with a conv of stride ``strides[s]``."""
 
     def __init__(
@@ -57,10 +91,8 @@ class PlainConvEncoder(nn.Module):
         nonlin_first: bool = False,
     ):
         super().__init__()
-        features = _expand(features_per_stage, n_stages, "features_per_stage")
-        kernels = _expand(kernel_sizes, n_stages, "kernel_sizes")
-        strides = _expand(strides, n_stages, "strides")
-        n_convs = _expand(n_conv_per_stage, n_stages, "n_conv_per_stage")
+        features, kernels, strides, n_convs = self._per_stage(n_stages, features_per_stage, kernel_sizes, strides,
+                                                              n_conv_per_stage, "n_conv_per_stage")
         stages = []
         for s in range(n_stages):
             # nn.Sequential wrapper: DNA keeps room for a pooling op in front (keys read stages.s.0.*)
@@ -70,19 +102,15 @@ class PlainConvEncoder(nn.Module):
             )))
             input_channels = features[s]
         self.stages = nn.Sequential(*stages)
-        _store_decoder_hints(self, features, conv_op, kernels, strides, conv_bias, norm_op, norm_op_kwargs,
-                             dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs)
+        self._set_decoder_hints(features, conv_op, kernels, strides, conv_bias, norm_op, norm_op_kwargs,
+                                dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs)
         self.return_skips = return_skips
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:
-        skips = []
-        for stage in self.stages:
-            x = stage(x)
-            skips.append(x)
-        return skips if self.return_skips else skips[-1]
+        return self._run_stages(x)
 
 
-class ResidualEncoder(nn.Module):
+class ResidualEncoder(_StagedEncoder):
     """A stem conv block, then stages of residual blocks (first block of a stage strided)."""
 
     def __init__(
@@ -109,10 +137,8 @@ class ResidualEncoder(nn.Module):
         super().__init__()
         if block not in (BasicBlockD, BottleneckD):
             raise ValueError(f"block must be BasicBlockD or BottleneckD, got {block!r}")
-        features = _expand(features_per_stage, n_stages, "features_per_stage")
-        kernels = _expand(kernel_sizes, n_stages, "kernel_sizes")
-        strides = _expand(strides, n_stages, "strides")
-        n_blocks = _expand(n_blocks_per_stage, n_stages, "n_blocks_per_stage")
+        features, kernels, strides, n_blocks = self._per_stage(n_stages, features_per_stage, kernel_sizes, strides,
+                                                               n_blocks_per_stage, "n_blocks_per_stage")
         bottleneck = ([bottleneck_channels] * n_stages if bottleneck_channels is None or isinstance(bottleneck_channels, int)
                       else _expand(bottleneck_channels, n_stages, "bottleneck_channels"))
         stem_channels = features[0] if stem_channels is None else stem_channels
@@ -128,30 +154,12 @@ class ResidualEncoder(nn.Module):
             ))
             input_channels = features[s]
         self.stages = nn.Sequential(*stages)
-        _store_decoder_hints(self, features, conv_op, kernels, strides, conv_bias, norm_op, norm_op_kwargs,
-                             dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs)
+        self._set_decoder_hints(features, conv_op, kernels, strides, conv_bias, norm_op, norm_op_kwargs,
+                                dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs)
         self.return_skips = return_skips
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:
-        x = self.stem(x)
-        skips = []
-        for stage in self.stages:
-            x = stage(x)
-            skips.append(x)
-        return skips if self.return_skips else skips[-1]
-
-
-def _store_decoder_hints(enc, features, conv_op, kernels, strides, conv_bias, norm_op, norm_op_kwargs,
-                         dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs) -> None:
-    """What UNetDecoder reads from its encoder (same attribute names as DNA's encoders)."""
-    enc.output_channels = list(features)
-    enc.strides = [per_axis(s, conv_dim(conv_op)) for s in strides]
-    enc.kernel_sizes = list(kernels)
-    enc.conv_op = conv_op
-    enc.conv_bias = conv_bias
-    enc.norm_op, enc.norm_op_kwargs = norm_op, norm_op_kwargs
-    enc.dropout_op, enc.dropout_op_kwargs = dropout_op, dropout_op_kwargs
-    enc.nonlin, enc.nonlin_kwargs = nonlin, nonlin_kwargs
+        return self._run_stages(self.stem(x))
 
 
 class UNetDecoder(nn.Module):
@@ -223,8 +231,17 @@ def init_last_norm_to_zero(module: nn.Module) -> None:
 
 
 class _UNet(nn.Module):
+    """Encoder → decoder, and the ``deep_supervision`` switch both U-Nets expose."""
+
     encoder: nn.Module
     decoder: UNetDecoder
+
+    def _attach(self, encoder: Union[PlainConvEncoder, ResidualEncoder], num_classes: int,
+                n_conv_per_stage_decoder: PerStage, deep_supervision: bool, nonlin_first: bool = False) -> None:
+        """Registers ``encoder`` then its UNetDecoder (DNA's order: encoder.* keys come first)."""
+        self.encoder = encoder
+        self.decoder = UNetDecoder(encoder, num_classes, n_conv_per_stage_decoder, deep_supervision,
+                                   nonlin_first=nonlin_first)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:
         return self.decoder(self.encoder(x))
@@ -263,13 +280,11 @@ class PlainConvUNet(_UNet):
         nonlin_first: bool = False,
     ):
         super().__init__()
-        self.encoder = PlainConvEncoder(
+        self._attach(PlainConvEncoder(
             input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides, n_conv_per_stage,
             conv_bias, norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs,
             return_skips=True, nonlin_first=nonlin_first,
-        )
-        self.decoder = UNetDecoder(self.encoder, num_classes, n_conv_per_stage_decoder, deep_supervision,
-                                   nonlin_first=nonlin_first)
+        ), num_classes, n_conv_per_stage_decoder, deep_supervision, nonlin_first=nonlin_first)
 
     @staticmethod
     def initialize(module: nn.Module) -> None:
@@ -303,12 +318,11 @@ class ResidualEncoderUNet(_UNet):
         stem_channels: int | None = None,
     ):
         super().__init__()
-        self.encoder = ResidualEncoder(
+        self._attach(ResidualEncoder(
             input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides, n_blocks_per_stage,
             conv_bias, norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs,
             block, bottleneck_channels, return_skips=True, stem_channels=stem_channels,
-        )
-        self.decoder = UNetDecoder(self.encoder, num_classes, n_conv_per_stage_decoder, deep_supervision)
+        ), num_classes, n_conv_per_stage_decoder, deep_supervision)
 
     @staticmethod
     def initialize(module: nn.Module) -> None:

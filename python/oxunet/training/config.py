@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from ..inference.runtime import PRECISIONS  # torch-free import: one list of precision names
+
 CONFIG_VERSION = 1
 
 

@@ -14,47 +14,16 @@ Rules (intended deviation from nnU-Net, which uses fp16 AMP on CUDA and fp32 eve
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# One implementation of the precision rules, shared with prediction (imports flow training → inference);
+# re-exported here because trainer code and tests import them from this module.
+from ..inference.runtime import PRECISIONS, PrecisionError, autocast, cpu_has_native_bf16, resolve_precision
 
-
-class PrecisionError(ValueError):
-    """A precision the device/torch build cannot run; the message names the alternative."""
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU flags list ``amx_bf16`` or ``avx512_bf16`` (``cpuinfo``: the text of
-    /proc/cpuinfo, read when None; False where it cannot be read, e.g. macOS)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags") and ":" in line:
-            flags.update(line.split(":", 1)[1].split())
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-def resolve_precision(precision: str, device: torch.device | str, cpuinfo: str | None = None) -> str:
-    """``auto`` → fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; explicit values pass through."""
-    if precision not in PRECISIONS:
-        raise PrecisionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return "fp16"
-    if kind == "cpu" and cpu_has_native_bf16(cpuinfo):
-        return "bf16"
-    return "fp32"
+__all__ = ["PRECISIONS", "PrecisionError", "autocast", "check_precision", "cpu_has_native_bf16", "make_grad_scaler",
+           "resolve_precision", "training_step"]
 
 
 def check_precision(precision: str, device: torch.device | str) -> None:
@@ -72,13 +41,6 @@ def check_precision(precision: str, device: torch.device | str) -> None:
         except (RuntimeError, TypeError, AttributeError, ValueError) as e:
             raise PrecisionError(f"precision fp16 on CPU is not supported by torch {torch.__version__} ({e}); "
                                  "use bf16 or fp32") from None
-
-
-def autocast(precision: str, device: torch.device | str):
-    """The autocast context for one forward/loss (a null context for fp32)."""
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=_DTYPES[precision])
 
 
 def make_grad_scaler(precision: str, device: torch.device | str) -> Any:
