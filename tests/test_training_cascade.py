@@ -144,7 +144,7 @@ def test_next_stage_segmentation_matches_nnunet_resample_and_save(prepared, tmp_
     np.testing.assert_array_equal(np.load(tmp_path / "ours" / f"{case}.npz")["seg"], theirs)
 
 
-def test_cascade_trains_on_previous_stage_and_validates(prepared, lowres_fold0, tmp_path):
+def test_cascade_stage_loads_previous_stage_as_one_hot_channels(prepared, lowres_fold0):
     paths = _paths(prepared)
     _fill_training_cases(prepared, lowres_fold0)
     tr = Trainer("905", "3d_cascade_fullres", 0, paths=paths, config=_cfg(), quiet=True)
@@ -157,11 +157,29 @@ def test_cascade_trains_on_previous_stage_and_validates(prepared, lowres_fold0, 
     assert batch["data"].shape == (2, 3, 16, 16, 16)
     onehot = batch["data"][:, 1:]
     assert set(onehot.unique().tolist()) <= {0.0, 1.0} and torch.all(onehot.sum(1) <= 1)
-    # validation transforms only: the one-hot is exactly the stored seg under the patch box
     assert onehot.sum() > 0
+    # the previous stage's seg is cropped with the data's box, -1 outside the image (nnU-Net's loader)
+    from oxunet.training.loader import BatchStream
+
+    case = tr.train_keys[0]
+    folder = tr.prev_stage_dir
+    assert (folder / f"{case}.npy").is_file()  # unpacked for memory-mapped patch reads
+    full = load_stage_segmentation(folder, case)
+    shape = full.shape
+    box = [[-3, 13], [shape[1] - 10, shape[1] + 6], [2, 18]]
+    patch = BatchStream(tr.train_spec)._prev_patch(case, shape, box)
+    assert patch.shape == (1, 16, 16, 16) and patch.dtype == np.int16
+    np.testing.assert_array_equal(patch[0, 3:, :10], full[:13, shape[1] - 10:, 2:18])
+    assert (patch[0, :3] == -1).all() and (patch[0, :, 10:] == -1).all()
     tb = next(iter(epoch_loader(tr.train_spec, 1, seed=0, epoch=0)))
     assert tb["data"].shape == (2, 3, 16, 16, 16) and tb["target"][0].shape == (2, 1, 16, 16, 16)
+    assert set(tb["data"][:, 1:].unique().tolist()) <= {0.0, 1.0}
 
+
+@pytest.mark.slow
+def test_cascade_trains_and_validates(prepared, lowres_fold0):
+    _fill_training_cases(prepared, lowres_fold0)
+    tr = Trainer("905", "3d_cascade_fullres", 0, paths=_paths(prepared), config=_cfg(), quiet=True)
     fold = tr.run()
     ck = load_nnunet_checkpoint(fold / "checkpoint_final.pth")
     assert _first_conv(ck["network_weights"]).shape[1] == 3
@@ -196,3 +214,20 @@ def test_stage_segmentation_shape_mismatch_and_one_hot(tmp_path):
         load_stage_segmentation(tmp_path, "c", (2, 2, 2))
     oh = one_hot_foreground(seg, [1, 2])
     assert oh.shape == (2, 1, 2, 2) and oh[0].sum() == 2 and oh[1].sum() == 1
+
+
+def test_stale_unpacked_file_is_ignored(tmp_path):
+    import os
+
+    from oxunet.training.cascade import stage_segmentation_file, unpack_stage_segmentations
+
+    save_stage_segmentation(tmp_path, "c", np.ones((2, 2, 2), np.uint8))
+    assert unpack_stage_segmentations(tmp_path, ["c"]) == 1
+    assert stage_segmentation_file(tmp_path, "c").suffix == ".npy"
+    assert unpack_stage_segmentations(tmp_path, ["c"]) == 0
+    save_stage_segmentation(tmp_path, "c", np.full((2, 2, 2), 2, np.uint8))  # the previous stage ran again
+    npy = tmp_path / "c.npy"
+    os.utime(npy, ns=(npy.stat().st_atime_ns, (tmp_path / "c.npz").stat().st_mtime_ns - 10**9))
+    assert stage_segmentation_file(tmp_path, "c").suffix == ".npz"
+    assert unpack_stage_segmentations(tmp_path, ["c"]) == 1
+    assert (load_stage_segmentation(tmp_path, "c") == 2).all()

@@ -95,12 +95,33 @@ def save_stage_segmentation(folder: str | Path, case: str, seg: np.ndarray) -> P
 
 
 def stage_segmentation_file(folder: str | Path, case: str) -> Path | None:
-    """The previous-stage file of ``case`` (``.npy`` memmap, ``.npz`` or nnU-Net's ``.b2nd``), or None."""
-    for ext in (".npy", ".npz", ".b2nd"):
-        p = Path(folder) / f"{case}{ext}"
+    """The previous-stage file of ``case``, or None: the unpacked ``.npy`` (memory-mapped) unless
+    an ``.npz`` is newer (the previous stage was validated again), then ``.npz``, then nnU-Net's ``.b2nd``."""
+    folder = Path(folder)
+    npy, npz, b2nd = (folder / f"{case}{ext}" for ext in (".npy", ".npz", ".b2nd"))
+    if npy.is_file() and (not npz.is_file() or npy.stat().st_mtime_ns >= npz.stat().st_mtime_ns):
+        return npy
+    for p in (npz, b2nd):
         if p.is_file():
             return p
     return None
+
+
+def unpack_stage_segmentations(folder: str | Path, cases: Sequence[str]) -> int:
+    """Writes ``<case>.npy`` next to each ``.npz`` / ``.b2nd`` that has no up-to-date one (as
+    nnU-Net's former ``unpack_dataset``), so the loader crops patches from memory maps instead of
+    decompressing whole volumes per sample. Returns how many were written."""
+    n = 0
+    for case in cases:
+        path = stage_segmentation_file(folder, case)
+        if path is None or path.suffix == ".npy":
+            continue
+        seg = load_stage_segmentation(folder, case, mmap=False)
+        with atomic_path(Path(folder) / f"{case}.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(seg))
+        n += 1
+    return n
 
 
 def missing_message(folder: str | Path, cases: Sequence[str], previous_stage: str, dataset: str,

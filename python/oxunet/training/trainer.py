@@ -168,7 +168,8 @@ class Trainer:
     def _check_previous_stage(self, dataset) -> Path:
         """Cascade: the previous stage's ``predicted_next_stage`` folder (nnU-Net: same trainer and
         plans); every case of this fold must have its segmentation there."""
-        from .cascade import missing_message, predicted_next_stage_dir, stage_segmentation_file
+        from .cascade import (CascadeError, missing_message, predicted_next_stage_dir, stage_segmentation_file,
+                              unpack_stage_segmentations)
 
         if self.previous_stage not in self.plans.get("configurations", {}):
             raise TrainingError(f"configuration {self.configuration_name!r}: previous_stage {self.previous_stage!r} "
@@ -179,6 +180,10 @@ class Trainer:
         if missing:
             raise TrainingError(missing_message(folder, missing, self.previous_stage, str(dataset), self.config.name,
                                                 self.plans_name))
+        try:
+            unpack_stage_segmentations(folder, self.train_keys + self.val_keys)  # memory maps for the loader
+        except CascadeError as e:
+            raise TrainingError(str(e)) from None
         return folder
 
     @property
