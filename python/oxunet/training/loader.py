@@ -46,6 +46,7 @@ class LoaderSpec:
     probabilistic_oversampling: bool
     has_ignore: bool
     augmenter: object  # oxunet.training.augmentation.Augmenter
+    prev_stage_folder: str | None = None  # cascade: the previous stage's segmentations (seg channel 1)
 
 
 def need_to_pad(patch_size: Sequence[int], final_patch_size: Sequence[int]) -> tuple[int, ...]:
@@ -73,6 +74,14 @@ class BatchStream:
             h = self._handles[case] = open_case(self.spec.folder, case)
         return h
 
+    def _prev_patch(self, case: str, shape, box) -> np.ndarray:
+        """The previous stage's seg cropped with the data's box, padded with -1 (nnU-Net's loader)."""
+        from ..kernels import crop_and_pad
+        from .cascade import load_stage_segmentation
+
+        prev = load_stage_segmentation(self.spec.prev_stage_folder, case, shape)
+        return crop_and_pad(np.asarray(prev)[None], box, -1, dtype=np.int16)
+
     def batch(self, rng: np.random.Generator, gen: torch.Generator) -> dict:
         s = self.spec
         forced = foreground_flags(s.batch_size, s.oversample_foreground_percent, s.probabilistic_oversampling, rng)
@@ -83,6 +92,8 @@ class BatchStream:
             box = sample_patch_box(h.shape, self._read_patch, h.class_locations, bool(forced[j]), self._ntp, rng,
                                    has_ignore=s.has_ignore)
             data, seg = read_patch(h, box)
+            if s.prev_stage_folder is not None:
+                seg = np.concatenate([seg, self._prev_patch(case, h.shape, box)])
             data, seg = torch.from_numpy(data), torch.from_numpy(seg)
             if self._two_d:
                 data, seg = data[:, 0], seg[:, 0]

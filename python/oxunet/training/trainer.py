@@ -130,8 +130,7 @@ class Trainer:
             self.cfg = resolve_configuration(self.plans, configuration, str(plans_path))
         except Exception as e:
             raise TrainingError(str(e)) from None
-        if self.cfg.get("previous_stage"):
-            raise TrainingError(f"configuration {configuration!r} is a cascade stage: cascade training is not supported yet")
+        self.previous_stage = self.cfg.get("previous_stage")
         ds_json = self.pre_dir / "dataset.json"
         if not ds_json.is_file():
             raise TrainingError(f"{ds_json}: dataset.json missing from the preprocessed dataset folder")
@@ -162,8 +161,35 @@ class Trainer:
             raise TrainingError(f"{self.pre_dir / 'splits_final.json'}: fold {self.fold} names case(s) not preprocessed "
                                 f"in {self.data_dir}: {missing[:5]}")
         self.output_root = Path(paths.results) / self.dataset_name / f"{self.config.name}__{plans_name}__{configuration}"
+        self.prev_stage_dir = self._check_previous_stage(dataset) if self.previous_stage else None
         self.fold_dir = self.output_root / f"fold_{self.fold}"
         self._built = False
+
+    def _check_previous_stage(self, dataset) -> Path:
+        """Cascade: the previous stage's ``predicted_next_stage`` folder (nnU-Net: same trainer and
+        plans); every case of this fold must have its segmentation there."""
+        from .cascade import (CascadeError, missing_message, predicted_next_stage_dir, stage_segmentation_file,
+                              unpack_stage_segmentations)
+
+        if self.previous_stage not in self.plans.get("configurations", {}):
+            raise TrainingError(f"configuration {self.configuration_name!r}: previous_stage {self.previous_stage!r} "
+                                f"is not a configuration of the plans")
+        folder = predicted_next_stage_dir(self.output_root.parent, self.config.name, self.plans_name,
+                                          self.previous_stage, self.configuration_name)
+        missing = [c for c in self.train_keys + self.val_keys if stage_segmentation_file(folder, c) is None]
+        if missing:
+            raise TrainingError(missing_message(folder, missing, self.previous_stage, str(dataset), self.config.name,
+                                                self.plans_name))
+        try:
+            unpack_stage_segmentations(folder, self.train_keys + self.val_keys)  # memory maps for the loader
+        except CascadeError as e:
+            raise TrainingError(str(e)) from None
+        return folder
+
+    @property
+    def num_input_channels(self) -> int:
+        """nnU-Net's determine_num_input_channels: image channels (+ foreground labels for a cascade stage)."""
+        return self.info.num_channels + (len(self.info.foreground_labels) if self.previous_stage else 0)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -219,7 +245,7 @@ class Trainer:
 
         c, cfg, info = self.config, self.cfg, self.info
         arch = cfg["architecture"]
-        self.network = build_network(arch, info.num_channels, info.num_segmentation_heads,
+        self.network = build_network(arch, self.num_input_channels, info.num_segmentation_heads,
                                      deep_supervision=c.deep_supervision).to(self.device)
         strides = arch["arch_kwargs"]["strides"]
         n_out = len(strides) - 1
@@ -256,12 +282,13 @@ class Trainer:
         self.inference_allowed_mirroring_axes = setup.mirror_axes
         regions = info.foreground_regions if info.has_regions else None
         labels_kw = dict(deep_supervision_scales=self.ds_scales, foreground_labels=info.foreground_labels,
-                         regions=regions, ignore_label=info.ignore_label)
+                         regions=regions, ignore_label=info.ignore_label, is_cascaded=bool(self.previous_stage))
         train_aug = build_training_transforms(patch, preset, use_mask_for_norm=cfg.get("use_mask_for_norm"), **labels_kw)
         val_aug = build_validation_transforms(**labels_kw)
         common = dict(folder=str(self.data_dir), batch_size=self.batch_size,
                       oversample_foreground_percent=self.rank_split().oversample_foreground_percent,
-                      probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None)
+                      probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None,
+                      prev_stage_folder=str(self.prev_stage_dir) if self.prev_stage_dir is not None else None)
         initial = setup.initial_patch_size[-len(patch):]
         self.train_spec = LoaderSpec(cases=list(self.train_keys), patch_size=tuple(initial), final_patch_size=patch,
                                      augmenter=train_aug, **common)
@@ -512,6 +539,7 @@ class Trainer:
         """Final validation as nnU-Net's: the predictor exports each validation case to the
         original geometry in ``fold_X/validation`` and ``summary.json`` scores them against the
         raw ground truth (see :mod:`oxunet.training.validation`)."""
+        from .cascade import CascadeError
         from .validation import ValidationError, validate_fold
 
         self._build(distributed=False)
@@ -519,7 +547,7 @@ class Trainer:
             if save_probabilities is None:  # --npz sets the attribute
                 save_probabilities = getattr(self, "export_probabilities", False)
             summary = validate_fold(self, checkpoint, save_probabilities=save_probabilities)
-        except ValidationError as e:
+        except (ValidationError, CascadeError) as e:
             raise TrainingError(str(e)) from None
         if getattr(self, "logger", None) is not None:
             self.logger.line(f"validation mean foreground Dice {summary['foreground_mean'].get('Dice')}")
