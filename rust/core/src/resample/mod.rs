@@ -181,36 +181,64 @@ pub fn resample_data<T: Sample>(
     order_z: usize,
     force_separate_z: Option<bool>,
 ) -> KernelResult<ArrayD<T>> {
-    check_args(
+    resample_channels(
         "data",
-        data.shape(),
+        data,
+        new_shape,
+        current_spacing,
+        new_spacing,
+        order,
+        order_z,
+        force_separate_z,
+        |ch, lay, dst| {
+            if T::F32_LINES_UP_TO_ORDER_1 && order <= 1 && order_z <= 1 {
+                data_channel::<T, f32>(ch, lay.odims, lay.sep, order, order_z, dst);
+            } else {
+                data_channel::<T, T::Scratch>(ch, lay.odims, lay.sep, order, order_z, dst);
+            }
+        },
+    )
+}
+
+/// The shared driver of [`resample_data`] and [`resample_seg`]: checks the arguments, returns a
+/// copy for an unchanged shape, and resamples each channel into its slice of one output buffer.
+#[allow(clippy::too_many_arguments)]
+fn resample_channels<T: Copy + Zeroable>(
+    arg: &'static str,
+    input: ArrayViewD<'_, T>,
+    new_shape: &[usize],
+    current_spacing: &[f64],
+    new_spacing: &[f64],
+    order: usize,
+    order_z: usize,
+    force_separate_z: Option<bool>,
+    channel: impl Fn(ArrayView3<'_, T>, &Layout, &mut [T]),
+) -> KernelResult<ArrayD<T>> {
+    check_args(
+        arg,
+        input.shape(),
         new_shape,
         current_spacing,
         new_spacing,
         order,
         order_z,
     )?;
-    let nc = data.shape()[0];
+    let nc = input.shape()[0];
     let mut oshape = vec![nc];
     oshape.extend_from_slice(new_shape);
-    if &data.shape()[1..] == new_shape {
-        return Ok(data.to_owned());
+    if &input.shape()[1..] == new_shape {
+        return Ok(input.to_owned());
     }
     let lay = layout(
-        data.ndim(),
+        input.ndim(),
         new_shape,
         separate_z_axis(current_spacing, new_spacing, force_separate_z),
     );
-    let d4 = as4(data);
+    let v4 = as4(input);
     let per: usize = lay.odims.iter().product();
     let mut out: Vec<T> = uninit_vec(nc * per);
     for (c, dst) in out.chunks_mut(per.max(1)).enumerate().take(nc) {
-        let ch = d4.index_axis(Axis(0), c);
-        if T::F32_LINES_UP_TO_ORDER_1 && order <= 1 && order_z <= 1 {
-            data_channel::<T, f32>(ch, lay.odims, lay.sep, order, order_z, dst);
-        } else {
-            data_channel::<T, T::Scratch>(ch, lay.odims, lay.sep, order, order_z, dst);
-        }
+        channel(v4.index_axis(Axis(0), c), &lay, dst);
     }
     Ok(ArrayD::from_shape_vec(IxDyn(&oshape), out).expect("output length"))
 }
@@ -295,33 +323,17 @@ pub fn resample_seg<L: Label>(
     order_z: usize,
     force_separate_z: Option<bool>,
 ) -> KernelResult<ArrayD<L>> {
-    check_args(
+    resample_channels(
         "seg",
-        seg.shape(),
+        seg,
         new_shape,
         current_spacing,
         new_spacing,
         order,
         order_z,
-    )?;
-    let nc = seg.shape()[0];
-    let mut oshape = vec![nc];
-    oshape.extend_from_slice(new_shape);
-    if &seg.shape()[1..] == new_shape {
-        return Ok(seg.to_owned());
-    }
-    let lay = layout(
-        seg.ndim(),
-        new_shape,
-        separate_z_axis(current_spacing, new_spacing, force_separate_z),
-    );
-    let s4 = as4(seg);
-    let per: usize = lay.odims.iter().product();
-    let mut out: Vec<L> = uninit_vec(nc * per);
-    for (c, dst) in out.chunks_mut(per.max(1)).enumerate().take(nc) {
-        seg_channel(s4.index_axis(Axis(0), c), lay.odims, lay.sep, order, order_z, dst);
-    }
-    Ok(ArrayD::from_shape_vec(IxDyn(&oshape), out).expect("output length"))
+        force_separate_z,
+        |ch, lay, dst| seg_channel(ch, lay.odims, lay.sep, order, order_z, dst),
+    )
 }
 
 fn seg_channel<L: Label>(
