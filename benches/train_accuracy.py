@@ -150,10 +150,9 @@ def _record(work: Path, key: str, value: dict) -> None:
 
 
 def _epoch_times_nnunet(fold_dir: Path) -> list[float]:
-    import torch
+    from oxunet.networks import load_nnunet_checkpoint
 
-    ck = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    log = ck["logging"]
+    log = load_nnunet_checkpoint(fold_dir / "checkpoint_final.pth")["logging"]
     return [e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
 
 

@@ -34,7 +34,7 @@ from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, 
 from .config import TrainerConfig
 from .logger import TrainingLogger
 from .transfer import TransferReport  # noqa: F401 (type of load_pretrained)
-from .precision import (PrecisionError, autocast, check_precision, cpu_has_native_bf16,  # noqa: F401 (re-exported)
+from .precision import (PrecisionError, autocast, check_precision,
                         make_grad_scaler, resolve_precision, training_step)
 
 CHECKPOINT_FORMAT = "oxunet-checkpoint"
@@ -299,7 +299,6 @@ class Trainer:
             self._forward = torch.compile(self.network)
         else:
             self._forward = self.network
-        self._eval_forward = self._forward  # final validation runs on rank 0 alone: never through DDP
         if self.world_size > 1 and distributed:
             from torch.nn.parallel import DistributedDataParallel
 
