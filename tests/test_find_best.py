@@ -37,9 +37,11 @@ def make_tree(root, speck_in=()):
     pre.mkdir(parents=True)
     labels = {"background": 0, "a": 1, "b": 2}
     dataset_json(raw / "dataset.json", labels)
+    arch = {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+            "arch_kwargs": {}, "_kw_requires_import": []}  # nnunetv2 reads it when printing commands
     plans = {**PLANS, "dataset_name": NAME, "configurations": {
-        "3d_fullres": {"patch_size": [8, 8, 8]},
-        "3d_lowres": {"patch_size": [8, 8, 8], "next_stage": ["3d_cascade_fullres"]},
+        "3d_fullres": {"patch_size": [8, 8, 8], "architecture": arch},
+        "3d_lowres": {"patch_size": [8, 8, 8], "architecture": arch, "next_stage": ["3d_cascade_fullres"]},
         "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"},
     }}
     (pre / "nnUNetPlans.json").write_text(json.dumps(plans))
@@ -135,3 +137,64 @@ def test_cli_find_best(tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads((tmp_path / "res" / NAME / "inference_information.json").read_text())
     assert info["best_model_or_ensemble"]["identifier"].startswith("ensemble___")
+
+
+def _point_nnunetv2_at(monkeypatch, root):
+    """nnunetv2 reads its folders from the environment when used; make its worker pools fork
+    (fast, no re-import in children)."""
+    import multiprocessing
+    import sys
+
+    for var, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "pre"), ("nnUNet_results", "res")):
+        monkeypatch.setenv(var, str(root / sub))
+    fork = multiprocessing.get_context("fork")
+    for name, module in list(sys.modules.items()):
+        if name.startswith("nnunetv2") and getattr(module, "multiprocessing", None) is multiprocessing:
+            monkeypatch.setattr(module, "multiprocessing",
+                                type("mp", (), {"get_context": staticmethod(lambda *_a, **_k: fork)}))
+
+
+def test_matches_nnunetv2_find_best_configuration(tmp_path, monkeypatch):
+    """Same tree (nnU-Net's .pkl properties beside our .json), same models: nnunetv2 and oxunet
+    score every model and ensemble alike, break the tie between perfect ensembles alike, and pick
+    the same postprocessing."""
+    import pickle
+    import shutil
+
+    from peers import require
+
+    require("nnunetv2")
+    import nnunetv2.evaluation.find_best_configuration as fb
+
+    configs = ("3d_fullres", "3d_lowres", "3d_cascade_fullres")
+    ours_root, theirs_root = tmp_path / "ours", tmp_path / "theirs"
+    paths = make_tree(ours_root, speck_in=configs)
+    res = ours_root / "res" / NAME
+    for js in res.glob("*/fold_*/validation/*.json"):
+        props = json.loads(js.read_text())
+        props = {k: v for k, v in props.items() if k not in ("format", "version")}
+        js.with_suffix(".pkl").write_bytes(pickle.dumps(props))
+    shutil.copytree(ours_root / "raw" / NAME / "labelsTr", ours_root / "pre" / NAME / "gt_segmentations")
+    shutil.copytree(ours_root, theirs_root)
+
+    _point_nnunetv2_at(monkeypatch, theirs_root)
+    models = [{"plans": "nnUNetPlans", "configuration": c, "trainer": "nnUNetTrainer"} for c in configs]
+    theirs = fb.find_best_configuration(999, models, allow_ensembling=True, num_processes=1, folds=(0, 1))
+    ours = find_best_configuration("999", configurations=configs, folds=(0, 1), num_processes=1, paths=paths,
+                                   quiet=True)
+
+    assert list(ours["all_results"]) == list(theirs["all_results"])
+    for key, value in theirs["all_results"].items():
+        assert ours["all_results"][key] == pytest.approx(value, abs=1e-12), key
+    b_ours, b_theirs = ours["best_model_or_ensemble"], theirs["best_model_or_ensemble"]
+    assert b_ours["identifier"].startswith("ensemble___")  # every pair is perfect before postprocessing
+    for k in ("result_on_crossval_pre_pp", "result_on_crossval_post_pp"):
+        assert b_ours[k] == pytest.approx(b_theirs[k], abs=1e-12), k
+    assert [{k: m[k] for k in ("configuration", "trainer", "plans_identifier")}
+            for m in b_ours["selected_model_or_models"]] == b_theirs["selected_model_or_models"]
+    ens = res / "ensembles" / b_ours["identifier"]
+    pp_theirs = json.loads((theirs_root / "res" / NAME / "ensembles" / b_ours["identifier"]
+                            / "postprocessing.json").read_text())
+    pp_ours = json.loads((ens / "postprocessing.json").read_text())
+    assert pp_ours["postprocessing_fns"] == pp_theirs["postprocessing_fns"]
+    assert pp_ours["postprocessing_kwargs"] == pp_theirs["postprocessing_kwargs"]
