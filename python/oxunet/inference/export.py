@@ -84,11 +84,11 @@ class ExportPlan:
 
 
 def cast_into(src: np.ndarray, dst: np.ndarray) -> None:
-    """``dst[...] = src`` with a dtype change (float32 → float16) through torch, whose casts are
-    vectorised (numpy's float16 conversion is ~10x slower)."""
+    """``dst[...] = src`` with a dtype change (float32 ↔ float16) through torch, whose casts are
+    vectorised and threaded (numpy's float16 conversion is ~10x slower). `src` may be strided."""
     import torch
 
-    torch.from_numpy(dst).copy_(torch.from_numpy(np.ascontiguousarray(src)))
+    torch.from_numpy(dst).copy_(torch.from_numpy(src))
 
 
 def as_dtype(src: np.ndarray, dtype) -> np.ndarray:
@@ -96,6 +96,37 @@ def as_dtype(src: np.ndarray, dtype) -> np.ndarray:
         return src
     out = np.empty(src.shape, dtype)
     cast_into(src, out)
+    return out
+
+
+class Scratch:
+    """Work buffers kept between slabs. Large fresh allocations go back to the OS when freed, so
+    every new one pays its page faults again (dearly on virtual machines); same-shaped buffers are
+    reused instead."""
+
+    def __init__(self):
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, shape, dtype) -> np.ndarray:
+        a = self._bufs.get(key)
+        if a is None or a.shape != tuple(shape) or a.dtype != np.dtype(dtype):
+            a = self._bufs[key] = np.empty(tuple(int(s) for s in shape), dtype)
+        return a
+
+
+def take_planes(slab: np.ndarray, channels: slice, pick, dtype, scratch: Scratch | None = None) -> np.ndarray:
+    """``slab[channels][:, pick]`` as a contiguous array of `dtype`: the selected channels and
+    axis-1 planes (`pick`: an index array, or a slice) gathered and cast in one torch copy
+    (into a `scratch` buffer when given)."""
+    import torch
+
+    src = torch.from_numpy(slab[channels])
+    if not isinstance(pick, slice):
+        src = src[:, torch.from_numpy(np.asarray(pick, dtype=np.int64))]
+    else:
+        src = src[:, pick]
+    out = scratch.get("planes", src.shape, dtype) if scratch is not None else np.empty(tuple(src.shape), dtype)
+    torch.from_numpy(out).copy_(src)
     return out
 
 
@@ -127,11 +158,14 @@ def _labels_from_probabilities(ep: ExportPlan, probs: np.ndarray) -> np.ndarray:
 
 class _RunningLabels:
     """argmax over channels fed a few channels at a time (first maximum wins, as np.argmax), or
-    region painting (sigmoid > 0.5, later regions overwrite)."""
+    region painting (sigmoid > 0.5, later regions overwrite). Writes into `out` when given (a
+    zeroed label array of `shape`); `scratch` lends the float32 work buffers."""
 
-    def __init__(self, ep: ExportPlan, shape):
+    def __init__(self, ep: ExportPlan, shape, out: np.ndarray | None = None, scratch: Scratch | None = None):
         self.ep = ep
-        self.seg = np.zeros(shape, np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16))
+        dtype = np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16)
+        self.seg = np.zeros(shape, dtype) if out is None else out
+        self.scratch = scratch if scratch is not None else Scratch()
         self.best = None
 
     def feed(self, first: int, chunk: np.ndarray) -> None:
@@ -143,11 +177,17 @@ class _RunningLabels:
                 self.seg[p > 0.5] = self.ep.regions_class_order[first + k]
             return
         start = 0
-        if self.best is None:  # float32 even for float16 logits: exact, and numpy compares float16 ~30x slower
-            self.best = chunk[0].astype(np.float32)
+        # float32 even for float16 logits: exact, and numpy compares float16 ~30x slower
+        if chunk.dtype != np.float32:
+            buf = self.scratch.get("chunk32", chunk.shape, np.float32)
+            cast_into(chunk, buf)
+            chunk = buf
+        if self.best is None:
+            self.best = self.scratch.get("best", chunk.shape[1:], np.float32)
+            self.best[...] = chunk[0]
             start = 1
         for k in range(start, chunk.shape[0]):
-            value = chunk[k].astype(np.float32, copy=False)
+            value = chunk[k]
             better = value > self.best
             self.seg[better] = first + k
             np.maximum(self.best, value, out=self.best)
@@ -257,6 +297,7 @@ class StreamingExport:
         self.seg = np.zeros(self.target, np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16))
         self.probs = np.zeros((ep.num_heads, *self.target), probabilities_dtype) if return_probabilities else None
         same_depth = self.target[0] == self.net_shape[0] or ep.resampling.fn == "no_resampling_hack"
+        self.scratch = Scratch()
         self.source = None if same_depth else _axis0_source(ep, self.net_shape[0], self.target[0], self.cs, self.ns)
 
     def __call__(self, slabs) -> None:
@@ -278,7 +319,7 @@ class StreamingExport:
                 pick = self.source[o0:o1] - x0
             shape = [o1 - o0, *self.target[1:]]
             if self.probs is not None:  # softmax needs every channel at once
-                res = _resample(self.ep, as_dtype(np.ascontiguousarray(slab[:, pick]), self.logits_dtype), shape,
+                res = _resample(self.ep, take_planes(slab, slice(None), pick, self.logits_dtype), shape,
                                 self.cs, self.ns)
                 p = _nonlin(self.ep, res)
                 self.probs[:, o0:o1] = p
@@ -286,11 +327,12 @@ class StreamingExport:
                 continue
             # labels: a few channels at a time, so the resampled copy stays small
             step = max(1, SLAB_CHUNK_BYTES // max(1, int(np.prod(shape)) * 4))
-            run = _RunningLabels(self.ep, shape)
+            out = self.seg[o0:o1]
+            out.fill(0)
+            run = _RunningLabels(self.ep, shape, out=out, scratch=self.scratch)
             for c0 in range(0, slab.shape[0], step):
-                part = as_dtype(np.ascontiguousarray(slab[c0:c0 + step, pick]), self.logits_dtype)
+                part = take_planes(slab, slice(c0, c0 + step), pick, self.logits_dtype, self.scratch)
                 run.feed(c0, _resample(self.ep, part, shape, self.cs, self.ns))
-            self.seg[o0:o1] = run.seg
 
     def result(self, probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
         seg = _uncrop(self.ep, self.seg, self.properties)
