@@ -160,17 +160,30 @@ def _child_main(argv):
 # ------------------------------------------------------------------------------------------ driver
 
 
-def run_child(kind: str, payload: dict) -> dict:
+def run_child(kind: str, payload: dict, rss_limit_gib: float | None = None) -> dict:
+    """Runs one predictor in a child process; with `rss_limit_gib`, a child whose process tree
+    grows past it is killed (and reported so) before the machine runs out of memory."""
     from oxunet.inference.runtime import tree_rss_bytes
 
     env = dict(os.environ, PYTHONPATH=str(HERE.parent / "python"))
-    proc = subprocess.Popen([sys.executable, __file__, "--child", kind, json.dumps(payload)], stdout=subprocess.PIPE,
+    out_file = tempfile.TemporaryFile(mode="w+")  # not a pipe: a killed child must not block us
+    proc = subprocess.Popen([sys.executable, __file__, "--child", kind, json.dumps(payload)], stdout=out_file,
                             stderr=subprocess.STDOUT, text=True, env=env)
-    peak = 0
+    peak, killed = 0, False
+    limit = None if rss_limit_gib is None else rss_limit_gib * 2**30
     while proc.poll() is None:
         peak = max(peak, tree_rss_bytes(proc.pid))
+        if limit is not None and peak > limit:
+            proc.kill()
+            proc.wait()
+            killed = True
+            break
         time.sleep(0.02)
-    out = proc.stdout.read()
+    if killed:
+        return {"error": f"killed: process tree RSS passed the {rss_limit_gib:g} GiB limit", "tree_peak_rss_bytes": peak,
+                "exceeded_rss_limit_gib": rss_limit_gib}
+    out_file.seek(0)
+    out = out_file.read()
     line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not line:
         return {"error": f"exit {proc.returncode}: {out[-2000:]}", "tree_peak_rss_bytes": peak}
@@ -199,6 +212,8 @@ def main() -> None:
                     "(measures preprocessing/aggregation/export and memory without the network's cost)")
     ap.add_argument("--ct-classes", type=int, default=21, help="CT case: classes incl. background (memory: try 51)")
     ap.add_argument("--ct-slices", type=int, default=200, help="CT case: slices of 512x512 (memory: try 400)")
+    ap.add_argument("--rss-limit-gib", type=float, default=None,
+                    help="kill a predictor whose process tree RSS passes this (report it as over the limit)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="oxunet_bench_predict_"))
     results = {}
@@ -229,7 +244,7 @@ def main() -> None:
                 out = work / "out" / name / label.replace(" ", "_")
                 out.mkdir(parents=True)
                 payload = dict(model=str(model), inp=str(inp), out=str(out), tta=tta, **extra)
-                results[name][label] = run_child(kind, payload)
+                results[name][label] = run_child(kind, payload, args.rss_limit_gib)
                 results[name][label]["output"] = str(out)
                 print(f"{name:12s} {label:19s} {_fmt(results[name][label])}", flush=True)
             if "nnunetv2 fp32" in results[name]:
