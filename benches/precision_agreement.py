@@ -35,6 +35,7 @@ def main() -> None:
     import SimpleITK as sitk
 
     from oxunet.dataset.dataset_json import load_dataset_json
+    from oxunet.evaluation.metrics import compute_metrics
     from oxunet.inference import Predictor
 
     ds = load_dataset_json(args.model / "dataset.json")
@@ -53,16 +54,15 @@ def main() -> None:
                        for c in cases}
         secs[prec] = time.perf_counter() - t
         print(f"{prec}: {secs[prec]:.1f} s for {len(cases)} cases", flush=True)
-    labels = ds.foreground_labels
+    labels = ds.foreground_regions if ds.has_regions else ds.foreground_labels
     agree, dice = [], {k: [] for k in preds}
     for c in cases:
         a, b = preds["fp32"][c], preds[args.precision][c]
         agree.append(float((a == b).mean()))
         gt = sitk.GetArrayFromImage(sitk.ReadImage(str(args.raw / "labelsTr" / f"{c}{ending}")))
-        for k in preds:
-            seg = preds[k][c]
-            per = [2 * ((seg == lab) & (gt == lab)).sum() / max((seg == lab).sum() + (gt == lab).sum(), 1) for lab in labels]
-            dice[k].append(float(np.mean(per)))
+        for k in preds:  # nnU-Net's Dice (NaN where a label is in neither), averaged over labels
+            per_label = compute_metrics(gt, preds[k][c], labels, ds.ignore_label)
+            dice[k].append(float(np.nanmean([m["Dice"] for m in per_label.values()])))
     report = {"cases": len(cases), "precision": args.precision, "voxel_agreement_mean": float(np.mean(agree)),
               "voxel_agreement_min": float(np.min(agree)), "mean_dice_fp32": float(np.mean(dice["fp32"])),
               f"mean_dice_{args.precision}": float(np.mean(dice[args.precision])), "seconds": secs}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import shutil
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import SimpleITK as sitk
 
 from evalpost_helpers import PLANS, dataset_json
 from oxunet.ensembling import EnsembleError, ensemble_folders
-from peers import require
+from peers import nnunet_fork_pools, require
 
 SHAPE = (6, 9, 11)
 
@@ -58,8 +56,7 @@ def _folders(tmp_path, n_folders=2, cases=("a", "b", "c"), channels=3, regions=F
 def _nnunet_ensemble(dirs, out):
     import nnunetv2.ensembling.ensemble as ens
 
-    fork = multiprocessing.get_context("fork")
-    with mock.patch.object(ens, "multiprocessing", type("mp", (), {"get_context": staticmethod(lambda *_: fork)})):
+    with nnunet_fork_pools(ens):
         ens.ensemble_folders([str(d) for d in dirs], str(out), True, 1)
 
 

@@ -16,20 +16,16 @@ from oxunet.evaluation import (
     evaluate_folders,
     evaluate_multi_reference,
 )
-from peers import require
+from peers import nnunet_fork_pools, require
 
 
 def _nnunet_summary(gt, pred, out, labels, ignore_label=None):
     require("nnunetv2")
-    import multiprocessing
-    from unittest import mock
-
     import nnunetv2.evaluation.evaluate_predictions as ev
     from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    fork = multiprocessing.get_context("fork")  # nnunetv2 spawns (slow); the computation is the same
-    with mock.patch.object(ev, "multiprocessing", type("mp", (), {"get_context": staticmethod(lambda *_: fork)})):
+    with nnunet_fork_pools(ev):
         compute_metrics_on_folder(str(gt), str(pred), str(out), SimpleITKIO(), ".nii.gz", labels, ignore_label, 1)
     return out.read_text()
 

@@ -139,21 +139,6 @@ def test_cli_find_best(tmp_path):
     assert info["best_model_or_ensemble"]["identifier"].startswith("ensemble___")
 
 
-def _point_nnunetv2_at(monkeypatch, root):
-    """nnunetv2 reads its folders from the environment when used; make its worker pools fork
-    (fast, no re-import in children)."""
-    import multiprocessing
-    import sys
-
-    for var, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "pre"), ("nnUNet_results", "res")):
-        monkeypatch.setenv(var, str(root / sub))
-    fork = multiprocessing.get_context("fork")
-    for name, module in list(sys.modules.items()):
-        if name.startswith("nnunetv2") and getattr(module, "multiprocessing", None) is multiprocessing:
-            monkeypatch.setattr(module, "multiprocessing",
-                                type("mp", (), {"get_context": staticmethod(lambda *_a, **_k: fork)}))
-
-
 def test_matches_nnunetv2_find_best_configuration(tmp_path, monkeypatch):
     """Same tree (nnU-Net's .pkl properties beside our .json), same models: nnunetv2 and oxunet
     score every model and ensemble alike, break the tie between perfect ensembles alike, and pick
@@ -161,7 +146,10 @@ def test_matches_nnunetv2_find_best_configuration(tmp_path, monkeypatch):
     import pickle
     import shutil
 
-    from peers import require
+    import multiprocessing
+    import sys
+
+    from peers import nnunet_fork_pools, require
 
     require("nnunetv2")
     import nnunetv2.evaluation.find_best_configuration as fb
@@ -177,9 +165,13 @@ def test_matches_nnunetv2_find_best_configuration(tmp_path, monkeypatch):
     shutil.copytree(ours_root / "raw" / NAME / "labelsTr", ours_root / "pre" / NAME / "gt_segmentations")
     shutil.copytree(ours_root, theirs_root)
 
-    _point_nnunetv2_at(monkeypatch, theirs_root)
+    for var, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "pre"), ("nnUNet_results", "res")):
+        monkeypatch.setenv(var, str(theirs_root / sub))  # nnunetv2 reads its folders from the environment on use
     models = [{"plans": "nnUNetPlans", "configuration": c, "trainer": "nnUNetTrainer"} for c in configs]
-    theirs = fb.find_best_configuration(999, models, allow_ensembling=True, num_processes=1, folds=(0, 1))
+    pooled = [m for n, m in sys.modules.items()
+              if n.startswith("nnunetv2") and getattr(m, "multiprocessing", None) is multiprocessing]
+    with nnunet_fork_pools(*pooled):
+        theirs = fb.find_best_configuration(999, models, allow_ensembling=True, num_processes=1, folds=(0, 1))
     ours = find_best_configuration("999", configurations=configs, folds=(0, 1), num_processes=1, paths=paths,
                                    quiet=True)
 

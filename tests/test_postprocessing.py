@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import pickle
 
 import numpy as np
@@ -18,7 +17,7 @@ from oxunet.postprocessing import (
     determine_postprocessing,
     load_postprocessing,
 )
-from peers import require
+from peers import nnunet_fork_pools, require
 
 
 def make_cv_folder(root, n=6, seed=0):
@@ -47,14 +46,7 @@ def make_cv_folder(root, n=6, seed=0):
     return gt, pred
 
 
-def _fork_pools(monkeypatch, *modules):
-    # nnunetv2 spawns a pool per evaluation; fork keeps the parity test fast
-    fork = multiprocessing.get_context("fork")
-    for m in modules:
-        monkeypatch.setattr(m, "multiprocessing", type("mp", (), {"get_context": staticmethod(lambda *_a, **_k: fork)}))
-
-
-def test_decisions_match_nnunetv2(tmp_path, monkeypatch):
+def test_decisions_match_nnunetv2(tmp_path):
     require("nnunetv2")
     import shutil
 
@@ -64,8 +56,8 @@ def test_decisions_match_nnunetv2(tmp_path, monkeypatch):
     gt, pred = make_cv_folder(tmp_path)
     theirs_dir = tmp_path / "theirs"
     shutil.copytree(pred, theirs_dir)
-    _fork_pools(monkeypatch, ev, rcc)
-    fns, kwargs = rcc.determine_postprocessing(str(theirs_dir), str(gt), None, None, 1)
+    with nnunet_fork_pools(ev, rcc):
+        fns, kwargs = rcc.determine_postprocessing(str(theirs_dir), str(gt), None, None, 1)
     ours = determine_postprocessing(pred, gt, num_processes=1, quiet=True)
     assert ours["postprocessing_fns"] == [f.__name__ for f in fns]
     assert [s["labels_or_regions"] for s in ours["steps"]] == [k["labels_or_regions"] for k in kwargs]

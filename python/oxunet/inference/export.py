@@ -120,11 +120,9 @@ def take_planes(slab: np.ndarray, channels: slice, pick, dtype, scratch: Scratch
     (into a `scratch` buffer when given)."""
     import torch
 
-    src = torch.from_numpy(slab[channels])
     if not isinstance(pick, slice):
-        src = src[:, torch.from_numpy(np.asarray(pick, dtype=np.int64))]
-    else:
-        src = src[:, pick]
+        pick = torch.from_numpy(np.asarray(pick, dtype=np.int64))
+    src = torch.from_numpy(slab[channels])[:, pick]
     out = scratch.get("planes", src.shape, dtype) if scratch is not None else np.empty(tuple(src.shape), dtype)
     torch.from_numpy(out).copy_(src)
     return out
