@@ -69,3 +69,39 @@ def test_show_network_usage_errors(tmp_path):
     assert r.exit_code == 1 and "plans.json" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(plan, ["--show-network"])
     assert r.exit_code == 2 and "Missing option '-d'" in r.output
+
+
+def test_show_network_png_draws_every_stage_and_head(tmp_path):
+    """`--png FILE`: a picture per configuration with one box per encoder stage, decoder stage and
+    deep-supervision head, labelled with the plan's channels, strides and patch."""
+    import matplotlib.image as mpimg
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyBboxPatch
+
+    from oxunet.networks.diagram import draw_configuration
+
+    raw, pre = _setup(tmp_path, ids=(343,))
+    png = tmp_path / "net.png"
+    r = _run(["-d", "343", "-q", "--show-network", "--png", str(png)], raw, pre)
+    assert r.exit_code == 0, r.output
+    assert f"network diagram: {png}" in r.stderr
+    pixels = mpimg.imread(png)
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 600 and np.ptp(pixels[..., :3]) > 0.5  # not blank
+    plans = json.loads((pre / "Dataset343_Cli" / "nnUNetPlans.json").read_text())
+    cfg = plans["configurations"]["3d_fullres"]
+    arch = cfg["architecture"]["arch_kwargs"]
+    ax = Figure().subplots()
+    draw_configuration(ax, "3d_fullres", cfg["architecture"], cfg["patch_size"])
+    n = arch["n_stages"]
+    assert len([p for p in ax.patches if isinstance(p, FancyBboxPatch)]) == n + 2 * (n - 1)
+    texts = [t.get_text() for t in ax.texts]
+    for features, stride in zip(arch["features_per_stage"], arch["strides"]):
+        assert any(t.startswith(f"{features} ch, k ") and f"/{'x'.join(map(str, stride))}," in t for t in texts)
+    assert texts.count("output") == 1 and sum(t.startswith("DS head") for t in texts) == n - 2
+    assert ax.get_title().endswith("patch " + "x".join(map(str, cfg["patch_size"])))
+    standalone = CliRunner().invoke(plan, ["--show-network", "--plans-json", str(pre / "Dataset343_Cli" / "nnUNetPlans.json"),
+                                           "--png", str(tmp_path / "again.png")])
+    assert standalone.exit_code == 0, standalone.output
+    assert (tmp_path / "again.png").stat().st_size > 10_000
+    assert CliRunner().invoke(plan, ["--png", str(png), "-d", "343"]).exit_code == 2  # needs --show-network

@@ -49,6 +49,16 @@ def network_tables(plans: dict, source: str) -> str:
     return "\n\n".join(blocks)
 
 
+def _draw(plans: dict, png: str, source: str) -> None:
+    from ..networks.diagram import write_network_png
+
+    try:
+        out = write_network_png(plans, png, source=source)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"network diagram: {out}", err=True)
+
+
 @click.command()
 @click.option("-d", "--dataset", "datasets", multiple=True,
               help="Dataset id(s) or folder name(s); nnU-Net's `-d 1 2 3` and `-d 1 -d 2` both work.")
@@ -73,11 +83,14 @@ def network_tables(plans: dict, source: str) -> str:
 @click.option("--show-network", is_flag=True,
               help="Also print each configuration's network, stage by stage (features, kernel, stride, blocks, "
                    "feature-map size for the patch); to stderr when planning.")
+@click.option("--png", "png", type=click.Path(dir_okay=False),
+              help="With --show-network: also draw the networks (stages, channels, strides, patch, deep-supervision "
+                   "heads) to this PNG file.")
 @click.option("--plans-json", "plans_json", type=click.Path(exists=True, dir_okay=False),
               help="With --show-network: show the networks of this existing plans file (no -d, no planning), on stdout.")
 @quiet_option
 def plan(datasets, more_datasets, planner, gpu_memory_gb, plans_name, target_spacing, num_processes, verify, clean,
-         raw_dir, preprocessed_dir, import_file, show_network, plans_json, quiet) -> None:
+         raw_dir, preprocessed_dir, import_file, show_network, png, plans_json, quiet) -> None:
     """Plan experiments: target spacing, patch and batch size, network topology per configuration.
 
     Extracts the fingerprint into <preprocessed>/DatasetXXX_Name/ when it is missing, writes
@@ -88,6 +101,8 @@ def plan(datasets, more_datasets, planner, gpu_memory_gb, plans_name, target_spa
 
     from rich.console import Console
 
+    if png and not show_network:
+        raise click.UsageError("--png goes with --show-network")
     if plans_json:
         if not show_network or datasets or more_datasets:
             raise click.UsageError("--plans-json goes with --show-network and without -d")
@@ -95,7 +110,10 @@ def plan(datasets, more_datasets, planner, gpu_memory_gb, plans_name, target_spa
         from ..planning import PlansError, load_plans
 
         try:
-            click.echo(network_tables(load_plans(plans_json), str(plans_json)))
+            plans = load_plans(plans_json)
+            click.echo(network_tables(plans, str(plans_json)))
+            if png:
+                _draw(plans, png, str(plans_json))
         except (PlansError, ArchitectureError) as e:
             raise click.ClickException(str(e)) from None
         return
@@ -134,4 +152,6 @@ def plan(datasets, more_datasets, planner, gpu_memory_gb, plans_name, target_spa
             _render(plans, path, console)
         if show_network:
             click.echo(network_tables(plans, str(path)), err=True)
+            if png:
+                _draw(plans, png, str(path))
         click.echo(str(path))

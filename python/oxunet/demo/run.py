@@ -34,6 +34,7 @@ class DemoBudget:
     val_iterations: int = 2
     batch_size: int = 2
     num_workers: int = 1
+    seed: int = 0  # the training seed: a fixed default makes the demo give the same numbers every run
 
 
 @dataclass
@@ -111,7 +112,7 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     t = step(f"train fold 0 ({budget.epochs} epochs x {budget.iterations_per_epoch} iterations, batch {budget.batch_size})")
     config = TrainerConfig(name="oxunetDemo").replace(
         epochs=budget.epochs, iterations_per_epoch=budget.iterations_per_epoch, val_iterations=budget.val_iterations,
-        batch_size=budget.batch_size, num_workers=budget.num_workers, precision=precision)
+        batch_size=budget.batch_size, num_workers=budget.num_workers, precision=precision, seed=budget.seed)
     trainer = Trainer(name, CONFIGURATION, 0, paths=paths, config=config, plans_name=plans["plans_name"],
                       device=device, quiet=True)
     fold_dir = trainer.run(continue_training=True, validate=False)

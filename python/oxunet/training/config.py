@@ -53,7 +53,7 @@ class TrainerConfig:
     precision: str = "auto"
     checkpoint_interval: int = 1  # checkpoint_latest.pth every N epochs (nnU-Net: 50)
     compile: bool | None = None  # None: nnU-Net's rule ($nnUNet_compile, default on) — CUDA only
-    progress_plot: bool = True  # progress.png every epoch (skipped with one log line without matplotlib)
+    progress_plot: bool = True  # progress.png every epoch (matplotlib is a core dependency)
     seed: int | None = None  # None: drawn once and stored in the checkpoint
     freeze: str | int | None = None  # "encoder" or N: train only later layers (oxunet.training.transfer)
     extra: dict[str, Any] = field(default_factory=dict)
