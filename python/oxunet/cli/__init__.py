@@ -19,6 +19,7 @@ from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
 from .predict import predict
 from .preprocess import preprocess
+from .report import report
 from .sharing import export_model, install_model, move_plans
 from .train import train
 from .verify import verify
@@ -53,6 +54,7 @@ main.add_command(fingerprint)
 main.add_command(export_model)
 main.add_command(install_model)
 main.add_command(move_plans)
+main.add_command(report)
 
 
 @main.command()

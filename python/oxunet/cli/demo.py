@@ -15,18 +15,18 @@ from .common import quiet_option
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--iters-per-epoch", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Training seed: the same seed gives the same numbers on the same machine.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default=None, help="Default: cuda if available, else cpu.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--tta", default="all", show_default=True, help="Mirroring at prediction: all, none or axes (e.g. 0,1).")
 @click.option("-np", "--num-processes", type=click.IntRange(1), help="Workers for verify/plan/preprocess/evaluate.")
 @quiet_option
-def demo(data, work_dir, epochs, iters_per_epoch, batch_size, device, precision, tta, num_processes, quiet) -> None:
+def demo(data, work_dir, epochs, iters_per_epoch, batch_size, seed, device, precision, tta, num_processes, quiet) -> None:
     """Run the whole pipeline in a few minutes and print the Dice table.
 
     Trains fold 0 with a short budget, predicts the fold's validation cases from their raw
     images and evaluates them against their labels."""
-    import sys
-
     from rich.console import Console
     from rich.table import Table
 
@@ -37,12 +37,17 @@ def demo(data, work_dir, epochs, iters_per_epoch, batch_size, device, precision,
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     from ..demo import DemoBudget, DemoError, run_demo
+    from ..demo.progress import PlainProgress, RichProgress
 
-    budget = DemoBudget(epochs=epochs, iterations_per_epoch=iters_per_epoch, batch_size=batch_size)
+    budget = DemoBudget(epochs=epochs, iterations_per_epoch=iters_per_epoch, batch_size=batch_size, seed=seed)
+    terminal = err.is_terminal and not quiet
+    # a terminal gets live bars; a log gets one line per step and per epoch
+    progress = RichProgress(err) if terminal else PlainProgress(lambda text: err.print(text, highlight=False, markup=False))
     try:
         result = run_demo(work_dir, data, budget, device=device, precision=precision, tta=tta,
-                          num_processes=num_processes, quiet=quiet or not sys.stderr.isatty(), log=err.print)
+                          num_processes=num_processes, quiet=True, progress=progress)
     except DemoError as e:
+        progress.close()
         raise click.ClickException(str(e)) from None
     out.print(f"{result.dataset}: Dice on the validation cases of fold 0")
     table = Table()

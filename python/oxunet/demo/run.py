@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..dataset import Paths, dataset_name, load_dataset_json, training_cases
+from .progress import PlainProgress
 from .synthetic import make_demo_dataset
 
 CONFIGURATION = "3d_fullres"
@@ -44,6 +46,14 @@ class DemoResult:
     artefacts: dict[str, Path] = field(default_factory=dict)
     dice: dict[str, float] = field(default_factory=dict)  # per label name, plus "mean"
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)  # per step: the process's peak so far
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process or of its largest finished child (worker pools), MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0  # Linux reports KiB
 
 
 def _link_dataset(source: Path, raw_root: Path) -> str:
@@ -62,20 +72,27 @@ def _link_dataset(source: Path, raw_root: Path) -> str:
 
 def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoBudget | None = None, *,
              device: str = "cpu", precision: str = "auto", tta: str = "all", num_processes: int | None = None,
-             quiet: bool = False, log=print) -> DemoResult:
+             quiet: bool = False, log=print, progress=None) -> DemoResult:
     """Runs the pipeline and returns the Dice per label and where everything is.
-    ``log`` receives one line per step (the CLI passes a stderr printer)."""
+    ``progress`` (:mod:`oxunet.demo.progress`) is told each step and each epoch; by default one
+    line each goes to ``log``."""
     budget = budget or DemoBudget()
+    progress = progress or PlainProgress(log)
     work = Path(work_dir).resolve()
     paths = Paths(raw=work / "raw", preprocessed=work / "preprocessed", results=work / "results")
     nproc = num_processes or max(1, min(4, os.cpu_count() or 1))
     timings: dict[str, float] = {}
+    memory: dict[str, float] = {}
+    current: list[str] = []
 
-    def step(name: str):
-        log(f"[demo] {name} ...")
+    def step(name: str, key: str, epochs: int = 0):
+        if current:  # the previous step ends where this one starts
+            memory[current[-1]] = round(peak_rss_mib(), 1)
+        current.append(key)
+        progress.step(name, epochs)
         return time.perf_counter()
 
-    t = step("dataset")
+    t = step("dataset", "dataset")
     if data is None:
         folder = make_demo_dataset(paths.raw)
         name = folder.name
@@ -88,7 +105,7 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
 
     from ..dataset.verify import verify_dataset
 
-    t = step("verify")
+    t = step("verify", "verify")
     report = verify_dataset(raw_dir, num_processes=nproc)
     if not report.ok:
         shown = "; ".join(f"{p.case}: {p.message}" for p in report.errors[:3])
@@ -98,10 +115,10 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     from ..planning import plan_experiment
     from ..preprocessing.run import preprocess_dataset
 
-    t = step("plan")
+    t = step("plan", "plan")
     plans = plan_experiment(name, paths, num_processes=nproc, quiet=quiet)
     timings["plan"] = time.perf_counter() - t
-    t = step("preprocess")
+    t = step("preprocess", "preprocess")
     preprocess_dataset(name, paths, plans_name=plans["plans_name"], configurations=[CONFIGURATION],
                        num_processes=nproc, quiet=quiet)
     timings["preprocess"] = time.perf_counter() - t
@@ -109,12 +126,14 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     from ..training.config import TrainerConfig
     from ..training.trainer import Trainer
 
-    t = step(f"train fold 0 ({budget.epochs} epochs x {budget.iterations_per_epoch} iterations, batch {budget.batch_size})")
+    t = step(f"train fold 0 ({budget.epochs} epochs x {budget.iterations_per_epoch} iterations, batch {budget.batch_size})",
+             "train", budget.epochs)
+    progress.label_names = _label_names(info)
     config = TrainerConfig(name="oxunetDemo").replace(
         epochs=budget.epochs, iterations_per_epoch=budget.iterations_per_epoch, val_iterations=budget.val_iterations,
         batch_size=budget.batch_size, num_workers=budget.num_workers, precision=precision, seed=budget.seed)
     trainer = Trainer(name, CONFIGURATION, 0, paths=paths, config=config, plans_name=plans["plans_name"],
-                      device=device, quiet=True)
+                      device=device, quiet=True, on_epoch_end=progress.epoch)
     fold_dir = trainer.run(continue_training=True, validate=False)
     model_dir = fold_dir.parent
     timings["train"] = time.perf_counter() - t
@@ -136,29 +155,39 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
 
     from ..inference import predict_folder
 
-    t = step(f"predict {len(val_keys)} validation case(s)")
+    t = step(f"predict {len(val_keys)} validation case(s)", "predict")
     pred_dir = work / "predictions"
     predict_folder(input_dir, pred_dir, model_dir, folds=[0], tta=tta, device=device, precision=precision, quiet=quiet)
     timings["predict"] = time.perf_counter() - t
 
     from ..evaluation import evaluate_folders
 
-    t = step("evaluate")
+    t = step("evaluate", "evaluate")
     eval_file = work / "evaluation" / "summary.json"
     eval_file.parent.mkdir(exist_ok=True)
     labels = list(info.foreground_regions) if info.has_regions else list(info.foreground_labels)
     summary = evaluate_folders(reference_dir, pred_dir, labels, ignore_label=info.ignore_label,
                                file_ending=info.file_ending, output_file=eval_file, num_processes=nproc, quiet=quiet)
     timings["evaluate"] = time.perf_counter() - t
+    memory["evaluate"] = round(peak_rss_mib(), 1)
+    progress.close()
 
     names = {str(v): k for k, v in info.raw["labels"].items() if not isinstance(v, (list, tuple))}
     dice = {names.get(str(k), str(k)): float(v["Dice"]) for k, v in summary["mean"].items()}
     dice["mean"] = float(summary["foreground_mean"]["Dice"])
-    result = DemoResult(work, name, dice=dice, seconds=timings, artefacts={
+    result = DemoResult(work, name, dice=dice, seconds=timings, peak_rss_mib=memory, artefacts={
         "raw dataset": raw_dir, "plans": paths.preprocessed / name / f"{plans['plans_name']}.json",
         "preprocessed": paths.preprocessed / name, "model folder": model_dir, "training log": fold_dir / "training_log.json",
         "predictions": pred_dir, "evaluation": eval_file})
     (work / "demo_result.json").write_text(json.dumps(
-        {"version": 1, "dataset": name, "dice": dice, "seconds": timings,
+        {"version": 1, "dataset": name, "seed": budget.seed, "dice": dice, "seconds": timings, "peak_rss_mib": memory,
          "artefacts": {k: str(v) for k, v in result.artefacts.items()}}, indent=1))
     return result
+
+
+def _label_names(info) -> list[str]:
+    """Names of the foreground labels (or regions) in the network's output order."""
+    if info.has_regions:
+        return [k for k, v in info.raw["labels"].items() if isinstance(v, (list, tuple))]
+    names = {int(v): k for k, v in info.raw["labels"].items() if not isinstance(v, (list, tuple))}
+    return [names.get(int(v), str(v)) for v in info.foreground_labels]

@@ -72,9 +72,8 @@ def draw_configuration(ax, name: str, architecture: Mapping[str, Any], patch_siz
     ax.axis("off")
 
 
-def write_network_png(plans: Mapping[str, Any], path: str | Path, configurations: Sequence[str] | None = None,
-                      source: str = "plans") -> Path:
-    """Draws every configuration of ``plans`` that has an architecture (or those named) to ``path``."""
+def network_figure(plans: Mapping[str, Any], configurations: Sequence[str] | None = None, source: str = "plans"):
+    """A matplotlib Figure with every configuration of ``plans`` that has an architecture (or those named)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -96,6 +95,13 @@ def write_network_png(plans: Mapping[str, Any], path: str | Path, configurations
     for ax, (name, arch, patch) in zip(axes, drawn):
         draw_configuration(ax, name, arch, patch)
     fig.tight_layout()
+    return fig
+
+
+def write_network_png(plans: Mapping[str, Any], path: str | Path, configurations: Sequence[str] | None = None,
+                      source: str = "plans") -> Path:
+    """Draws the networks of ``plans`` (see :func:`network_figure`) to ``path``."""
+    fig = network_figure(plans, configurations, source)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
