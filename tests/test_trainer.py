@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,11 @@ def test_cli_smoke(prepared, tmp_path):
     assert r.exit_code == 0, r.output
     fold = tmp_path / NAME / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_all"
     assert str(fold) in r.output and (fold / "validation" / "summary.json").is_file()
+    # the final validation (re)writes the model folder's report, with this fold's validation cases in it
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    page = (fold.parent / "report.html").read_text()
+    assert 'id="cases"' in page and 'alt="training curves of fold all"' in page
+    assert all(Path(c["prediction_file"]).name.split(".")[0] in page for c in summary["metric_per_case"])
     r = CliRunner().invoke(group, ["train", "900", "3d_fullres", "7x", "--preprocessed-dir", str(prepared / "pre"),
                                    "--results-dir", str(tmp_path)])
     assert r.exit_code != 0 and "fold" in r.output

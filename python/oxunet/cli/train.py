@@ -125,6 +125,8 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
     click.echo(f"{tr.fold_dir}")
     if not quiet:
         click.echo(f"Mean validation Dice: {summary['foreground_mean'].get('Dice')}", err=True)
+        if (tr.output_root / "report.html").is_file():
+            click.echo(f"report: {tr.output_root / 'report.html'}", err=True)
 
 
 def _progress(total: int):

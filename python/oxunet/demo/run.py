@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..dataset import Paths, dataset_name, load_dataset_json, training_cases
+from ..report.collect import peak_rss_mib
 from .progress import PlainProgress
 from .synthetic import make_demo_dataset
 
@@ -47,13 +47,6 @@ class DemoResult:
     dice: dict[str, float] = field(default_factory=dict)  # per label name, plus "mean"
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)  # per step: the process's peak so far
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process or of its largest finished child (worker pools), MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024.0  # Linux reports KiB
 
 
 def _link_dataset(source: Path, raw_root: Path) -> str:
@@ -106,10 +99,10 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     from ..dataset.verify import verify_dataset
 
     t = step("verify", "verify")
-    report = verify_dataset(raw_dir, num_processes=nproc)
-    if not report.ok:
-        shown = "; ".join(f"{p.case}: {p.message}" for p in report.errors[:3])
-        raise DemoError(f"verify: {raw_dir} has {len(report.errors)} problem(s): {shown}")
+    checked = verify_dataset(raw_dir, num_processes=nproc)
+    if not checked.ok:
+        shown = "; ".join(f"{p.case}: {p.message}" for p in checked.errors[:3])
+        raise DemoError(f"verify: {raw_dir} has {len(checked.errors)} problem(s): {shown}")
     timings["verify"] = time.perf_counter() - t
 
     from ..planning import plan_experiment
@@ -170,6 +163,15 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
                                file_ending=info.file_ending, output_file=eval_file, num_processes=nproc, quiet=quiet)
     timings["evaluate"] = time.perf_counter() - t
     memory["evaluate"] = round(peak_rss_mib(), 1)
+
+    from ..report import Stage, write_report
+
+    t = step("report", "report")
+    stages = [Stage(k, v, memory.get(k)) for k, v in timings.items()]
+    report = write_report(model_dir, work / "report.html", raw_dir=paths.raw, stages=stages,
+                          summaries={"0": eval_file}, title=f"oxunet demo: {name}, fold 0")
+    timings["report"] = time.perf_counter() - t
+    memory["report"] = round(peak_rss_mib(), 1)
     progress.close()
 
     names = {str(v): k for k, v in info.raw["labels"].items() if not isinstance(v, (list, tuple))}
@@ -178,7 +180,8 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     result = DemoResult(work, name, dice=dice, seconds=timings, peak_rss_mib=memory, artefacts={
         "raw dataset": raw_dir, "plans": paths.preprocessed / name / f"{plans['plans_name']}.json",
         "preprocessed": paths.preprocessed / name, "model folder": model_dir, "training log": fold_dir / "training_log.json",
-        "predictions": pred_dir, "evaluation": eval_file})
+        "predictions": pred_dir, "evaluation": eval_file, "report": report,
+        "progress plot": fold_dir / "progress.png"})
     (work / "demo_result.json").write_text(json.dumps(
         {"version": 1, "dataset": name, "seed": budget.seed, "dice": dice, "seconds": timings, "peak_rss_mib": memory,
          "artefacts": {k: str(v) for k, v in result.artefacts.items()}}, indent=1))

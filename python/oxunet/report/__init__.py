@@ -12,20 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import atomic_path
-from .collect import ModelSummary, ReportError, Stage, collect, raw_image_for
+from .collect import ModelSummary, ReportError, Stage, collect, peak_rss_mib, raw_image_for
 
-__all__ = ["ModelSummary", "ReportError", "Stage", "collect", "write_report"]
+__all__ = ["ModelSummary", "ReportError", "Stage", "collect", "peak_rss_mib", "write_report"]
 
 
 def write_report(model_folder: str | Path, output: str | Path | None = None, *, raw_dir: str | Path | None = None,
-                 stages: list[Stage] | None = None, worst_cases: int = 3, title: str | None = None) -> Path:
+                 stages: list[Stage] | None = None, summaries: dict[str, str | Path] | None = None,
+                 worst_cases: int = 3, title: str | None = None) -> Path:
     """Writes the report (default ``MODEL_FOLDER/report.html``) and returns its path.
     ``raw_dir``: the raw root, to show the worst cases' images (without it their references are
-    the background); ``stages``: time/memory rows (default: training time per fold)."""
+    the background); ``stages``: time/memory rows (default: training time per fold);
+    ``summaries``: per fold, a summary.json other than ``fold_X/validation/summary.json``."""
     from .figures import case_overlay, network_diagram, training_curves
     from .html import render_page
 
-    summary = collect(model_folder, stages)
+    summary = collect(model_folder, stages, summaries)
     names = [summary.label_names.get(k, k) for k in _output_label_keys(summary)]
     curves = {fold: training_curves(log, names, f"fold {fold}") for fold, log in summary.logs.items()}
     worst = []
@@ -54,3 +56,19 @@ def _output_label_keys(summary: ModelSummary) -> list[str]:
         elif int(value) != 0 and name != "ignore":
             keys.append(str(value))
     return keys
+
+
+def report_after_validation(model_folder: str | Path, log=None) -> Path | None:
+    """The trainer's hook after a fold's final validation: (re)writes ``MODEL_FOLDER/report.html``
+    with every fold validated so far. A failure is logged, never raised: the model is what matters."""
+    from ..dataset import resolve_paths
+
+    try:
+        out = write_report(model_folder, raw_dir=resolve_paths().raw)
+    except Exception as e:  # noqa: BLE001 (the report must not fail a finished training)
+        if log is not None:
+            log(f"report not written: {type(e).__name__}: {e}")
+        return None
+    if log is not None:
+        log(f"report: {out}")
+    return out

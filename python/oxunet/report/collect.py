@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,13 @@ class ModelSummary:
         return [m for m in METRIC_COLUMNS if m in present]
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process or of its largest finished child (worker pools), MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0  # Linux reports KiB
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -98,7 +106,10 @@ def _fold_key(folder: Path) -> tuple[int, str]:
     return (int(name), name) if name.isdigit() else (10**6, name)
 
 
-def collect(model_folder: str | Path, stages: list[Stage] | None = None) -> ModelSummary:
+def collect(model_folder: str | Path, stages: list[Stage] | None = None,
+            summaries: dict[str, str | Path] | None = None) -> ModelSummary:
+    """``summaries``: fold -> a summary.json to use instead of ``fold_X/validation/summary.json``
+    (the demo scores its own predictions of the fold's cases)."""
     folder = Path(model_folder).resolve()
     for required in ("plans.json", "dataset.json"):
         if not (folder / required).is_file():
@@ -116,7 +127,7 @@ def collect(model_folder: str | Path, stages: list[Stage] | None = None) -> Mode
             summary.logs[fold] = _read_json(fold_dir / "training_log.json")
         if (fold_dir / "debug.json").is_file():
             summary.debug[fold] = _read_json(fold_dir / "debug.json")
-        val = fold_dir / "validation" / "summary.json"
+        val = Path((summaries or {}).get(fold, fold_dir / "validation" / "summary.json"))
         if val.is_file():
             data = _read_json(val)
             summary.means[fold] = data.get("mean", {})

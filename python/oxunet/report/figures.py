@@ -71,11 +71,16 @@ def network_diagram(summary: ModelSummary) -> str | None:
 
 
 def _most_different_slice(reference: np.ndarray, prediction: np.ndarray) -> int:
-    """The axis-0 slice with most disagreement (else most reference foreground, else the middle)."""
-    for score in ((reference != prediction), (reference > 0)):
-        per_slice = score.reshape(score.shape[0], -1).sum(1)
-        if per_slice.max() > 0:
-            return int(per_slice.argmax())
+    """An axis-0 slice showing the errors: among the slices with at least half the largest
+    disagreement, the one with most foreground (an edge slice with a few wrong voxels shows
+    little); without disagreement the one with most reference foreground, else the middle."""
+    wrong = (reference != prediction).reshape(reference.shape[0], -1).sum(1)
+    foreground = ((reference > 0) | (prediction > 0)).reshape(reference.shape[0], -1).sum(1)
+    if wrong.max() > 0:
+        candidates = np.flatnonzero(wrong * 2 >= wrong.max())
+        return int(candidates[np.argmax(foreground[candidates])])
+    if foreground.max() > 0:
+        return int(foreground.argmax())
     return reference.shape[0] // 2
 
 

@@ -95,9 +95,12 @@ def _label_title(summary: ModelSummary, key: str) -> str:
 
 def _swatch(key: str) -> str:
     try:
-        r, g, b = label_colour(int(key))
+        value = int(key)
     except ValueError:  # a region: no single colour
         return ""
+    if value == 0:
+        return ""
+    r, g, b = label_colour(value)
     return f'<span class="swatch" style="background:rgb({r},{g},{b})"></span>'
 
 

@@ -548,8 +548,12 @@ class Trainer:
             summary = validate_fold(self, checkpoint, save_probabilities=save_probabilities)
         except (ValidationError, CascadeError) as e:
             raise TrainingError(str(e)) from None
-        if getattr(self, "logger", None) is not None:
-            self.logger.line(f"validation mean foreground Dice {summary['foreground_mean'].get('Dice')}")
+        logger = getattr(self, "logger", None)
+        if logger is not None:
+            logger.line(f"validation mean foreground Dice {summary['foreground_mean'].get('Dice')}")
+        from ..report import report_after_validation
+
+        report_after_validation(self.output_root, logger.line if logger is not None else None)
         return summary
 
 
