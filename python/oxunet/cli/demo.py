@@ -42,7 +42,7 @@ def demo(data, work_dir, epochs, iters_per_epoch, batch_size, seed, device, prec
     budget = DemoBudget(epochs=epochs, iterations_per_epoch=iters_per_epoch, batch_size=batch_size, seed=seed)
     terminal = err.is_terminal and not quiet
     # a terminal gets live bars; a log gets one line per step and per epoch
-    progress = RichProgress(err) if terminal else PlainProgress(lambda text: err.print(text, highlight=False, markup=False))
+    progress = RichProgress(err) if terminal else PlainProgress(lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))
     try:
         result = run_demo(work_dir, data, budget, device=device, precision=precision, tta=tta,
                           num_processes=num_processes, quiet=True, progress=progress)
@@ -58,4 +58,5 @@ def demo(data, work_dir, epochs, iters_per_epoch, batch_size, seed, device, prec
     out.print(table)
     for what, path in result.artefacts.items():  # plain lines: paths must never be cut
         click.echo(f"{what + ':':14} {path}")
-    err.print("time per step: " + ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items()))
+    err.print("time per step: " + ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())
+              + f"; total {sum(result.seconds.values()):.0f}s", soft_wrap=True)
