@@ -58,7 +58,7 @@ def test_decisions_match_nnunetv2(tmp_path):
     shutil.copytree(pred, theirs_dir)
     with nnunet_fork_pools(ev, rcc):
         fns, kwargs = rcc.determine_postprocessing(str(theirs_dir), str(gt), None, None, 1)
-    ours = determine_postprocessing(pred, gt, num_processes=1, quiet=True)
+    ours = determine_postprocessing(pred, gt, num_processes=1, quiet=True, min_size_search=False)
     assert ours["postprocessing_fns"] == [f.__name__ for f in fns]
     assert [s["labels_or_regions"] for s in ours["steps"]] == [k["labels_or_regions"] for k in kwargs]
     theirs_json = json.loads((theirs_dir / "postprocessing.json").read_text())
@@ -143,3 +143,94 @@ def test_cli_determine_and_apply(tmp_path):
         np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(f))),
                                       sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "postprocessed" / f.name))))
     assert doc["steps"]
+
+
+def make_brats_like_folder(root, n=5, seed=1):
+    """Tumour (2) around an enhancing core (3); predictions add 1-8-voxel specks of 3 inside the
+    tumour (BraTS' small "enhancing tumour" that is really necrosis) and one speck of 3 outside."""
+    rng = np.random.default_rng(seed)
+    shape = (16, 32, 32)
+    gt, pred = root / "gt", root / "pred"
+    gt.mkdir(parents=True)
+    pred.mkdir()
+    for i in range(n):
+        ref = np.zeros(shape, np.uint8)
+        ref[2:14, 4:28, 4:28] = 2
+        ref[5:10, 8:16, 8:16] = 3  # two true cores (320, 180 voxels): keeping only the largest hurts
+        ref[5:10, 18:24, 16:22] = 3  # 180 voxels
+        p = ref.copy()
+        for z, y, x in ((3, 20, 8), (11, 22, 6), (12, 6, 24)):
+            dz, dy, dx = (int(v) for v in rng.integers(1, 3, size=3))
+            p[z:z + dz, y:y + dy, x:x + dx] = 3  # inside the tumour: necrosis labelled enhancing
+        write_seg(gt / f"b{i:02d}.nii.gz", ref)
+        write_seg(pred / f"b{i:02d}.nii.gz", p)
+    dataset_json(pred / "dataset.json", {"background": 0, "tumour": 2, "enhancing": 3})
+    (pred / "plans.json").write_text(json.dumps(PLANS))
+    return gt, pred
+
+
+def test_min_size_rule_is_searched_stored_and_applied(tmp_path):
+    """The BraTS rule found on its own: components of 3 below a threshold between the specks'
+    size (<= 8) and the smaller true core's (180) become 2, which beats removing them (they are tumour)."""
+    from click.testing import CliRunner
+
+    from oxunet.cli import main
+
+    gt, pred = make_brats_like_folder(tmp_path)
+    doc = determine_postprocessing(pred, gt, num_processes=1, quiet=True)
+    rule = [s for s in doc["steps"] if s["op"] == "remove_small_components"]
+    assert len(rule) == 1 and rule[0]["labels_or_regions"] == 3 and rule[0]["replace_with"] == 2
+    assert 8 < rule[0]["min_size"] <= 180
+    stored = json.loads((pred / "postprocessing.json").read_text())
+    assert stored["steps"] == doc["steps"] and "postprocessing_fns" not in stored  # nnU-Net cannot run this rule
+    decision = [d for d in doc["decisions"] if d["step"]["op"] == "remove_small_components" and d["accepted"]][0]
+    assert decision["Dice_after"] > decision["Dice_before"]
+    # the specks were the only errors: postprocessed predictions equal the references
+    assert doc["postprocessed"]["foreground_mean"]["Dice"] == pytest.approx(1.0)
+    for f in sorted(gt.glob("*.nii.gz")):
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "postprocessed" / f.name))),
+                                      sitk.GetArrayFromImage(sitk.ReadImage(str(f))))
+    # `postprocess apply` with the stored JSON gives the same files
+    out = tmp_path / "applied"
+    r = CliRunner().invoke(main, ["postprocess", "apply", "-i", str(pred), "-o", str(out), "--pp-file",
+                                  str(pred / "postprocessing.json"), "-np", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    for f in sorted(gt.glob("*.nii.gz")):
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out / f.name))),
+                                      sitk.GetArrayFromImage(sitk.ReadImage(str(f))))
+    # --no-min-size: nnU-Net's rules only
+    r = CliRunner().invoke(main, ["postprocess", "determine", "-i", str(pred), "-ref", str(gt), "-np", "1", "-q",
+                                  "--no-min-size"])
+    assert r.exit_code == 0, r.output
+    assert all(s["op"] == "keep_largest_component" for s in json.loads((pred / "postprocessing.json").read_text())["steps"])
+
+
+def test_min_size_counts_match_applying_the_rule():
+    """The search's Dice for every candidate equals the Dice of the rule actually applied."""
+    import warnings
+
+    from oxunet.postprocessing.min_size import case_counts, confusions_for, dice_per_class
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(3):
+        ref = np.zeros((10, 20, 20), np.uint8)
+        ref[2:8, 2:12, 2:12] = 1
+        ref[3:6, 4:8, 4:8] = 2
+        ref[0, :3, :3] = 9  # ignore label
+        pred = ref.copy()
+        pred[rng.random(ref.shape) < 0.02] = 2
+        cases.append((pred, ref))
+    classes, replace, thresholds = [1, 2, (1, 2)], [0, 1], np.array([1, 2, 3, 5, 40, 100, 1000])
+    for pred, ref in cases:
+        counts = case_counts(pred, ref, [(1, 2)], 10, 9)
+        got = dice_per_class(confusions_for(counts, 0, (1, 2), thresholds, replace), classes)
+        for i, r in enumerate(replace):
+            for j, t in enumerate(thresholds):
+                out = apply_steps(pred, [{"op": "remove_small_components", "labels_or_regions": [(1, 2)],
+                                          "min_size": int(t), "replace_with": r}])
+                keep = ref != 9
+                confusion = np.bincount(out[keep].astype(int) * 10 + ref[keep], minlength=100).reshape(10, 10)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    np.testing.assert_allclose(got[i, j], dice_per_class(confusion, classes))

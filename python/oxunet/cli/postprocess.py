@@ -20,15 +20,19 @@ def postprocess() -> None:
 @click.option("--dataset-json", "-dataset_json", "dataset_json", type=click.Path(exists=True, dir_okay=False), help="[INPUT/dataset.json]")
 @click.option("-np", "--num-processes", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--remove-postprocessed", "--remove_postprocessed", is_flag=True, help="Do not keep INPUT/postprocessed.")
+@click.option("--no-min-size", is_flag=True,
+              help="Only nnU-Net's keep-largest rules: skip the search of a minimum component size per label/region.")
 @quiet_option
-def determine(input_dir, reference_dir, plans_json, dataset_json, num_processes, remove_postprocessed, quiet) -> None:
-    """Decide postprocessing as nnU-Net does; writes INPUT/postprocessing.json."""
+def determine(input_dir, reference_dir, plans_json, dataset_json, num_processes, remove_postprocessed, no_min_size,
+              quiet) -> None:
+    """Decide postprocessing as nnU-Net does (keep-largest rules), plus a searched minimum component
+    size per label/region (small components removed or relabelled); writes INPUT/postprocessing.json."""
     from ..evaluation import EvaluationError
     from ..postprocessing import PostprocessingError, determine_postprocessing
 
     try:
         doc = determine_postprocessing(input_dir, reference_dir, plans_json, dataset_json, num_processes,
-                                       not remove_postprocessed, quiet=quiet)
+                                       not remove_postprocessed, quiet=quiet, min_size_search=not no_min_size)
     except (PostprocessingError, EvaluationError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{len(doc['steps'])} step(s) accepted; foreground mean Dice "

@@ -162,6 +162,7 @@ def find_best_configuration(
     overwrite: bool = True,
     paths=None,
     quiet: bool = False,
+    min_size_search: bool = True,
 ) -> dict:
     """nnU-Net's ``find_best_configuration``; writes ``<results>/<dataset>/inference_information.json``
     and ``inference_instructions.txt`` and returns the information dict (with ``commands``)."""
@@ -226,7 +227,7 @@ def find_best_configuration(
             print(f"{k}: {v['result']}")
         print(f"\n*Best*: {best_key}: {best_score}\n")
     determine_postprocessing(source, gt_dir, source / "plans.json", source / "dataset.json", num_processes,
-                             keep_postprocessed_files=True, quiet=quiet)
+                             keep_postprocessed_files=True, quiet=quiet, min_size_search=min_size_search)
     post = load_summary(source / "postprocessed" / "summary.json")["foreground_mean"]["Dice"]
     idents = best_key.split("___")[1:-1] if best_key.startswith("ensemble___") else [best_key]
     selected = []

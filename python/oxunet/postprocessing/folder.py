@@ -95,6 +95,7 @@ def determine_postprocessing(
     num_processes: int = DEFAULT_PROCESSES,
     keep_postprocessed_files: bool = True,
     quiet: bool = False,
+    min_size_search: bool = True,
 ) -> dict:
     """nnU-Net's rules on cross-validation predictions:
 
@@ -103,6 +104,11 @@ def determine_postprocessing(
     2. with more than one label/region, per label/region in dataset.json order, on top of the
        accepted result: keep its largest component; accepted iff that class's mean Dice strictly
        improves.
+    3. (oxunet, ``min_size_search``) per label/region, on top of the accepted result: components
+       smaller than a searched ``min_size`` become a searched ``replace_with`` (0 or another
+       label, as BraTS' small enhancing tumour → necrosis); the best candidate by foreground mean
+       Dice (:mod:`.min_size`) is accepted iff, evaluated for real, the foreground mean Dice
+       strictly improves and the class's own mean Dice does not decrease.
 
     Writes ``postprocessing.json`` (steps, decisions with Dice before/after, and nnU-Net's
     fields) into ``folder_predictions`` and the postprocessed files + summary.json into
@@ -167,6 +173,9 @@ def determine_postprocessing(
                 shutil.move(here, best)
                 source, current = best, pp
                 steps.append(step)
+    if min_size_search:
+        source, current = _search_min_sizes(source, ref_dir, names, labels, ds, ignore, ending, reader, current,
+                                            steps, decisions, temp, num_processes, quiet)
     for name in os.listdir(source):
         if os.path.isfile(os.path.join(source, name)):
             shutil.copy(os.path.join(source, name), os.path.join(output_folder, name))
@@ -184,5 +193,46 @@ def determine_postprocessing(
     if not quiet:
         for d in decisions:
             verdict = "accepted" if d["accepted"] else "rejected"
-            print(f"{d['step']['op']} {d['step']['labels_or_regions']}: Dice {d['Dice_before']:.5f} -> {d['Dice_after']:.5f} ({verdict})")
+            rule = f" min_size {d['step']['min_size']} -> {d['step']['replace_with']}" if "min_size" in d["step"] else ""
+            print(f"{d['step']['op']} {d['step']['labels_or_regions']}{rule}: Dice {d['Dice_before']:.5f} -> "
+                  f"{d['Dice_after']:.5f} ({verdict})")
     return doc
+
+
+def _search_min_sizes(source, ref_dir, names, labels, ds, ignore, ending, reader, current, steps, decisions, temp,
+                      num_processes, quiet):
+    """Rule 3 of :func:`determine_postprocessing`, per label/region in order; returns (source, summary)."""
+    from .min_size import collect_counts, search_min_size
+
+    values = sorted({v for name, v in ds["labels"].items() if name != "ignore" and not isinstance(v, (list, tuple))}
+                    | {int(x) for name, v in ds["labels"].items() if isinstance(v, (list, tuple)) for x in v})
+    n_values = max(values + ([ignore] if ignore is not None else [])) + 1
+    best = os.path.join(temp, "min_size_currentBest")
+    for lor in labels:
+        key = str(lor)
+        target_values = set(lor) if isinstance(lor, tuple) else {lor}
+        replace = [0] + [v for v in values if v != 0 and v not in target_values]
+        counts = collect_counts(source, ref_dir, names, reader, [lor], n_values, ignore, num_processes, True)
+        choice = search_min_size(counts, [lor], labels, 0, replace)
+        if choice is None:
+            continue
+        step = {"op": "remove_small_components", "labels_or_regions": lor, "min_size": choice.min_size,
+                "replace_with": choice.replace_with}
+        here = os.path.join(temp, "min_size")
+        _run_on_folder(source, here, names, reader, [step], num_processes, quiet)
+        pp = _evaluate(ref_dir, here, labels, ignore, ending, reader, num_processes, quiet)
+        accept = (pp["foreground_mean"]["Dice"] > current["foreground_mean"]["Dice"]
+                  and not pp["mean"][key]["Dice"] < current["mean"][key]["Dice"])
+        decisions.append({"step": step, "criterion": f"foreground_mean Dice improves and {key} does not get worse "
+                                                     "(min_size and replace_with searched)",
+                          "Dice_before": current["foreground_mean"]["Dice"], "Dice_after": pp["foreground_mean"]["Dice"],
+                          "accepted": accept})
+        if accept:
+            if os.path.isdir(best):
+                shutil.rmtree(best)
+            shutil.move(here, best)
+            source, current = best, pp
+            steps.append(step)
+        else:
+            shutil.rmtree(here)
+    return source, current
