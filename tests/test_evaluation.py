@@ -139,6 +139,55 @@ def test_multi_reference_reports_agreement_and_spread(tmp_path):
     assert 0 < c["inter_rater_Dice"] < 1
 
 
+def test_multi_reference_has_every_metric_per_reference_and_aggregated(tmp_path):
+    """HD95/ASSD/NSD and nnU-Net's fields against each rater, equal to single-reference evaluation;
+    spread over raters; means per reference; --chill as for one reference (CLI too)."""
+    import SimpleITK as sitk
+    from click.testing import CliRunner
+
+    from oxunet.cli import main
+
+    gt, pred = make_folders(tmp_path / "a", n=3, seed=1)
+    gt2 = tmp_path / "gt2"
+    gt2.mkdir()
+    for f in sorted(gt.iterdir()):
+        write_seg(gt2 / f.name, np.roll(sitk.GetArrayFromImage(sitk.ReadImage(str(f))), 1, axis=2))
+    res = evaluate_multi_reference([gt, gt2], pred, [1, 2], num_processes=1, distance_metrics=True, quiet=True)
+    singles = [evaluate_folders(g, pred, [1, 2], num_processes=1, distance_metrics=True, quiet=True) for g in (gt, gt2)]
+    for i, case in enumerate(res["metric_per_case"]):
+        for key in ("1", "2"):
+            m = case["metrics"][key]
+            for metric in ("Dice", "IoU", "FP", "n_ref", "HD95", "ASSD", "NSD"):
+                want = [s["metric_per_case"][i]["metrics"][key][metric] for s in singles]
+                assert m[f"{metric}_per_reference"] == pytest.approx(want, nan_ok=True), (key, metric)
+                finite = [w for w in want if math.isfinite(w)]
+                if len(finite) == 2:
+                    assert m[f"{metric}_max"] == pytest.approx(max(finite))
+                    assert m[f"{metric}_mean"] == pytest.approx(sum(finite) / 2)
+            assert "inter_rater_HD95" in m and "inter_rater_NSD" in m
+    c = res["metric_per_case"][2]["metrics"]["1"]
+    assert c["inter_rater_HD95"] == pytest.approx(1.5)  # the raters differ by a one-voxel shift along x (1.5 mm)
+    for d, single in zip((str(gt), str(gt2)), singles):
+        for key in ("1", "2"):
+            assert res["per_reference"][d]["mean"][key] == pytest.approx(single["mean"][key], nan_ok=True)
+        assert res["per_reference"][d]["foreground_mean"] == pytest.approx(single["foreground_mean"], nan_ok=True)
+    assert res["mean"]["1"]["HD95_mean"] == pytest.approx(
+        np.nanmean([x["metrics"]["1"]["HD95_mean"] for x in res["metric_per_case"]]))
+    assert "Dice_per_reference" not in res["mean"]["1"] and "NSD_std" in res["foreground_mean"]
+    # a missing prediction: an error without --chill, the predicted cases with it
+    (pred / "case_001.nii.gz").unlink()
+    with pytest.raises(EvaluationError, match="--chill"):
+        evaluate_multi_reference([gt, gt2], pred, [1, 2], num_processes=1, quiet=True)
+    args = ["evaluate", str(gt), str(pred), "-l", "1", "2", "--multi-reference", str(gt2), "-np", "1", "--hd95"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "--chill" in r.output
+    r = CliRunner().invoke(main, args + ["--chill", "-o", str(tmp_path / "multi.json")])
+    assert r.exit_code == 0, r.output
+    out = json.loads((tmp_path / "multi.json").read_text())
+    assert [c["case"] for c in out["metric_per_case"]] == ["case_000.nii.gz", "case_002.nii.gz"]
+    assert "HD95_mean" in out["foreground_mean"] and "foreground mean" in r.stdout
+
+
 def test_evaluation_does_not_import_torch():
     import subprocess
     import sys

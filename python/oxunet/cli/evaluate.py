@@ -42,13 +42,15 @@ def _print_multi_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    cols = ("Dice_mean", "Dice_std", "Dice_min", "Dice_max", "inter_rater_Dice")
+    cols = ["Dice_mean", "Dice_std", "Dice_min", "Dice_max", "inter_rater_Dice"]
+    cols += [f"{m}_mean" for m in ("HD95", "ASSD", "NSD") if f"{m}_mean" in result["foreground_mean"]]
     table = Table(title=f"{len(result['reference_dirs'])} references, {len(result['metric_per_case'])} cases")
     table.add_column("label/region", no_wrap=True)
     for c in cols:
         table.add_column(c, justify="right")
     for key, values in result["mean"].items():
         table.add_row(key, *(_fmt(values[c]) for c in cols))
+    table.add_row("foreground mean", *(_fmt(result["foreground_mean"][c]) for c in cols), style="bold")
     Console().print(table)
 
 
@@ -110,7 +112,8 @@ def evaluate(gt_folder, pred_folder, dataset, dataset_json, plans_json, labels, 
                 lab, ign, ending, _ = labels_from_dataset_json(dataset_json)
             out = output or os.path.join(pred_folder, "summary_multi_reference.json")
             result = evaluate_multi_reference([gt_folder, *multi_reference], pred_folder, lab, ignore_label=ign,
-                                              file_ending=ending, output_file=out, num_processes=num_processes, quiet=quiet)
+                                              file_ending=ending, output_file=out, num_processes=num_processes,
+                                              chill=chill, **extra)
             _print_multi_table(result)
             click.echo(f"wrote {out}", err=True)
             return
