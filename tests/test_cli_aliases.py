@@ -57,7 +57,7 @@ def _samples(tmp: Path) -> dict[str, list[str]]:
     d, f = tmp / "folder", tmp / "file.json"
     d.mkdir(exist_ok=True)
     f.write_text("{}")
-    dirs = ("-i", "-ref", "-m", "-prev_stage_predictions", "gt_folder", "pred_folder")
+    dirs = ("-i", "-ref", "-m", "-prev_stage_predictions", "gt_folder", "pred_folder", "input_folder")
     files = ("-pretrained_weights", "-pp_pkl_file", "-plans_json", "-dataset_json", "-djfile", "-pfile")
     out = {k: [str(d)] for k in dirs} | {k: [str(f)] for k in files}
     out |= {"-o": [str(tmp / "out")], "zip": [str(tmp / "model.zip")], "-device": ["cpu"],

@@ -138,12 +138,14 @@ def test_cli_smoke(prepared, tmp_path):
 
     group = click.Group(commands={"train": train})
     args = ["train", "900", "3d_fullres", "all", "--epochs", "1", "--iters-per-epoch", "1", "--val-iters", "1",
-            "--num-workers", "0", "--device", "cpu", "--precision", "fp32", "--quiet",
+            "--num-workers", "0", "--device", "cpu", "--precision", "fp32", "--quiet", "--disable_checkpointing",
             "--preprocessed-dir", str(prepared / "pre"), "--results-dir", str(tmp_path)]
     r = CliRunner().invoke(group, args)
     assert r.exit_code == 0, r.output
     fold = tmp_path / NAME / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_all"
     assert str(fold) in r.output and (fold / "validation" / "summary.json").is_file()
+    # --disable_checkpointing: only the final checkpoint, which validation and prediction load
+    assert sorted(p.name for p in fold.glob("*.pth")) == ["checkpoint_final.pth"]
     # the final validation (re)writes the model folder's report, with this fold's validation cases in it
     summary = json.loads((fold / "validation" / "summary.json").read_text())
     page = (fold.parent / "report.html").read_text()

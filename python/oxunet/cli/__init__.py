@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import click
 
-from .convert import convert_msd_command, import_masks_command
+from .convert import convert_msd_command, convert_old_dataset_command, import_masks_command
 from .demo import demo
 from .dicom import dicom_group
 from .ensemble import ensemble
 from .evaluate import evaluate
-from .find_best import find_best
+from .find_best import accumulate_crossval_results, find_best
 from .postprocess import postprocess
 from .fingerprint import fingerprint
 from .info import info
-from .overlay import overlay
+from .overlay import overlay, overlay_pngs
 from .plan import plan
 from .plan_and_preprocess import plan_and_preprocess
 from .predict import predict
@@ -46,10 +46,13 @@ main.add_command(import_masks_command)
 main.add_command(demo)
 main.add_command(dicom_group)
 main.add_command(overlay)
+main.add_command(overlay_pngs)
 main.add_command(evaluate)
 main.add_command(postprocess)
 main.add_command(ensemble)
 main.add_command(find_best)
+main.add_command(accumulate_crossval_results)
+main.add_command(convert_old_dataset_command)
 main.add_command(fingerprint)
 main.add_command(export_model)
 main.add_command(install_model)

@@ -86,9 +86,9 @@ ALIASES: dict[str, Alias] = {a.name: a for a in (
     _a("export_model_to_zip", "export-model"),
     _a("install_pretrained_model_from_zip", "install-model"),
     _a("move_plans_between_datasets", "move-plans"),
-    _a("plot_overlay_pngs", "overlay", renames={
-        "-channel_idx": ("--channel", "--channel-index"), "--use_raw": ("--raw",),
-        "-overlay_intensity": ("--alpha", "--opacity")}),
+    _a("plot_overlay_pngs", "overlay-pngs"),
+    _a("accumulate_crossval_results", "accumulate-crossval-results"),
+    _a("convert_old_nnUNet_dataset", "convert-old-dataset"),
 )}
 
 

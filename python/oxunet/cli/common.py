@@ -51,3 +51,10 @@ def nnunet_renames(mapping: dict[str, str | tuple[str, ...]]):
         return cmd
 
     return attach
+
+
+def warn_ignored(command: str, flags: dict[str, object]) -> None:
+    """One warning naming every nnU-Net flag that was given but has no effect here."""
+    used = [flag for flag, value in flags.items() if value]
+    if used:
+        click.echo(f"warning: {command}: ignoring nnU-Net option(s) oxunet does not implement: {', '.join(used)}", err=True)

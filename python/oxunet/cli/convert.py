@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from .common import processes_option, quiet_option, raw_dir_option
@@ -57,3 +59,20 @@ def import_masks_command(source, output, label_order, channel_names, overlap, im
     except ImportMasksError as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps({"output": str(output), "labels": summary["labels"], "overlap_voxels": summary["overlap_voxels"]}, indent=2))
+
+
+@click.command("convert-old-dataset")
+@click.argument("input_folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("output_dataset_name")
+@raw_dir_option
+def convert_old_dataset_command(input_folder: str, output_dataset_name: str, raw_dir: str | None) -> None:
+    """Convert an nnU-Net v1 task folder (TaskXXX_Name, give its path) into the raw folder
+    OUTPUT_DATASET_NAME (DatasetXXX_Name), as nnUNetv2_convert_old_nnUNet_dataset."""
+    from ..dataset import resolve_paths
+    from ..dataset.convert_old import OldDatasetError, convert_old_dataset
+
+    try:
+        out = convert_old_dataset(input_folder, output_dataset_name, resolve_paths(raw_dir=raw_dir).require("raw"))
+    except (OldDatasetError, FileNotFoundError, json.JSONDecodeError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(str(out))

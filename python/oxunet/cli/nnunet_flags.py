@@ -51,6 +51,8 @@ NNUNET_VERBS: dict[str, NnunetVerb] = {
         "-d": 1, "-o": 1, "-c": "+", "-tr": 1, "-p": 1, "-f": "+", "-chk": "+", "--not_strict": 0, "--exp_cv_preds": 0}),
     "install_pretrained_model_from_zip": NnunetVerb(("zip",), {}),
     "move_plans_between_datasets": NnunetVerb((), {"-s": 1, "-t": 1, "-sp": 1, "-tp": 1}),
+    "accumulate_crossval_results": NnunetVerb(("dataset_name_or_id",), {"-c": 1, "-o": 1, "-f": "+", "-p": 1, "-tr": 1}),
+    "convert_old_nnUNet_dataset": NnunetVerb(("input_folder", "output_dataset_name"), {}),
     "plot_overlay_pngs": NnunetVerb((), {
         "-d": 1, "-o": 1, "-np": 1, "-channel_idx": 1, "--use_raw": 0, "-p": 1, "-c": 1, "-overlay_intensity": 1}),
 }

@@ -60,3 +60,36 @@ def overlay(image, label, output, dataset_dir, cases, axis, n_slices, slice_inde
         click.echo(str(overlay_files(image, label, output, **kwargs)))
     except (ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
+
+
+@click.command(name="overlay-pngs")
+@click.option("-d", "--dataset", required=True, help="Dataset id or name.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for <case>.png.")
+@click.option("-np", "--num-processes", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--channel", "-channel_idx", "channel", default=0, show_default=True, type=click.IntRange(0),
+              help="Image channel to show.")
+@click.option("--use-raw", "--use_raw", "use_raw", is_flag=True,
+              help="The raw images and labels instead of the configuration's preprocessed data.")
+@click.option("-p", "--plans", "plans_name", default="nnUNetPlans", show_default=True, help="Plans (preprocessed data).")
+@click.option("-c", "--configuration", default="3d_fullres", show_default=True, help="Configuration (preprocessed data).")
+@click.option("--alpha", "-overlay_intensity", "alpha", default=0.6, show_default=True, type=click.FloatRange(0, 1),
+              help="Label opacity.")
+@click.option("--raw-dir", type=click.Path(file_okay=False), help="[$OXUNET_RAW or $nnUNet_raw]")
+@click.option("--preprocessed-dir", type=click.Path(file_okay=False), help="[$OXUNET_PREPROCESSED or $nnUNet_preprocessed]")
+@quiet_option
+def overlay_pngs(dataset, output, num_processes, channel, use_raw, plans_name, configuration, alpha, raw_dir,
+                 preprocessed_dir, quiet) -> None:
+    """One PNG per training case of a dataset (nnU-Net's nnUNetv2_plot_overlay_pngs): the image with
+    its segmentation at the slice holding most of every class, from the preprocessed data of a
+    configuration (default, what the network sees) or the raw data (--use-raw)."""
+    from ..dataset import DatasetNotFoundError, resolve_paths
+    from ..overlay_pngs import overlay_pngs as write_all
+
+    paths = resolve_paths(raw_dir=raw_dir, preprocessed_dir=preprocessed_dir)
+    try:
+        files = write_all(dataset, output, paths, num_processes=num_processes, channel=channel, use_raw=use_raw,
+                          plans_name=plans_name, configuration=configuration, alpha=alpha, quiet=quiet)
+    except (DatasetNotFoundError, FileNotFoundError, ValueError, LookupError) as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        click.echo(f"{len(files)} overlay(s) in {output}", err=True)

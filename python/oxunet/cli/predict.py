@@ -42,14 +42,21 @@ from .common import multi_value_command, quiet_option
                    "1 GiB ($OXUNET_PREDICT_MEMORY_BUDGET bytes).")
 @click.option("-npp", "--num-processes-preprocessing", "npp", default=2, show_default=True, type=click.IntRange(0))
 @click.option("-nps", "--num-processes-export", "nps", default=2, show_default=True, type=click.IntRange(0))
-@click.option("--verbose", "--disable_progress_bar", "--not_on_device", "nnunet_noop", is_flag=True, hidden=True,
-              help="nnU-Net flags accepted for compatibility (no effect).")
+@click.option("--verbose", "nnunet_verbose", is_flag=True, hidden=True, help="nnU-Net's; no effect here (warns).")
+@click.option("--disable_progress_bar", "nnunet_no_bar", is_flag=True, hidden=True, help="nnU-Net's; no effect here (warns).")
+@click.option("--not_on_device", "nnunet_not_on_device", is_flag=True, hidden=True,
+              help="nnU-Net's; no effect here (warns).")
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
             tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
-            continue_prediction, device, precision, streaming, npp, nps, nnunet_noop, results_dir, quiet) -> None:
+            continue_prediction, device, precision, streaming, npp, nps, nnunet_verbose, nnunet_no_bar,
+            nnunet_not_on_device, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
+    from .common import warn_ignored
+
+    warn_ignored("predict", {"--verbose": nnunet_verbose, "--disable_progress_bar": nnunet_no_bar,
+                             "--not_on_device": nnunet_not_on_device})
     if model_dir is None:
         if not dataset or not configuration:
             raise click.UsageError("give -m MODEL_FOLDER, or -d DATASET and -c CONFIGURATION")

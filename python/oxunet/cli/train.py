@@ -37,13 +37,16 @@ from .common import quiet_option
 @click.option("--val", "only_val", is_flag=True, help="Only run the final validation (needs checkpoint_final.pth).")
 @click.option("--val-best", "--val_best", is_flag=True, help="Run the final validation with checkpoint_best.pth instead "
               "of checkpoint_final.pth (after training, or alone with --val), as nnU-Net.")
+@click.option("--disable-checkpointing", "--disable_checkpointing", "disable_checkpointing", is_flag=True,
+              help="No checkpoint_best/latest.pth while training (quick tries); checkpoint_final.pth is still "
+                   "written, since validation and prediction need it.")
 @click.option("--npz", is_flag=True, help="Also save the validation probabilities (.npz + .json), needed by find-best's ensembles.")
 @click.option("--preprocessed-dir", type=click.Path(file_okay=False), help="[$OXUNET_PREPROCESSED or $nnUNet_preprocessed]")
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def train(positional, dataset, configuration, fold, trainer, plans_name, epochs, iters_per_epoch, val_iters, batch_size,
-          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, num_gpus, freeze, preprocessed_dir,
-          results_dir, quiet) -> None:
+          device, precision, continue_training, num_workers, pretrained, only_val, val_best, disable_checkpointing, npz,
+          num_gpus, freeze, preprocessed_dir, results_dir, quiet) -> None:
     """Train a configuration on one fold (nnU-Net's nnUNetTrainer), then validate it."""
     pos = list(positional)
     if len(pos) > 3:
@@ -85,6 +88,8 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
                                                    val_iterations=val_iters, batch_size=batch_size,
                                                    precision=precision, num_workers=num_workers,
                                                    freeze=freeze)
+        if disable_checkpointing:
+            cfg = cfg.replace(checkpointing=False)
         cfg.validate()
         paths = resolve_paths(preprocessed_dir=preprocessed_dir, results_dir=results_dir)
         progress = None if quiet or not sys.stderr.isatty() else _progress(cfg.epochs)

@@ -4,7 +4,8 @@ nnU-Net selects behaviour with trainer class names (``-tr nnUNetTrainer_250epoch
 those names to :class:`TrainerConfig` values (:data:`BUILTIN_VARIANTS`, :func:`variant_names`)
 and accept a JSON file with the same fields plus a ``name`` for anything else.
 
-Built-in names: ``nnUNetTrainer``, ``nnUNetTrainer_{1,5,10,20,50,100,250,500,750,2000,4000,8000}epochs``,
+Built-in names: ``nnUNetTrainer``, ``nnUNetTrainer_{1,5,10,20,50,100,250,500,750,2000,4000,8000}epochs``
+(and nnU-Net's ``nnUNetTrainer_1epoch``),
 ``nnUNetTrainerNoMirroring``, ``nnUNetTrainerDA5``, ``nnUNetTrainerDiceCELoss_noSmooth``,
 ``nnUNetTrainer_probabilisticOversampling`` (+ ``_010``/``_033``), ``nnUNetTrainerCELoss``,
 ``nnUNetTrainerDiceLoss``, ``nnUNetTrainerTopk10Loss``, ``nnUNetTrainerNoDeepSupervision``.
@@ -52,6 +53,9 @@ class TrainerConfig:
     num_workers: int | None = None  # None: nnUNet_n_proc_DA or min(12, cpu count)
     precision: str = "auto"
     checkpoint_interval: int = 1  # checkpoint_latest.pth every N epochs (nnU-Net: 50)
+    # False (--disable_checkpointing): no checkpoint_best/latest while training; checkpoint_final.pth
+    # is still written because validation and prediction load it
+    checkpointing: bool = True
     compile: bool | None = None  # None: nnU-Net's rule ($nnUNet_compile, default on) — CUDA only
     progress_plot: bool = True  # progress.png every epoch (matplotlib is a core dependency)
     seed: int | None = None  # None: drawn once and stored in the checkpoint
@@ -124,6 +128,7 @@ def _builtins() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"nnUNetTrainer": {}}
     for e in _EPOCH_VARIANTS:
         out[f"nnUNetTrainer_{e}epochs"] = {"epochs": e}
+    out["nnUNetTrainer_1epoch"] = {"epochs": 1}  # nnU-Net's own spelling of the one-epoch variant
     out["nnUNetTrainerNoMirroring"] = {"augmentation": "no-mirroring"}
     out["nnUNetTrainerDA5"] = {"augmentation": "da5"}
     out["nnUNetTrainerDiceCELoss_noSmooth"] = {"loss_smooth": 0.0}

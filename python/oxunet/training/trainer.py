@@ -487,8 +487,9 @@ class Trainer:
                    f"time {t1 - t0:.1f}s")
             if not math.isnan(ema) and (self._best_ema is None or ema > self._best_ema):
                 self._best_ema = ema
-                self._save(self.fold_dir / "checkpoint_best.pth", lambda: self._checkpoint(self.current_epoch))
-            if self.current_epoch % c.checkpoint_interval == 0 or self.current_epoch == c.epochs:
+                if c.checkpointing:
+                    self._save(self.fold_dir / "checkpoint_best.pth", lambda: self._checkpoint(self.current_epoch))
+            if c.checkpointing and (self.current_epoch % c.checkpoint_interval == 0 or self.current_epoch == c.epochs):
                 self._save(self.fold_dir / "checkpoint_latest.pth", lambda: self._checkpoint(self.current_epoch))
             L.write_json()
             if c.progress_plot and self.is_main:
