@@ -1,4 +1,4 @@
-"""``oxunet demo``: verify → plan → preprocess → train → predict → evaluate on a small dataset."""
+"""``oxunet demo``: verify → plan → preprocess → train → predict → evaluate → report on a small dataset."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """``oxunet demo``: the whole pipeline on one dataset, in minutes on a CPU.
 
 verify → plan → preprocess (3d_fullres) → train fold 0 on a short budget → predict the fold's
-validation cases from their raw images → evaluate against their labels. Everything lands under
-one work folder laid out as nnU-Net's three roots (raw / preprocessed / results) plus
-``predictions`` and ``evaluation``, so every artefact can be opened afterwards.
+validation cases from their raw images → evaluate against their labels → ``report.html``
+(:mod:`oxunet.report`). Everything lands under one work folder laid out as nnU-Net's three roots
+(raw / preprocessed / results) plus ``predictions`` and ``evaluation``, so every artefact can be
+opened afterwards. The training seed is fixed (``DemoBudget.seed``): same seed, same numbers.
 """
 
 from __future__ import annotations
