@@ -141,3 +141,15 @@ def report_for_browser(tmp_path):
     from oxunet.report import write_report
 
     return write_report(model, raw_dir=tmp_path / "raw")
+
+
+def test_report_after_validation_logs_instead_of_failing(tmp_path):
+    """The trainer's hook: a report that cannot be written costs a log line, never the training."""
+    from oxunet.report import report_after_validation
+
+    lines: list[str] = []
+    assert report_after_validation(tmp_path, lines.append) is None
+    assert len(lines) == 1 and lines[0].startswith("report not written: ReportError:")
+    model = make_model_folder(tmp_path / "m")
+    out = report_after_validation(model, lines.append)
+    assert out == model / "report.html" and lines[-1] == f"report: {out}"
