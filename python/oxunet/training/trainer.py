@@ -290,8 +290,12 @@ class Trainer:
                       probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None,
                       prev_stage_folder=str(self.prev_stage_dir) if self.prev_stage_dir is not None else None)
         initial = setup.initial_patch_size[-len(patch):]
+        from .device_augment import resolve_augment_on
+
+        self.augment_on = resolve_augment_on(c.augment_on, self.device)
+        self.train_augmenter = train_aug
         self.train_spec = LoaderSpec(cases=list(self.train_keys), patch_size=tuple(initial), final_patch_size=patch,
-                                     augmenter=train_aug, **common)
+                                     augmenter=train_aug, augment_in_workers=self.augment_on == "workers", **common)
         self.val_spec = LoaderSpec(cases=list(self.val_keys), patch_size=patch, final_patch_size=patch,
                                    augmenter=val_aug, **common)
         self.compiled = should_compile(c.compile, self.device)
@@ -365,6 +369,7 @@ class Trainer:
                  "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision,
                  "compiled": self.compiled, "world_size": self.world_size, "global_batch_size": self.global_batch_size,
                  "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
+                 "augment_on": self.augment_on,
                  "patch_size": list(self.cfg["patch_size"]), "initial_patch_size": list(self.train_spec.patch_size),
                  "train_cases": len(self.train_keys), "val_cases": len(self.val_keys), "hostname": platform.node(),
                  "torch_version": torch.__version__,
@@ -376,6 +381,10 @@ class Trainer:
         return autocast(self.precision, self.device)
 
     def _to_device(self, batch: dict):
+        if "seg" in batch:  # raw patches: augmented here, on the training device (--augment-on device)
+            from .device_augment import augment_batch
+
+            batch = augment_batch(self.train_augmenter, batch, self.device)
         data = batch["data"].to(self.device, non_blocking=True)
         t = batch["target"]
         target = [x.to(self.device, non_blocking=True) for x in t] if isinstance(t, list) else t.to(self.device, non_blocking=True)
