@@ -298,6 +298,8 @@ class Trainer:
                                      augmenter=train_aug, augment_in_workers=self.augment_on == "workers", **common)
         self.val_spec = LoaderSpec(cases=list(self.val_keys), patch_size=patch, final_patch_size=patch,
                                    augmenter=val_aug, **common)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as nnU-Net: fixed patch shapes, so autotuning pays
         self.compiled = should_compile(c.compile, self.device)
         if self.compiled:
             self._forward = torch.compile(self.network)
