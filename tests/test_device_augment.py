@@ -126,3 +126,27 @@ def test_training_transforms_on_batches_match_single_sample_shapes():
     seg = torch.randint(0, 3, (3, 1, 24, 24, 24), dtype=torch.int16)
     out, target = aug.batch(data, seg, torch.Generator().manual_seed(0))
     assert out.shape == (3, 1, 16, 16, 16) and [t.shape for t in target] == [(3, 1, 16, 16, 16), (3, 1, 8, 8, 8)]
+
+
+def test_prefetcher_thread_gives_the_same_batches_in_order(prepared):  # noqa: F811
+    from oxunet.training.device_augment import DevicePrefetcher
+
+    tr = _trainer(prepared, augment_on="device")
+    raw = list(epoch_loader(tr.train_spec, 5, seed=4, epoch=0))
+    sync = list(DevicePrefetcher(raw, tr.train_augmenter, "cpu", threaded=False))
+    threaded = list(DevicePrefetcher(raw, tr.train_augmenter, "cpu", threaded=True, depth=2))
+    assert len(sync) == len(threaded) == 5
+    for a, b in zip(sync, threaded):
+        assert a["keys"] == b["keys"] and torch.equal(a["data"], b["data"])
+        assert all(torch.equal(x, y) for x, y in zip(a["target"], b["target"]))
+    # an error in the loader reaches the consumer; stopping early leaves no thread behind
+    def broken():
+        yield raw[0]
+        raise RuntimeError("worker died")
+    with pytest.raises(RuntimeError, match="worker died"):
+        list(DevicePrefetcher(broken(), tr.train_augmenter, "cpu", threaded=True))
+    it = iter(DevicePrefetcher(raw * 4, tr.train_augmenter, "cpu", threaded=True, depth=1))
+    next(it)
+    it.close()
+    import threading
+    assert not [t for t in threading.enumerate() if t.name == "oxunet-device-augment" and t.is_alive()]

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+LOG_DIR = Path(tempfile.mkdtemp(prefix="oxunet_check_logs_"))  # $OUT returns at most 8 files: logs stay here
 REPO = HERE.parents[1]
 
 
@@ -33,7 +34,7 @@ def _env() -> dict:
 def run_step(name: str, argv: list[str], timeout: float, results: dict, out_dir: Path) -> dict:
     """Runs one child; records seconds, exit code and the tail of its output."""
     t0 = time.perf_counter()
-    log = out_dir / f"{name}.log"
+    log = LOG_DIR / f"{name}.log"
     try:
         proc = subprocess.run(argv, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=max(5, timeout))
         rc, text = proc.returncode, proc.stdout + proc.stderr
@@ -110,6 +111,11 @@ def main() -> int:
     ap.add_argument("--dry-run", action="store_true", help="the same steps on the CPU at a tiny size")
     ap.add_argument("--budget-s", type=float, default=540, help="stop starting steps after this many seconds")
     ap.add_argument("--skip", default="", help="comma-separated step names to skip")
+    ap.add_argument("--cuda-tests", default="", help="pytest -k expression selecting some of the cuda tests")
+    ap.add_argument("--iterations", type=int, default=60, help="training steps per timed epoch (GPU)")
+    ap.add_argument("--workers", default="2,4,8,16", help="data-loading worker counts to time (GPU)")
+    ap.add_argument("--compare-worker-augmentation", action="store_true",
+                    help="also time nnU-Net's way (augmentation in 4 and 16 workers)")
     args = ap.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +145,8 @@ def main() -> int:
     # 1. the cuda tests (skipped, not failed, on a CPU)
     if "cuda_tests" not in skip:
         step = run_step("cuda_tests", [sys.executable, "-m", "pytest", "tests/test_cuda.py", "-m", "cuda", "-q",
-                                       "-p", "no:cacheprovider", "-o", "addopts="], min(240, left()), results, out_dir)
+                                       "-p", "no:cacheprovider", "-o", "addopts="]
+                        + (["-k", args.cuda_tests] if args.cuda_tests else []), min(240, left()), results, out_dir)
         summary = [line for line in step["tail"].splitlines() if " passed" in line or " skipped" in line
                    or " failed" in line]
         results["cuda_tests"] = summary[-1] if summary else None
@@ -157,22 +164,22 @@ def main() -> int:
     results["ct_dataset"] = json.loads((ct / "nnUNetPlans.json").read_text())["configurations"]["3d_fullres"][
         "patch_size"]
 
-    epochs, iters = (2, 2) if dry else (3, 40)
-    workers = "0,1" if dry else "2,4,8,16"
+    epochs, iters = (2, 2) if dry else (3, args.iterations)
+    workers = "0,1" if dry else args.workers
     sets = []
     hippo_pre = Path(args.hippocampus) if args.hippocampus else None
     if hippo_pre is not None and (hippo_pre / "Dataset004_Hippocampus").is_dir():
-        sets.append(("bench_train_hippocampus", "4", hippo_pre))
+        sets.append(("bench_train_hippocampus", "4", hippo_pre, ["--batch-size", "9"]))  # the full dataset's plan
     elif dry:
-        sets.append(("bench_train_hippocampus", "992", pre))  # no Hippocampus beside a dry run: the synthetic set
+        sets.append(("bench_train_hippocampus", "992", pre, []))  # no Hippocampus beside a dry run: the synthetic set
     else:
         results["bench_train_hippocampus"] = {"error": f"no preprocessed Hippocampus under {hippo_pre}"}
-    sets.append(("bench_train_ct", "992", pre))
-    for name, ds_id, pre_dir in sets:
+    sets.append(("bench_train_ct", "992", pre, []))
+    for name, ds_id, pre_dir, more in sets:
         if name in skip or left() < 60:
             continue
-        out = out_dir / f"{name}.json"
-        extra = ["--no-compile"] if not dry else ["--precision", "fp32"]
+        out = LOG_DIR / f"{name}.json"
+        extra = (["--no-compile"] if not dry else ["--precision", "fp32"]) + more
         run_step(name, _bench_argv(ds_id, pre_dir, work / "res", out, device=device, epochs=epochs, iterations=iters,
                                    workers=workers, extra=extra), min(200, left() - 30), results, out_dir)
         if out.is_file():
@@ -180,11 +187,11 @@ def main() -> int:
         write()
         # nnU-Net's way for comparison: augmentation in the workers (4 and 16 of them)
         wname = name + "_workers_augment"
-        if not dry and wname not in skip and left() > 90:
-            wout = out_dir / f"{wname}.json"
+        if not dry and args.compare_worker_augmentation and wname not in skip and left() > 90:
+            wout = LOG_DIR / f"{wname}.json"
             run_step(wname, _bench_argv(ds_id, pre_dir, work / "res", wout, device=device, epochs=epochs,
                                         iterations=iters, workers="4,16",
-                                        extra=["--no-compile", "--augment-on", "workers", "--data-loading-only"]),
+                                        extra=["--no-compile", "--augment-on", "workers", "--data-loading-only", *more]),
                      min(150, left() - 30), results, out_dir)
             if wout.is_file():
                 results[wname] = json.loads(wout.read_text())
@@ -193,7 +200,7 @@ def main() -> int:
     # 3. prediction of a CT-like case: on the device vs the Rust export path
     if "predict_ct" not in skip and left() > 30:
         spec = {"plans": str(ct / "nnUNetPlans.json"), "dataset_json": str(ct / "dataset.json"),
-                "out": str(out_dir / "predict_ct.json"), "device": device,
+                "out": str(LOG_DIR / "predict_ct.json"), "device": device,
                 "shape": [12, 40, 40] if dry else [200, 512, 512], "spacing": [3.0, 0.78, 0.78],
                 "plan_spacing": [2.0, 1.0, 1.0] if not dry else [2.0, 1.0, 1.0],
                 "classes": 5 if dry else 21,
@@ -204,7 +211,7 @@ def main() -> int:
                           "fp32 device": {"device": "cuda", "precision": "fp32", "export_on": "device"}})}
         run_step("predict_ct", [sys.executable, "-c", PREDICT_CHILD, json.dumps(spec)], max(10, left() - 5), results,
                  out_dir)
-        p = out_dir / "predict_ct.json"
+        p = LOG_DIR / "predict_ct.json"
         if p.is_file():
             results["predict_ct"] = json.loads(p.read_text())
     write()

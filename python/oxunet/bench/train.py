@@ -97,14 +97,11 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
         warm = _epoch(tr, [batch] * min(3, iterations), tr.device)  # compile / cuDNN autotune outside the timing
         times = [_epoch(tr, [batch] * iterations, tr.device) for _ in range(epochs)]
         report(_run("no data loading", None, times, iterations))
-    from ..training.loader import epoch_loader
-
     if data_loading:
         for n in num_workers:
             times = []
             for e in range(epochs):
-                loader = epoch_loader(tr.train_spec, iterations, tr.seed, e, num_workers=int(n), pin_memory=pin)
-                times.append(_epoch(tr, loader, tr.device))
+                times.append(_epoch(tr, tr.train_batches(e, pin, num_workers=int(n)), tr.device))
             report(_run(f"data loading, {n} workers", int(n), times, iterations))
     result = {
         "format": RESULT_FORMAT, "version": 1, "dataset": tr.dataset_name, "configuration": configuration,

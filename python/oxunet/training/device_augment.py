@@ -40,3 +40,102 @@ def augment_batch(augmenter, batch: dict, device) -> dict:
     seg = batch["seg"].to(device, non_blocking=True)
     data, target = augmenter.batch(data, seg, gen)
     return {"data": data.float(), "target": target, "keys": batch.get("keys", [])}
+
+
+_END = object()
+
+
+class DevicePrefetcher:
+    """Augments the loader's raw batches on `device` ahead of the training step, in a background
+    thread on its own CUDA stream, so the augmentation overlaps the previous step's forward and
+    backward instead of adding to it. Batches come out in the loader's order, with the same
+    augmentation (each batch's draws depend on its ``aug_seed`` alone).
+
+    ``threaded`` defaults to on for CUDA; elsewhere batches are augmented in the caller's thread.
+    """
+
+    def __init__(self, loader, augmenter, device, depth: int = 2, threaded: bool | None = None):
+        import torch
+
+        self.loader, self.augmenter, self.device = loader, augmenter, torch.device(device)
+        self.depth = max(1, int(depth))
+        self.threaded = self.device.type == "cuda" if threaded is None else bool(threaded)
+
+    def __iter__(self):
+        if not self.threaded:
+            for b in self.loader:
+                yield augment_batch(self.augmenter, b, self.device)
+            return
+        yield from self._threaded()
+
+    def _threaded(self):
+        import queue
+        import threading
+
+        import torch
+
+        cuda = self.device.type == "cuda"
+        q: queue.Queue = queue.Queue(self.depth)
+        stop = threading.Event()
+        stream = torch.cuda.Stream(self.device) if cuda else None
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            try:
+                ctx = torch.cuda.stream(stream) if cuda else _null()
+                with ctx:
+                    for b in self.loader:
+                        out = augment_batch(self.augmenter, b, self.device)
+                        event = None
+                        if cuda:
+                            event = torch.cuda.Event()
+                            event.record(stream)
+                        if not put((out, event)):
+                            return
+                put(_END)
+            except BaseException as e:  # handed to the consumer, which raises it
+                put(e)
+
+        thread = threading.Thread(target=work, name="oxunet-device-augment", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                out, event = item
+                if event is not None:
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(event)
+                    for t in _tensors(out):
+                        t.record_stream(current)  # memory made on the side stream, used on this one
+                yield out
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+
+def _tensors(batch: dict):
+    for v in batch.values():
+        if hasattr(v, "record_stream"):
+            yield v
+        elif isinstance(v, list):
+            yield from (t for t in v if hasattr(t, "record_stream"))
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -392,6 +392,21 @@ class Trainer:
         target = [x.to(self.device, non_blocking=True) for x in t] if isinstance(t, list) else t.to(self.device, non_blocking=True)
         return data, target
 
+    def train_batches(self, epoch: int, pin_memory: bool, num_workers: int | None = None):
+        """One epoch of training batches; with ``--augment-on device`` augmented on the device a few
+        batches ahead of the step (a background thread and CUDA stream, :class:`DevicePrefetcher`)."""
+        from .loader import epoch_loader
+
+        batches = epoch_loader(self.train_spec, self.config.iterations_per_epoch, self.seed, epoch,
+                               stream=self.loader_stream(False),
+                               num_workers=self.num_workers if num_workers is None else num_workers,
+                               pin_memory=pin_memory)
+        if self.augment_on == "device":
+            from .device_augment import DevicePrefetcher
+
+            batches = DevicePrefetcher(batches, self.train_augmenter, self.device)
+        return batches
+
     def train_step(self, batch: dict) -> float:
         data, target = self._to_device(batch)
         loss = training_step(self._forward, self.loss, self.optimizer, self._trainable_params(), data, target,
@@ -458,8 +473,7 @@ class Trainer:
             self.network.train()
             if c.freeze is not None:
                 set_frozen_eval(self.network, c.freeze)
-            losses = [self.train_step(b) for b in epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
-                                                                stream=self.loader_stream(False), num_workers=self.num_workers, pin_memory=pin)]
+            losses = [self.train_step(b) for b in self.train_batches(epoch, pin)]
             self.network.eval()
             vl, tps, fps, fns = [], [], [], []
             if c.val_iterations > 0:
