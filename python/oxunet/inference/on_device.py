@@ -51,6 +51,16 @@ class DeviceLogits:
         return self.sums.numel() * self.sums.element_size() + self.weights.numel() * self.weights.element_size()
 
 
+def _event(enabled: bool):
+    import torch
+
+    if not enabled:
+        return None
+    e = torch.cuda.Event(enable_timing=True)
+    e.record()
+    return e
+
+
 def _sync(device) -> None:
     import torch
 
@@ -85,10 +95,15 @@ def sliding_window_on_device(sliding, data, step_size: float = 0.5, accumulator_
     two_d = len(sliding.patch_size) == 2
     for net in sliding.networks:
         net.eval()
+    cuda = device.type == "cuda"
+    # on CUDA no synchronisation per window (the host keeps queueing work); events time the stages
+    marks: list = []
     _sync(device)
     times.add("aggregation", time.perf_counter() - t0)
+    t_loop = time.perf_counter()
     for start in starts:
         t1 = time.perf_counter()
+        e0 = _event(cuda)
         box = tuple(slice(s + l_, s + l_ + p) for s, l_, p in zip(start, lo, full))
         x = data[(slice(None), *box)][None]
         if two_d:
@@ -98,21 +113,30 @@ def sliding_window_on_device(sliding, data, step_size: float = 0.5, accumulator_
         pred = sliding.predict_window(x, to_cpu=False)
         if two_d:
             pred = pred[:, None]
-        _sync(device)
+        e1 = _event(cuda)
         t2 = time.perf_counter()
         vol = tuple(slice(max(s, 0), min(s + p, n)) for s, p, n in zip(start, full, shape))
         win = tuple(slice(v.start - s, v.stop - s) for v, s in zip(vol, start))
         w = weight[win]
-        contrib = pred[(slice(None), *win)].float() * w
-        if acc_dtype == torch.float32:
-            sums[(slice(None), *vol)] += contrib
-            weights[vol] += w
-        else:  # one rounding per add, as the Rust aggregator's float16 sums (float32 add, then float16)
-            sums[(slice(None), *vol)] = (sums[(slice(None), *vol)].float() + contrib).half()
-            weights[vol] = (weights[vol].float() + w).half()
+        # float32 products added into the accumulator: one rounding per add in float16 mode, as the
+        # Rust aggregator's float16 sums (in-place add computes in float32, then casts)
+        sums[(slice(None), *vol)].add_(pred[(slice(None), *win)].float() * w)
+        weights[vol].add_(w)
+        if cuda:
+            marks.append((e0, e1, _event(cuda)))
+        else:
+            times.add("network", t2 - t1)
+            times.add("aggregation", time.perf_counter() - t2)
+    if cuda:
         _sync(device)
-        times.add("network", t2 - t1)
-        times.add("aggregation", time.perf_counter() - t2)
+        loop = time.perf_counter() - t_loop
+        net_ms = sum(a.elapsed_time(b) for a, b, _ in marks)
+        agg_ms = sum(b.elapsed_time(c) for _, b, c in marks)
+        gpu = (net_ms + agg_ms) / 1000
+        # GPU time of each stage, scaled to the loop's wall time (host gaps shared pro rata)
+        scale = loop / gpu if gpu > 0 else 0.0
+        times.add("network", net_ms / 1000 * scale)
+        times.add("aggregation", agg_ms / 1000 * scale)
     if acc_dtype == torch.float16 and bool(torch.isinf(sums).any()):
         raise FloatingPointError("the float16 accumulator overflowed (inf): predict with accumulator_dtype='float32' "
                                  "(nnU-Net raises here too)")
@@ -152,6 +176,9 @@ def export_on_device(ep: ExportPlan, logits: DeviceLogits, properties: dict, *, 
             return (_uncrop(ep, seg.cpu().numpy().astype(ep.seg_dtype, copy=False), properties),
                     _uncrop_probabilities(ep, probs_np, properties, probabilities_dtype))
         per_channel = int(np.prod(target)) * 4 + int(np.prod(logits.shape)) * 4
+        if logits.sums.device.type == "cuda" and chunk_bytes == EXPORT_CHUNK_BYTES:
+            free, _ = torch.cuda.mem_get_info(logits.sums.device)
+            chunk_bytes = max(chunk_bytes, min(8 << 30, free // 4))  # fewer, larger chunks where memory allows
         step = max(1, chunk_bytes // max(per_channel, 1))
         seg = _running_labels(ep, target, logits.sums.device)
         best = None

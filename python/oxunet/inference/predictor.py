@@ -348,6 +348,10 @@ class Predictor:
             seg_in = prev_stage_seg if not isinstance(prev_stage_seg, os.PathLike) else str(prev_stage_seg)
             if isinstance(seg_in, str) and not Path(seg_in).is_file():
                 raise InferenceError(f"case {case}: previous-stage segmentation {seg_in} not found")
+        if self.on_device and not self.previous_stage:
+            staged = self._preprocess_on_device(images, properties, case)
+            if staged is not None:
+                return staged
         device_kw = {}
         if self.on_device:
             device_kw = dict(resample_data_fn=self._resample_on_device, skip_seg=True)
@@ -373,6 +377,32 @@ class Predictor:
                 data = np.concatenate([data, onehot])
         props.pop("class_locations", None)
         return data, props
+
+    def _preprocess_on_device(self, images, properties, case: str):
+        """Reads on the host, then crops, normalises and resamples on the device; None where the
+        plan needs the CPU pipeline (masked ZScore)."""
+        from ..preprocessing import PreprocessingError
+        from ..preprocessing.normalization import NormalizationError
+        from .device_preprocessing import device_preprocessing_supported, preprocess_on_device
+
+        if not device_preprocessing_supported(self.preprocessing_plan):
+            return None
+        if isinstance(images, np.ndarray):
+            image, props = images, dict(properties or {})
+        else:
+            from ..preprocessing.pipeline import _read
+
+            paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+            try:
+                image, _, props = _read(self.preprocessing_plan, paths, None)
+            except PreprocessingError as e:
+                raise InferenceError(str(e)) from None
+        if image.ndim != 4 or image.shape[0] != self.preprocessing_plan.num_channels:
+            return None  # the CPU pipeline names the problem
+        try:
+            return preprocess_on_device(self.preprocessing_plan, image, props, self.device)
+        except NormalizationError as e:
+            raise InferenceError(f"case {case}: {e}") from None
 
     def _resample_on_device(self, resampling, data, new_shape, current_spacing, new_spacing):
         import torch
