@@ -114,6 +114,7 @@ def main() -> int:
     ap.add_argument("--cuda-tests", default="", help="pytest -k expression selecting some of the cuda tests")
     ap.add_argument("--iterations", type=int, default=60, help="training steps per timed epoch (GPU)")
     ap.add_argument("--workers", default="2,4,8,16", help="data-loading worker counts to time (GPU)")
+    ap.add_argument("--compare-pin-memory", action="store_true", help="also time 4 workers without pinned memory")
     ap.add_argument("--compare-worker-augmentation", action="store_true",
                     help="also time nnU-Net's way (augmentation in 4 and 16 workers)")
     args = ap.parse_args()
@@ -185,6 +186,17 @@ def main() -> int:
         if out.is_file():
             results[name] = json.loads(out.read_text())
         write()
+        # the same at 4 workers without pinned memory (the prefetch thread copies pageable memory itself)
+        pname = name + "_no_pin"
+        if not dry and args.compare_pin_memory and pname not in skip and left() > 90:
+            pout = LOG_DIR / f"{pname}.json"
+            run_step(pname, _bench_argv(ds_id, pre_dir, work / "res", pout, device=device, epochs=epochs,
+                                        iterations=iters, workers="4",
+                                        extra=["--no-compile", "--no-pin-memory", "--data-loading-only", *more]),
+                     min(150, left() - 30), results, out_dir)
+            if pout.is_file():
+                results[pname] = json.loads(pout.read_text())
+            write()
         # nnU-Net's way for comparison: augmentation in the workers (4 and 16 of them)
         wname = name + "_workers_augment"
         if not dry and args.compare_worker_augmentation and wname not in skip and left() > 90:

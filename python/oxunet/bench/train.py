@@ -74,6 +74,7 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
                 num_workers: Sequence[int] = (12,), data_loading: bool = True, no_data_loading: bool = True,
                 device="cuda", precision: str = "auto", compile: bool | None = None, augment_on: str | None = None,
                 batch_size: int | None = None, plans_name: str = "nnUNetPlans", seed: int = 0, quiet: bool = False,
+                pin_memory: bool | None = None,
                 output: str | os.PathLike | None = None, log=print) -> dict:
     """Times ``epochs`` epochs of ``iterations`` training steps per setting; returns (and writes) the result."""
     import torch
@@ -91,7 +92,7 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
     t_build = time.perf_counter()
     tr._build()
     tr.network.train()
-    pin = tr.device.type == "cuda"
+    pin = tr.device.type == "cuda" if pin_memory is None else bool(pin_memory)
     runs = []
 
     def report(run: dict) -> None:
@@ -119,7 +120,7 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
         "format": RESULT_FORMAT, "version": 1, "dataset": tr.dataset_name, "configuration": configuration,
         "fold": tr.fold, "plans": plans_name, "patch_size": list(tr.cfg["patch_size"]), "batch_size": tr.batch_size,
         "epochs": epochs, "iterations_per_epoch": iterations, "precision": tr.precision, "compiled": tr.compiled,
-        "augment_on": tr.augment_on, "warmup_s": warm, "setup_s": time.perf_counter() - t_build,
+        "augment_on": tr.augment_on, "pin_memory": pin, "warmup_s": warm, "setup_s": time.perf_counter() - t_build,
         **_environment(tr), "runs": runs,
     }
     if tr.device.type == "cuda":
