@@ -158,3 +158,25 @@ def test_device_preprocessing_equals_the_cpu_pipeline(scheme, mask):
     np.testing.assert_allclose(data.numpy(), ref, rtol=1e-5, atol=2e-5)
     empty = preprocess_on_device(plan, np.zeros((1, 6, 7, 8), np.float32), props, "cpu")[1]
     assert empty["bbox_used_for_cropping"] == [[0, 8], [0, 6], [0, 7]]  # all zero: the full extent
+
+
+def test_out_of_gpu_memory_falls_back_to_the_host(project, monkeypatch):
+    from oxunet.inference import on_device
+
+    f = [project["test_images"] / "case_000_0000.nii.gz"]
+    ref = _predictor(project, "cpu").predict_case(f)
+    p = _predictor(project, "device")
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(on_device, "sliding_window_on_device", oom)
+    with pytest.warns(UserWarning, match="ran out of GPU memory"):
+        res = p.predict_case(f)
+    np.testing.assert_array_equal(res.segmentation, ref.segmentation)
+    assert "out of memory" in res.streaming_note
+    monkeypatch.undo()
+    monkeypatch.setattr(on_device, "export_on_device", oom)
+    with pytest.warns(UserWarning, match="export on the device ran out"):
+        res = p.predict_case(f)
+    assert (res.segmentation == ref.segmentation).mean() >= 0.999

@@ -261,11 +261,36 @@ class Predictor:
         times = StageTimes() if times is None else times
         data = self._check_data(data)
         if self.on_device:
+            import torch
+
             from .on_device import sliding_window_on_device
 
-            logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
-            return {"streaming": False, "note": "on device", "seg": None, "probs": None, "logits": None,
-                    "device_logits": logits}
+            try:
+                logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
+                return {"streaming": False, "note": "on device", "seg": None, "probs": None, "logits": None,
+                        "device_logits": logits}
+            except torch.OutOfMemoryError:
+                # as nnU-Net: a case too large for the GPU's memory is aggregated and exported on the host
+                self._release_device_memory()
+                warnings.warn("prediction on the device ran out of GPU memory; aggregating and exporting this case "
+                              "on the CPU", stacklevel=2)
+                data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+                out["note"] = "device out of memory: host aggregation and export"
+                return out
+        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+
+    def _release_device_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _run_network_on_host(self, data, properties: dict, want_probs: bool, probabilities_dtype,
+                             times: StageTimes) -> dict:
         shape = data.shape[1:]
         use_stream, note = self._use_streaming(properties, shape)
         logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
@@ -303,9 +328,24 @@ class Predictor:
         if staged.get("device_logits") is not None:
             from .on_device import export_on_device
 
+            import torch
+
+            device_logits = staged.pop("device_logits")
             with times.stage("export"):
-                seg, probs = export_on_device(self.export_plan, staged.pop("device_logits"), properties,
-                                              return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
+                try:
+                    seg, probs = export_on_device(self.export_plan, device_logits, properties,
+                                                  return_probabilities=want_probs,
+                                                  probabilities_dtype=probabilities_dtype)
+                except torch.OutOfMemoryError:
+                    warnings.warn("export on the device ran out of GPU memory; exporting this case on the CPU",
+                                  stacklevel=2)
+                    host = np.empty((device_logits.num_channels, *device_logits.shape), np.float32)
+                    for c in range(device_logits.num_channels):  # one channel at a time through GPU memory
+                        host[c] = device_logits.logits(c, c + 1)[0].cpu().numpy()
+                    del device_logits
+                    self._release_device_memory()
+                    seg, probs = export_logits(self.export_plan, host, properties, return_probabilities=want_probs,
+                                               probabilities_dtype=probabilities_dtype)
         elif staged["logits"] is not None:
             with times.stage("export"):
                 seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,
