@@ -13,28 +13,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference_models import random_network, tiny_project, write_model_folder
+from inference_models import random_network, write_model_folder
 
 from oxunet.inference import InferenceError, Predictor, predict_folder
 from oxunet.inference.torch_resample import resample_data_torch
 from oxunet.kernels import resample_data
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pred_dev")
-    proj = tiny_project(root)
-    proj["model"] = write_model_folder(root / "models" / "nnUNetTrainer__nnUNetPlans__3d_fullres", proj["plans"],
-                                       proj["dataset_json"], "3d_fullres", folds=(0, 1), nnunet=False, seed=11)
-    return proj
+from test_inference import one_thread, project  # noqa: F401 (fixtures: one torch thread, the tiny model)
 
 
 @settings(max_examples=25)
@@ -51,14 +37,14 @@ def test_torch_resampling_equals_the_kernel(shape, new, spacing, order, order_z,
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
 
 
-def _predictor(project, export_on, **kw):
+def _predictor(project, export_on, **kw):  # noqa: F811
     kw.setdefault("device", "cpu")
     kw.setdefault("precision", "fp32")
     return Predictor.from_model_folder(project["model"], kw.pop("folds", [0, 1]), export_on=export_on, **kw)
 
 
 @pytest.mark.parametrize("accumulator", ["float16", "float32"])
-def test_device_path_equals_rust_path(project, accumulator):
+def test_device_path_equals_rust_path(project, accumulator):  # noqa: F811
     f = [project["test_images"] / "case_000_0000.nii.gz"]
     cpu = _predictor(project, "cpu", accumulator_dtype=accumulator).predict_case(f, return_probabilities=True)
     dev_p = _predictor(project, "device", accumulator_dtype=accumulator)
@@ -79,7 +65,7 @@ def test_device_path_equals_rust_path(project, accumulator):
     ((1.0, 0.8, 1.2), (24, 26, 15)),  # axis 0 keeps its size
     ((1.3, 0.9, 1.1), (18, 22, 20)),  # joint linear interpolation (the CPU path cannot stream this)
 ])
-def test_device_export_equals_whole_volume_export(project, original_spacing, cropped, monkeypatch):
+def test_device_export_equals_whole_volume_export(project, original_spacing, cropped, monkeypatch):  # noqa: F811
     plans = json.loads(json.dumps(project["plans"]))
     ds = dict(project["dataset_json"])
     ds["labels"] = {"background": 0, **{f"c{i}": i for i in range(1, 7)}}
@@ -102,7 +88,7 @@ def test_device_export_equals_whole_volume_export(project, original_spacing, cro
     assert (ref.segmentation[0] == 0).all()
 
 
-def test_device_path_2d_cascade_and_folder(project, tmp_path):
+def test_device_path_2d_cascade_and_folder(project, tmp_path):  # noqa: F811
     model2d = write_model_folder(tmp_path / "nnUNetTrainer__nnUNetPlans__2d", project["plans"], project["dataset_json"],
                                  "2d", nnunet=False, seed=2, mirror_axes=(0, 1))
     f = [project["test_images"] / "case_000_0000.nii.gz"]
@@ -160,7 +146,7 @@ def test_device_preprocessing_equals_the_cpu_pipeline(scheme, mask):
     assert empty["bbox_used_for_cropping"] == [[0, 8], [0, 6], [0, 7]]  # all zero: the full extent
 
 
-def test_out_of_gpu_memory_falls_back_to_the_host(project, monkeypatch):
+def test_out_of_gpu_memory_falls_back_to_the_host(project, monkeypatch):  # noqa: F811
     from oxunet.inference import on_device
 
     f = [project["test_images"] / "case_000_0000.nii.gz"]
@@ -187,7 +173,7 @@ def test_out_of_gpu_memory_falls_back_to_the_host(project, monkeypatch):
     ((1.0, 0.8, 1.2), (24, 26, 15)),  # axis 0 keeps its size
 ])
 @pytest.mark.parametrize("accumulator", ["float16", "float32"])
-def test_device_streaming_equals_whole_volume(project, original_spacing, cropped, accumulator, monkeypatch):
+def test_device_streaming_equals_whole_volume(project, original_spacing, cropped, accumulator, monkeypatch):  # noqa: F811
     """Bounded GPU memory: the sums hold twice the patch depth and finished slabs are exported as
     the windows pass them; the labels equal the whole-volume device export and the Rust path."""
     plans = json.loads(json.dumps(project["plans"]))
