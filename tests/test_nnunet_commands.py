@@ -120,12 +120,23 @@ def test_nnunet_one_epoch_trainer_name_resolves():
     assert load_trainer_config("nnUNetTrainer_1epochs").epochs == 1  # our earlier spelling still works
 
 
-def test_predict_flags_without_effect_warn_once_naming_each(tmp_path):
+def test_predict_flags_without_effect_warn_once_naming_each(tmp_path, monkeypatch):
+    """--verbose and --disable_progress_bar do nothing here: one warning names both;
+    --not_on_device is nnU-Net's host-memory aggregation: --export-on cpu, no warning."""
+    import oxunet.inference
     from oxunet.cli import main
 
+    calls = []
+    monkeypatch.setattr(oxunet.inference, "predict_folder", lambda *a, **kw: calls.append(kw) or
+                        {"cases": [], "seconds": 0.0, "peak_rss_bytes": 0})
     (tmp_path / "in").mkdir()
     r = CliRunner().invoke(main, ["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m",
-                                  str(tmp_path / "no_model"), "--verbose", "--not_on_device", "--disable_progress_bar"])
+                                  str(tmp_path / "model"), "--verbose", "--not_on_device", "--disable_progress_bar"])
+    assert r.exit_code == 0, r.output
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: predict: ignoring nnU-Net option(s) oxunet does not implement: --verbose, "
-                        "--disable_progress_bar, --not_on_device"]
+                        "--disable_progress_bar"]
+    assert calls[0]["export_on"] == "cpu"
+    r = CliRunner().invoke(main, ["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m",
+                                  str(tmp_path / "model"), "--not_on_device", "--export-on", "device"])
+    assert r.exit_code == 2 and "contradicts" in r.output

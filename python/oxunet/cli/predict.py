@@ -40,23 +40,29 @@ from .common import multi_value_command, quiet_option
               help="Slab-wise export as the sliding window finishes slabs (bounded memory for many classes / large "
                    "volumes); only where it equals the whole-volume export exactly. auto: when the logits exceed "
                    "1 GiB ($OXUNET_PREDICT_MEMORY_BUDGET bytes).")
+@click.option("--export-on", type=click.Choice(["auto", "device", "cpu"]), default="auto", show_default=True,
+              help="Where resampling, aggregation and export run: device (torch, next to the network; the default on "
+                   "CUDA) or cpu (the Rust kernels).")
 @click.option("-npp", "--num-processes-preprocessing", "npp", default=2, show_default=True, type=click.IntRange(0))
 @click.option("-nps", "--num-processes-export", "nps", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--verbose", "nnunet_verbose", is_flag=True, hidden=True, help="nnU-Net's; no effect here (warns).")
 @click.option("--disable_progress_bar", "nnunet_no_bar", is_flag=True, hidden=True, help="nnU-Net's; no effect here (warns).")
 @click.option("--not_on_device", "nnunet_not_on_device", is_flag=True, hidden=True,
-              help="nnU-Net's; no effect here (warns).")
+              help="nnU-Net's: aggregation and export off the device (= --export-on cpu).")
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
             tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
-            continue_prediction, device, precision, streaming, npp, nps, nnunet_verbose, nnunet_no_bar,
+            continue_prediction, device, precision, streaming, export_on, npp, nps, nnunet_verbose, nnunet_no_bar,
             nnunet_not_on_device, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     from .common import warn_ignored
 
-    warn_ignored("predict", {"--verbose": nnunet_verbose, "--disable_progress_bar": nnunet_no_bar,
-                             "--not_on_device": nnunet_not_on_device})
+    warn_ignored("predict", {"--verbose": nnunet_verbose, "--disable_progress_bar": nnunet_no_bar})
+    if nnunet_not_on_device:  # nnU-Net's perform_everything_on_device=False: aggregation in host memory
+        if export_on == "device":
+            raise click.UsageError("--not_on_device contradicts --export-on device")
+        export_on = "cpu"
     if model_dir is None:
         if not dataset or not configuration:
             raise click.UsageError("give -m MODEL_FOLDER, or -d DATASET and -c CONFIGURATION")
@@ -95,7 +101,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
                                 num_parts=num_parts, overwrite=not continue_prediction,
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,
                                 probabilities_dtype=probabilities_dtype,
-                                streaming={"auto": "auto", "on": True, "off": False}[streaming])
+                                streaming={"auto": "auto", "on": True, "off": False}[streaming], export_on=export_on)
     except InferenceError as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
