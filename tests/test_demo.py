@@ -71,6 +71,8 @@ def test_demo_short_budget_learns_both_and_is_deterministic(tmp_path):
     assert len(summary["metric_per_case"]) == 4  # fold 0 of 20 cases
     result = json.loads((w / "demo_result.json").read_text())
     assert result["seed"] == 5 and set(result["peak_rss_mib"]) >= {"train", "predict", "evaluate"}
+    assert result["peak_rss_mib"]["train"] > 100 and set(result["worker_peak_rss_mib"]) == set(result["peak_rss_mib"])
+    assert "largest worker so far (MiB)" in Path(result["artefacts"]["report"]).read_text()
     page = Path(result["artefacts"]["report"]).read_text()
     assert all(Path(c["prediction_file"]).name.split(".")[0] in page for c in summary["metric_per_case"])
     assert Path(result["artefacts"]["progress plot"]).stat().st_size > 10_000

@@ -48,6 +48,7 @@ class DemoResult:
     dice: dict[str, float] = field(default_factory=dict)  # per label name, plus "mean"
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)  # per step: the process's peak so far
+    worker_peak_rss_mib: dict[str, float] = field(default_factory=dict)  # per step: its largest worker's so far
 
 
 def _link_dataset(source: Path, raw_root: Path) -> str:
@@ -77,11 +78,15 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     nproc = num_processes or max(1, min(4, os.cpu_count() or 1))
     timings: dict[str, float] = {}
     memory: dict[str, float] = {}
+    workers: dict[str, float] = {}
     current: list[str] = []
+
+    def peaks(key: str) -> None:
+        memory[key], workers[key] = round(peak_rss_mib(), 1), round(peak_rss_mib(children=True), 1)
 
     def step(name: str, key: str, epochs: int = 0):
         if current:  # the previous step ends where this one starts
-            memory[current[-1]] = round(peak_rss_mib(), 1)
+            peaks(current[-1])
         current.append(key)
         progress.step(name, epochs)
         return time.perf_counter()
@@ -163,28 +168,30 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     summary = evaluate_folders(reference_dir, pred_dir, labels, ignore_label=info.ignore_label,
                                file_ending=info.file_ending, output_file=eval_file, num_processes=nproc, quiet=quiet)
     timings["evaluate"] = time.perf_counter() - t
-    memory["evaluate"] = round(peak_rss_mib(), 1)
+    peaks("evaluate")
 
     from ..report import Stage, write_report
 
     t = step("report", "report")
-    stages = [Stage(k, v, memory.get(k)) for k, v in timings.items()]
+    stages = [Stage(k, v, memory.get(k), workers.get(k)) for k, v in timings.items()]
     report = write_report(model_dir, work / "report.html", raw_dir=paths.raw, stages=stages,
                           summaries={"0": eval_file}, title=f"oxunet demo: {name}, fold 0")
     timings["report"] = time.perf_counter() - t
-    memory["report"] = round(peak_rss_mib(), 1)
+    peaks("report")
     progress.close()
 
     names = {str(v): k for k, v in info.raw["labels"].items() if not isinstance(v, (list, tuple))}
     dice = {names.get(str(k), str(k)): float(v["Dice"]) for k, v in summary["mean"].items()}
     dice["mean"] = float(summary["foreground_mean"]["Dice"])
-    result = DemoResult(work, name, dice=dice, seconds=timings, peak_rss_mib=memory, artefacts={
+    artefacts = {
         "raw dataset": raw_dir, "plans": paths.preprocessed / name / f"{plans['plans_name']}.json",
         "preprocessed": paths.preprocessed / name, "model folder": model_dir, "training log": fold_dir / "training_log.json",
-        "predictions": pred_dir, "evaluation": eval_file, "report": report,
-        "progress plot": fold_dir / "progress.png"})
+        "predictions": pred_dir, "evaluation": eval_file, "report": report, "progress plot": fold_dir / "progress.png"}
+    result = DemoResult(work, name, artefacts=artefacts, dice=dice, seconds=timings, peak_rss_mib=memory,
+                        worker_peak_rss_mib=workers)
     (work / "demo_result.json").write_text(json.dumps(
         {"version": 1, "dataset": name, "seed": budget.seed, "dice": dice, "seconds": timings, "peak_rss_mib": memory,
+         "worker_peak_rss_mib": workers,
          "artefacts": {k: str(v) for k, v in result.artefacts.items()}}, indent=1))
     return result
 

@@ -41,7 +41,8 @@ class CaseRow:
 class Stage:
     name: str
     seconds: float | None
-    peak_rss_mib: float | None = None
+    peak_rss_mib: float | None = None  # the process's peak up to the end of the stage
+    worker_peak_rss_mib: float | None = None  # its largest finished worker's, likewise
 
 
 @dataclass
@@ -80,11 +81,11 @@ class ModelSummary:
         return [m for m in METRIC_COLUMNS if m in present]
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process or of its largest finished child (worker pools), MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024.0  # Linux reports KiB
+def peak_rss_mib(children: bool = False) -> float:
+    """Peak resident memory so far of this process, or (``children``) of its largest finished
+    child process (worker pools, data loaders), in MiB."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024.0  # Linux reports KiB
 
 
 def _finite(v: Any) -> bool:

@@ -212,10 +212,11 @@ def worst_section(worst: list[tuple[CaseRow, str | None, int | None, str | None]
 def stages_section(summary: ModelSummary) -> str:
     if not summary.stages:
         return '<p class="muted">No timings recorded.</p>'
-    rows = [[text_cell(s.name), num_cell(s.seconds, 1), num_cell(s.peak_rss_mib, 0)] for s in summary.stages]
-    return (table(["stage", "seconds", "peak memory so far (MiB)"], rows)
-            + '<p class="muted">Memory: the peak resident size of the process (or its largest worker) up to the end '
-              'of the stage.</p>')
+    rows = [[text_cell(s.name), num_cell(s.seconds, 1), num_cell(s.peak_rss_mib, 0), num_cell(s.worker_peak_rss_mib, 0)]
+            for s in summary.stages]
+    return (table(["stage", "seconds", "peak memory so far (MiB)", "largest worker so far (MiB)"], rows)
+            + '<p class="muted">Memory: the peak resident size of the process, and of its largest finished worker '
+              'process, up to the end of the stage (peaks only grow: a stage that needs more shows a step).</p>')
 
 
 def render_page(summary: ModelSummary, *, network_uri: str | None, curves: dict[str, str | None],
