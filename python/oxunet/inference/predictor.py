@@ -104,12 +104,15 @@ class Predictor:
     def __init__(self, plans: dict, configuration: str, dataset_json, networks: Sequence, mirror_axes, *,
                  device="auto", precision: str = "auto", step_size: float = 0.5, tta="all", quiet: bool = False,
                  accumulator_dtype: str = "float16", streaming="auto", memory_budget: int | None = None,
-                 trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto"):
+                 trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto",
+                 architecture: Mapping | None = None):
         if not 0 < float(step_size) <= 1:
             raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
         self.plans = plans
         self.configuration = configuration
         self.config = resolve_configuration(plans, configuration)
+        # the network a checkpoint records (trainer variants such as BN or a plugin network), else the plans'
+        self.architecture = dict(architecture) if architecture else self.config["architecture"]
         self.dataset = _dataset_info(dataset_json)
         if self.dataset.raw:
             self.dataset_json = dict(self.dataset.raw)
@@ -154,7 +157,7 @@ class Predictor:
         else:
             from ..networks import build_network, network_state_dict
 
-            net = build_network(self.config["architecture"], self.num_input_channels,
+            net = build_network(self.architecture, self.num_input_channels,
                                 self.dataset.num_segmentation_heads, deep_supervision=False, initialize=False)
             try:
                 net.load_state_dict(network_state_dict(item))
@@ -173,6 +176,7 @@ class Predictor:
                           configuration: str | None = None, **kwargs) -> Predictor:
         """A predictor for a trained-model folder (oxunet's or nnU-Net v2's); see the class doc for kwargs."""
         mf: ModelFolder = load_model_folder(model_dir, folds, checkpoint, configuration=configuration)
+        kwargs.setdefault("architecture", mf.architecture)
         return cls(mf.plans, mf.configuration, mf.dataset, mf.state_dicts, mf.mirror_axes,
                    trainer_name=mf.trainer_name, folds=mf.folds, **kwargs)
 
