@@ -170,6 +170,14 @@ class TrainerConfig:
             raise TrainerConfigError(f"trainer {self.name!r}: mirror axes {list(value)} do not exist in a {dim}D patch")
         return tuple(int(a) for a in value)
 
+    def oversample_for(self, global_batch_size: int) -> float:
+        """The foreground oversampling fraction; with probabilistic oversampling and no explicit value,
+        the deterministic scheme's effective fraction for this batch (nnUNetTrainer_probabilisticOversampling)."""
+        if self.oversample_foreground_percent is not None:
+            return self.oversample_foreground_percent
+        b = int(global_batch_size)
+        return sum(j >= round(b * (1 - 0.33)) for j in range(b)) / b
+
     def replace(self, **changes: Any) -> "TrainerConfig":
         """A copy with `changes` (None values are ignored, so CLI flags can be passed straight)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -206,12 +206,7 @@ class Trainer:
         return 2 * self.rank + int(validation)
 
     def _oversample(self) -> float:
-        c = self.config
-        if c.oversample_foreground_percent is not None:
-            return c.oversample_foreground_percent
-        # nnUNetTrainer_probabilisticOversampling: the deterministic scheme's effective fraction
-        b = self.global_batch_size
-        return float(np.mean([j >= round(b * (1 - 0.33)) for j in range(b)]))
+        return self.config.oversample_for(self.global_batch_size)
 
     # ------------------------------------------------------------------ build hooks
     def architecture(self) -> dict:
