@@ -52,8 +52,12 @@ class ExportPlan:
     file_ending: str
 
     @classmethod
-    def from_plans(cls, plans: dict, configuration: str, dataset: DatasetInfo) -> ExportPlan:
-        cfg = resolve_configuration(plans, configuration)
+    def from_plans(cls, plans, configuration: str, dataset: DatasetInfo) -> ExportPlan:
+        """From the plans (a typed :class:`~oxunet.planning.model.Plans` or the plans dict)."""
+        if hasattr(plans, "configuration") and hasattr(plans, "raw"):
+            cfg, plans = plans.configuration(configuration).to_dict(), plans.raw
+        else:
+            cfg = resolve_configuration(plans, configuration)
         tf = tuple(int(i) for i in plans["transpose_forward"])
         tb = tuple(int(i) for i in plans.get("transpose_backward", np.argsort(tf)))
         res = Resampling.from_plans(cfg.get("resampling_fn_probabilities", "resample_data_or_seg_to_shape"),

@@ -108,6 +108,8 @@ class Predictor:
                  architecture: Mapping | None = None):
         if not 0 < float(step_size) <= 1:
             raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
+        if hasattr(plans, "configuration") and hasattr(plans, "raw"):  # typed Plans
+            plans = plans.raw
         self.plans = plans
         self.configuration = configuration
         self.config = resolve_configuration(plans, configuration)

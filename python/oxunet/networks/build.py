@@ -93,6 +93,9 @@ def build_network(
     """
     from .arch import is_oxunet_network
 
+    if hasattr(architecture, "network_class_name") and hasattr(architecture, "to_dict"):  # planning.model.Architecture
+        architecture = architecture.to_dict()
+
     if not is_oxunet_network(architecture.get("network_class_name")):
         from .registry import build_foreign_network  # registered / allowed packages only
 

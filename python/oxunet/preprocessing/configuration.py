@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["PlansError", "PreprocessingPlan", "Resampling", "resolve_configuration"]
 
-ANISO_THRESHOLD = 3  # nnU-Net's separate-z threshold; the kernels implement exactly this one
+from ..constants import ANISO_THRESHOLD  # noqa: E402 (nnU-Net's separate-z threshold; the kernels implement exactly this one)
 SUPPORTED_PREPROCESSORS = ("DefaultPreprocessor",)
 
 
@@ -87,9 +87,13 @@ class PreprocessingPlan:
     patch_size: tuple[int, ...] = ()
 
     @classmethod
-    def from_plans(cls, plans: Mapping, configuration: str) -> PreprocessingPlan:
-        """Reads and checks the fields preprocessing needs from a plans dict."""
-        cfg = resolve_configuration(plans, configuration)
+    def from_plans(cls, plans, configuration: str) -> PreprocessingPlan:
+        """Reads and checks the fields preprocessing needs from the plans (a typed
+        :class:`~oxunet.planning.model.Plans` or the plans dict)."""
+        if hasattr(plans, "configuration") and hasattr(plans, "raw"):  # typed Plans: parsed and checked once
+            cfg, plans = plans.configuration(configuration).to_dict(), plans.raw
+        else:
+            cfg = resolve_configuration(plans, configuration)
         where = f"plans configuration {configuration!r}"
 
         def need(key, source=cfg, place=where):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..dataset import DatasetInfo, Paths, dataset_name, load_dataset_json
-from ..planning import load_plans, resolve_configuration
+from ..planning import Configuration, Plans, PlansError
 from ..preprocessing.storage import list_cases, open_case
 
 
@@ -34,10 +34,10 @@ class FoldContext:
 
     dataset_name: str
     pre_dir: Path  # <preprocessed>/<dataset>
-    plans: dict
+    plans_model: Plans  # typed, parsed and checked once
+    configuration: Configuration  # typed, inherits_from applied
     plans_name: str
     configuration_name: str
-    cfg: dict  # the resolved configuration (inherits_from applied)
     info: DatasetInfo
     data_dir: Path  # preprocessed cases of this configuration
     cases: tuple[str, ...]
@@ -49,12 +49,26 @@ class FoldContext:
     prev_stage_dir: Path | None  # cascade: the previous stage's predicted_next_stage folder
 
     @property
+    def plans(self) -> dict:
+        """The plans as a plain dict (for stages that still take one)."""
+        return self._plain("plans", self.plans_model.raw)
+
+    @property
+    def cfg(self) -> dict:
+        """The resolved configuration as a plain dict."""
+        return self._plain("cfg", self.configuration.to_dict())
+
+    def _plain(self, key: str, value: dict) -> dict:
+        cache = self.__dict__.setdefault("_plain_cache", {})  # one plain copy per context
+        return cache.setdefault(key, value)
+
+    @property
     def fold_dir(self) -> Path:
         return self.output_root / f"fold_{self.fold}"
 
     @property
     def previous_stage(self) -> str | None:
-        return self.cfg.get("previous_stage")
+        return self.configuration.previous_stage
 
     @property
     def num_input_channels(self) -> int:
@@ -63,7 +77,7 @@ class FoldContext:
 
     @property
     def patch_size(self) -> tuple[int, ...]:
-        return tuple(int(p) for p in self.cfg["patch_size"])
+        return tuple(int(p) for p in self.configuration.patch_size)
 
 
 def read_fold_context(dataset: str | int, configuration: str, fold: int | str, paths: Paths, *,
@@ -82,18 +96,18 @@ def read_fold_context(dataset: str | int, configuration: str, fold: int | str, p
     plans_path = pre_dir / f"{plans_name}.json"
     if not plans_path.is_file():
         raise TrainingError(f"{plans_path}: plans file not found (run `oxunet plan-and-preprocess -d {dataset}` first)")
-    plans = load_plans(plans_path)
-    if plans.get("dataset_name") not in (None, name):
-        raise TrainingError(f"{plans_path}: plans are for dataset {plans['dataset_name']!r}, not {name!r}")
     try:
-        cfg = resolve_configuration(plans, configuration, str(plans_path))
-    except Exception as e:
+        plans = Plans.load(plans_path)
+        cfg = plans.configuration(configuration)
+    except PlansError as e:
         raise TrainingError(str(e)) from None
+    if plans.dataset_name not in (None, name):
+        raise TrainingError(f"{plans_path}: plans are for dataset {plans.dataset_name!r}, not {name!r}")
     ds_json = pre_dir / "dataset.json"
     if not ds_json.is_file():
         raise TrainingError(f"{ds_json}: dataset.json missing from the preprocessed dataset folder")
     info = load_dataset_json(ds_json)
-    data_dir = pre_dir / cfg["data_identifier"]
+    data_dir = pre_dir / cfg.data_identifier
     if not data_dir.is_dir():
         raise TrainingError(f"{data_dir}: preprocessed data for configuration {configuration!r} not found "
                             f"(run `oxunet preprocess -d {dataset} -c {configuration}`)")
@@ -104,8 +118,8 @@ def read_fold_context(dataset: str | int, configuration: str, fold: int | str, p
     if first.data.shape[0] != info.num_channels:
         raise TrainingError(f"{data_dir}: cases have {first.data.shape[0]} channel(s) but {ds_json} declares "
                             f"{info.num_channels}: plans/preprocessed data and dataset.json do not match")
-    if len(cfg["patch_size"]) not in (2, 3):
-        raise TrainingError(f"{plans_path}: patch_size {cfg['patch_size']} must have 2 or 3 axes")
+    if cfg.dim not in (2, 3):
+        raise TrainingError(f"{plans_path}: configurations.{configuration}.patch_size {list(cfg.patch_size)} must have 2 or 3 axes")
 
     from .splits import train_val_keys
 
@@ -119,20 +133,20 @@ def read_fold_context(dataset: str | int, configuration: str, fold: int | str, p
                             f"in {data_dir}: {missing[:5]}")
     output_root = Path(paths.results) / name / f"{trainer_name}__{plans_name}__{configuration}"
     prev_stage_dir = None
-    if cfg.get("previous_stage"):
-        prev_stage_dir = _previous_stage_dir(plans, cfg["previous_stage"], configuration, output_root, dataset,
+    if cfg.previous_stage:
+        prev_stage_dir = _previous_stage_dir(plans, cfg.previous_stage, configuration, output_root, dataset,
                                              trainer_name, plans_name, list(train_keys) + list(val_keys))
-    return FoldContext(name, pre_dir, plans, plans_name, configuration, cfg, info, data_dir, tuple(cases), fold,
+    return FoldContext(name, pre_dir, plans, cfg, plans_name, configuration, info, data_dir, tuple(cases), fold,
                        tuple(train_keys), tuple(val_keys), trainer_name, output_root, prev_stage_dir)
 
 
-def _previous_stage_dir(plans: dict, previous_stage: str, configuration: str, output_root: Path, dataset,
+def _previous_stage_dir(plans: Plans, previous_stage: str, configuration: str, output_root: Path, dataset,
                         trainer_name: str, plans_name: str, keys: list[str]) -> Path:
     """Cascade: the previous stage's ``predicted_next_stage`` folder (nnU-Net: same trainer and
     plans); every case of this fold must have its segmentation there."""
     from .cascade import missing_message, predicted_next_stage_dir, stage_segmentation_file
 
-    if previous_stage not in plans.get("configurations", {}):
+    if previous_stage not in plans.configurations:
         raise TrainingError(f"configuration {configuration!r}: previous_stage {previous_stage!r} "
                             f"is not a configuration of the plans")
     folder = predicted_next_stage_dir(output_root.parent, trainer_name, plans_name, previous_stage, configuration)

@@ -50,7 +50,7 @@ def build_augmentation(config: "TrainerConfig", ctx: "FoldContext", ds_scales):
     labels_kw = dict(deep_supervision_scales=ds_scales, foreground_labels=info.foreground_labels,
                      regions=regions, ignore_label=info.ignore_label, is_cascaded=bool(ctx.previous_stage))
     train_aug = build_training_transforms(patch, preset, rotation=setup.rotation, mirror_axes=train_axes,
-                                          do_dummy_2d=setup.do_dummy_2d, use_mask_for_norm=ctx.cfg.get("use_mask_for_norm"),
+                                          do_dummy_2d=setup.do_dummy_2d, use_mask_for_norm=list(ctx.configuration.use_mask_for_norm),
                                           **labels_kw)
     val_aug = build_validation_transforms(**labels_kw)
     return train_aug, val_aug, setup, test_axes

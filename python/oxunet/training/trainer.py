@@ -122,6 +122,7 @@ class Trainer:
 
     @property
     def cfg(self) -> dict:
+        """The resolved configuration as a plain dict (typed: ``self.ctx.configuration``)."""
         return self.ctx.cfg
 
     @property
@@ -176,7 +177,7 @@ class Trainer:
     @property
     def global_batch_size(self) -> int:
         """The plan's (or ``--batch-size``) batch: split across DDP ranks."""
-        return int(self.config.batch_size or self.cfg["batch_size"])
+        return int(self.config.batch_size or self.ctx.configuration.batch_size)
 
     def rank_split(self):
         """This rank's batch size and oversampling (nnU-Net's DDP rule; the whole batch without DDP)."""
@@ -215,7 +216,7 @@ class Trainer:
         from .parts import effective_architecture
 
         try:
-            return effective_architecture(self.cfg["architecture"], self.config)
+            return effective_architecture(self.ctx.configuration.architecture.to_dict(), self.config)
         except ValueError as e:
             raise TrainingError(str(e)) from None
 
@@ -231,7 +232,7 @@ class Trainer:
         from .losses import build_loss
 
         c = self.config
-        batch_dice = bool(self.cfg.get("batch_dice", False)) if c.batch_dice is None else c.batch_dice
+        batch_dice = self.ctx.configuration.batch_dice if c.batch_dice is None else c.batch_dice
         return build_loss(c.loss, batch_dice=batch_dice, is_regions=self.info.has_regions,
                           ignore_label=self.info.ignore_label, smooth=c.loss_smooth, num_outputs=num_outputs,
                           deep_supervision_weights=ds_weights, topk_percent=c.topk_percent,
@@ -262,11 +263,11 @@ class Trainer:
         from .losses import deep_supervision_scales
         from .transfer import TransferError, apply_freeze
 
-        c, cfg, info = self.config, self.cfg, self.info
+        c, info = self.config, self.info
         self.architecture_used = self.architecture()
         self.network = self.build_network(self.architecture_used, self.num_input_channels,
                                           info.num_segmentation_heads, c.deep_supervision).to(self.device)
-        strides = cfg["architecture"]["arch_kwargs"]["strides"]
+        strides = [list(s) for s in self.ctx.configuration.architecture.strides]
         n_out = len(strides) - 1
         self.ds_scales = deep_supervision_scales(strides) if c.deep_supervision else None
         ds_weights = c.deep_supervision_weights if c.deep_supervision else None
@@ -386,7 +387,7 @@ class Trainer:
                  "device": str(self.device), "precision": self.precision, "compiled": self.compiled,
                  "world_size": self.world_size, "global_batch_size": self.global_batch_size,
                  "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
-                 "patch_size": list(self.cfg["patch_size"]), "initial_patch_size": list(self.train_spec.patch_size),
+                 "patch_size": list(self.ctx.patch_size), "initial_patch_size": list(self.train_spec.patch_size),
                  "architecture": self.architecture_used, "train_cases": len(self.train_keys),
                  "val_cases": len(self.val_keys), "hostname": platform.node(), "torch_version": torch.__version__,
                  "gpu_name": torch.cuda.get_device_name() if self.device.type == "cuda" else None}
