@@ -239,3 +239,17 @@ def test_augmentation_from_a_json_preset_file(tmp_path):
     with pytest.raises(ValueError, match="bad.json"):
         load_preset(str(bad))
     assert np.isclose(lr_for_epoch(TrainerConfig(lr_schedule="cosine", epochs=10), 5), 0.005)
+
+
+def test_cli_lists_the_trainers():
+    import click
+    from click.testing import CliRunner
+
+    from oxunet.cli.train import train
+
+    r = CliRunner().invoke(click.Group(commands={"train": train}), ["train", "--list-trainers"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert 'nnUNetTrainerCosAnneal  {"lr_schedule": "cosine"}' in lines
+    assert any(line.startswith("nnUNetTrainerAdan  not supported: needs the adan-pytorch") for line in lines)
+    assert len(lines) == len(VARIANTS) + len(UNSUPPORTED)

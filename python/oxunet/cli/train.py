@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from .common import quiet_option
+
+
+def _list_trainers(ctx, _param, value) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from ..training.variants import UNSUPPORTED, VARIANTS
+
+    for name, changes in VARIANTS.items():
+        click.echo(f"{name}  {json.dumps(changes) if changes else '(defaults)'}")
+    for name, why in UNSUPPORTED.items():
+        click.echo(f"{name}  not supported: {why}")
+    ctx.exit()
 
 
 @click.command()
@@ -15,7 +28,10 @@ from .common import quiet_option
 @click.option("-c", "--configuration", help="Configuration, e.g. 3d_fullres (or the second positional).")
 @click.option("-f", "--fold", help="Fold 0-4 or 'all' (or the third positional).")
 @click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True,
-              help="nnU-Net variant name (nnUNetTrainer_250epochs, nnUNetTrainerNoMirroring, ...) or a JSON TrainerConfig file.")
+              help="nnU-Net variant name (nnUNetTrainer_250epochs, nnUNetTrainerNoMirroring, ...; see --list-trainers), "
+              "a JSON TrainerConfig file, or module:Name (a TrainerConfig factory or a Trainer subclass).")
+@click.option("--list-trainers", is_flag=True, expose_value=False, is_eager=True, callback=_list_trainers,
+              help="List the trainer variant names and what each changes, then exit.")
 @click.option("-p", "--plans", "plans_name", default="nnUNetPlans", show_default=True, help="Plans identifier.")
 @click.option("--epochs", type=click.IntRange(1), help="Override the number of epochs (on --continue the poly "
               "schedule is recomputed over the new total).")
