@@ -110,7 +110,8 @@ class Configuration:
                 return default
             value = d[key]
             if kind is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-                raise PlansError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+                names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+                raise PlansError(f"{where}.{key}: expected {names}, got {value!r}")
             return value
 
         nxt = d.get("next_stage") or ()
@@ -119,11 +120,11 @@ class Configuration:
             data_identifier=field("data_identifier", str),
             preprocessor_name=field("preprocessor_name", str),
             batch_size=field("batch_size", int),
-            patch_size=tuple(field("patch_size", list)),
-            spacing=tuple(float(s) for s in field("spacing", list)),
+            patch_size=tuple(field("patch_size", (list, tuple))),
+            spacing=tuple(float(s) for s in field("spacing", (list, tuple))),
             median_image_size_in_voxels=tuple(d["median_image_size_in_voxels"]) if d.get("median_image_size_in_voxels") else None,
-            normalization_schemes=tuple(field("normalization_schemes", list)),
-            use_mask_for_norm=tuple(bool(x) for x in field("use_mask_for_norm", list)),
+            normalization_schemes=tuple(field("normalization_schemes", (list, tuple))),
+            use_mask_for_norm=tuple(bool(x) for x in field("use_mask_for_norm", (list, tuple))),
             resampling_fn_data=field("resampling_fn_data", str),
             resampling_fn_seg=field("resampling_fn_seg", str),
             resampling_fn_probabilities=field("resampling_fn_probabilities", str),

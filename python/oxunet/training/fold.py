@@ -62,6 +62,14 @@ class FoldContext:
         cache = self.__dict__.setdefault("_plain_cache", {})  # one plain copy per context
         return cache.setdefault(key, value)
 
+    def write_default_splits(self) -> None:
+        """nnU-Net's default 5-fold ``splits_final.json`` when the dataset has none yet (the run's first write)."""
+        from .splits import SPLITS_FILE, kfold_splits, write_splits
+
+        path = self.pre_dir / SPLITS_FILE
+        if self.fold != "all" and not path.is_file():
+            write_splits(path, kfold_splits(list(self.cases)))
+
     @property
     def fold_dir(self) -> Path:
         return self.output_root / f"fold_{self.fold}"
@@ -124,7 +132,7 @@ def read_fold_context(dataset: str | int, configuration: str, fold: int | str, p
     from .splits import train_val_keys
 
     try:
-        train_keys, val_keys = train_val_keys(pre_dir, cases, fold)
+        train_keys, val_keys = train_val_keys(pre_dir, cases, fold, write=False)  # the run writes the file
     except ValueError as e:
         raise TrainingError(str(e)) from None
     missing = sorted(set(train_keys + val_keys) - set(cases))

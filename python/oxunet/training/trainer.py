@@ -33,7 +33,7 @@ from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, 
 from .config import TrainerConfig
 from .fold import FoldContext, TrainingError, read_fold_context
 from .logger import TrainingLogger
-from .loop import EpochSummary, online_tp_fp_fn, run_epochs  # noqa: F401 (EpochSummary, online_tp_fp_fn: public names)
+from .loop import EpochSummary, online_tp_fp_fn, run_epochs
 from .precision import PrecisionError, autocast, check_precision, make_grad_scaler, resolve_precision, training_step
 from .run_options import RunOptions
 from .schedule import poly_lr  # noqa: F401 (public name, kept here for callers)
@@ -375,6 +375,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ output folder
     def _prepare_output(self) -> None:
+        self.ctx.write_default_splits()
         self.fold_dir.mkdir(parents=True, exist_ok=True)
         for name, target in (("plans.json", f"{self.plans_name}.json"), ("dataset.json", "dataset.json"),
                              ("dataset_fingerprint.json", "dataset_fingerprint.json")):
@@ -525,15 +526,6 @@ class Trainer:
         if self.logger is not None:
             self.logger.line(f"validation mean foreground Dice {summary['foreground_mean'].get('Dice')}")
         return summary
-
-    # names of the first version
-    @property
-    def _best_ema(self) -> float | None:
-        return self.best_ema
-
-    @_best_ema.setter
-    def _best_ema(self, value: float | None) -> None:
-        self.best_ema = value
 
 
 def _class_path(cls: type) -> str:
