@@ -121,3 +121,18 @@ def test_one_home_for_the_anisotropy_threshold():
     import nnunetv2.configuration as theirs
 
     assert c.ANISO_THRESHOLD == theirs.ANISO_THRESHOLD
+
+
+def test_stages_read_the_typed_plans_as_the_dict():
+    from oxunet.inference.export import ExportPlan
+    from oxunet.preprocessing.configuration import PreprocessingPlan
+    from oxunet.preprocessing.pipeline import _dataset_info
+
+    d = json.loads(TINY.read_text())
+    typed = Plans.from_dict(d, str(TINY))
+    ds = _dataset_info({"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 1,
+                        "file_ending": ".nii.gz"})
+    for name in ("2d", "3d_fullres"):
+        assert PreprocessingPlan.from_plans(typed, name) == PreprocessingPlan.from_plans(d, name)
+        assert ExportPlan.from_plans(typed, name, ds) == ExportPlan.from_plans(d, name, ds)
+    assert PreprocessingPlan.from_plans(typed, "3d_fullres").patch_size == (20, 24, 20)

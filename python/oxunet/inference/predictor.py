@@ -108,8 +108,9 @@ class Predictor:
                  architecture: Mapping | None = None):
         if not 0 < float(step_size) <= 1:
             raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
-        if hasattr(plans, "configuration") and hasattr(plans, "raw"):  # typed Plans
-            plans = plans.raw
+        typed = plans if hasattr(plans, "configuration") and hasattr(plans, "raw") else None  # planning.model.Plans
+        if typed is not None:
+            plans = typed.raw
         self.plans = plans
         self.configuration = configuration
         self.config = resolve_configuration(plans, configuration)
@@ -132,10 +133,10 @@ class Predictor:
         self.memory_budget = int(memory_budget if memory_budget is not None else env_budget or DEFAULT_MEMORY_BUDGET)
         self.trainer_name = trainer_name
         self.folds = list(folds)
-        self.export_plan = ExportPlan.from_plans(plans, configuration, self.dataset)
+        self.export_plan = ExportPlan.from_plans(typed or plans, configuration, self.dataset)
         from ..preprocessing.configuration import PreprocessingPlan
 
-        self.preprocessing_plan = PreprocessingPlan.from_plans(plans, configuration)
+        self.preprocessing_plan = PreprocessingPlan.from_plans(typed or plans, configuration)
         self.previous_stage = self.config.get("previous_stage")
         self.num_input_channels = self.dataset.num_channels + (
             len(self.dataset.foreground_labels) if self.previous_stage else 0)

@@ -60,7 +60,7 @@ def validate_fold(ctx: "FoldContext", checkpoint: str | Path, *, device: str = "
     info, plans, config = ctx.info, ctx.plans, ctx.configuration_name
     next_stages = _next_stages(ctx)
     predictor = Predictor.from_networks(
-        plans, config, info.raw, [weights], mirror_axes, device=device, precision=precision, step_size=0.5,
+        ctx.plans_model, config, info.raw, [weights], mirror_axes, device=device, precision=precision, step_size=0.5,
         quiet=True, architecture=ours.get("architecture"),  # only the network is built, as it was trained
         # next stages need the network-space logits, which a streamed export never holds
         **({"streaming": False} if next_stages else {}))
