@@ -45,10 +45,13 @@ class PredictionResult:
     streaming: bool = False
     streaming_note: str = ""
     output_file: Path | None = None
+    peak_gpu_memory_bytes: int | None = None
+    on_device: bool = False
 
     def report(self) -> dict:
         return {"output_file": str(self.output_file) if self.output_file else None,
                 "seconds": {k: round(v, 4) for k, v in self.times.items()}, "peak_rss_bytes": self.peak_rss_bytes,
+                "peak_gpu_memory_bytes": self.peak_gpu_memory_bytes, "on_device": self.on_device,
                 "streaming": self.streaming, "streaming_note": self.streaming_note,
                 "shape": list(self.segmentation.shape)}
 
@@ -99,13 +102,17 @@ class Predictor:
         about twice as fast), True or False.
     streaming : 'auto' (stream when the logits would exceed `memory_budget` bytes and slab-wise
         export is exact), True (stream whenever exact), False.
+    export_on : 'auto' (the device on CUDA, else the CPU), 'device' or 'cpu'. On the device, the
+        preprocessing's resampling, the Gaussian aggregation and the export's resampling and
+        argmax run in torch where the network runs (:mod:`oxunet.inference.on_device`); 'cpu'
+        keeps the Rust kernels (per-window outputs come back to the host).
     """
 
     def __init__(self, plans: dict, configuration: str, dataset_json, networks: Sequence, mirror_axes, *,
                  device="auto", precision: str = "auto", step_size: float = 0.5, tta="all", quiet: bool = False,
                  accumulator_dtype: str = "float16", streaming="auto", memory_budget: int | None = None,
                  trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto",
-                 architecture: Mapping | None = None):
+                 export_on: str = "auto", architecture: Mapping | None = None):
         if not 0 < float(step_size) <= 1:
             raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
         typed = plans if hasattr(plans, "configuration") and hasattr(plans, "raw") else None  # planning.model.Plans
@@ -129,6 +136,9 @@ class Predictor:
         self.quiet = quiet
         self.accumulator_dtype = accumulator_dtype
         self.streaming = streaming
+        if export_on not in ("auto", "device", "cpu"):
+            raise InferenceError(f"export_on must be 'auto', 'device' or 'cpu', got {export_on!r}")
+        self.on_device = export_on == "device" or (export_on == "auto" and self.device.type == "cuda")
         env_budget = os.environ.get("OXUNET_PREDICT_MEMORY_BUDGET")
         self.memory_budget = int(memory_budget if memory_budget is not None else env_budget or DEFAULT_MEMORY_BUDGET)
         self.trainer_name = trainer_name
@@ -200,6 +210,14 @@ class Predictor:
         return self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype).finalize()
 
     def _check_data(self, data) -> np.ndarray:
+        if self.on_device and hasattr(data, "detach"):  # a tensor that stays where it is
+            from .on_device import check_on_device_input
+
+            try:
+                check_on_device_input(data, self.num_input_channels)
+            except ValueError as e:
+                raise InferenceError(str(e)) from None
+            return data
         if not isinstance(data, np.ndarray):
             data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
         data = np.asarray(data, dtype=np.float32)
@@ -248,6 +266,12 @@ class Predictor:
         export): a dict for :meth:`finish`, which may run in another thread."""
         times = StageTimes() if times is None else times
         data = self._check_data(data)
+        if self.on_device:
+            from .on_device import sliding_window_on_device
+
+            logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
+            return {"streaming": False, "note": "on device", "seg": None, "probs": None, "logits": None,
+                    "device_logits": logits}
         shape = data.shape[1:]
         use_stream, note = self._use_streaming(properties, shape)
         logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
@@ -282,7 +306,13 @@ class Predictor:
                want_probs: bool = False, probabilities_dtype=np.float32, times: StageTimes | None = None) -> PredictionResult:
         """Second half of :meth:`predict_preprocessed`: export (unless streamed) and writing."""
         times = StageTimes() if times is None else times
-        if staged["logits"] is not None:
+        if staged.get("device_logits") is not None:
+            from .on_device import export_on_device
+
+            with times.stage("export"):
+                seg, probs = export_on_device(self.export_plan, staged.pop("device_logits"), properties,
+                                              return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
+        elif staged["logits"] is not None:
             with times.stage("export"):
                 seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,
                                            return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
@@ -296,8 +326,11 @@ class Predictor:
                 write_segmentation(self.export_plan, seg, out_path, properties)
                 if save_probabilities:
                     save_probabilities_files(probs, properties, self._stem(out_path))
+        from .on_device import peak_gpu_memory
+
         return PredictionResult(seg, probs if want_probs else None, properties, dict(times), peak_rss_bytes(),
-                                staged["streaming"], staged["note"], out_path)
+                                staged["streaming"], staged["note"], out_path, peak_gpu_memory(self.device),
+                                self.on_device)
 
     def output_path(self, output_file) -> Path:
         p = Path(output_file)
@@ -321,24 +354,81 @@ class Predictor:
             seg_in = prev_stage_seg if not isinstance(prev_stage_seg, os.PathLike) else str(prev_stage_seg)
             if isinstance(seg_in, str) and not Path(seg_in).is_file():
                 raise InferenceError(f"case {case}: previous-stage segmentation {seg_in} not found")
+        if self.on_device and not self.previous_stage:
+            staged = self._preprocess_on_device(images, properties, case)
+            if staged is not None:
+                return staged
+        device_kw = {}
+        if self.on_device:
+            device_kw = dict(resample_data_fn=self._resample_on_device, skip_seg=True)
         try:
             data, seg, props = preprocess_case(images, seg_in, properties, self.preprocessing_plan, case=case,
-                                               class_keys=[])
+                                               class_keys=[], **device_kw)
         except PreprocessingError as e:
             raise InferenceError(str(e)) from None
+        if self.on_device and isinstance(data, np.ndarray):
+            import torch
+
+            data = torch.from_numpy(data).to(self.device)
         if self.previous_stage:
             labels = self.dataset.foreground_labels
             onehot = np.zeros((len(labels), *seg.shape[1:]), np.float32)
             for i, lab in enumerate(labels):
                 onehot[i] = seg[0] == lab
-            data = np.concatenate([data, onehot])
+            if self.on_device:
+                import torch
+
+                data = torch.cat([data, torch.from_numpy(onehot).to(data.device)])
+            else:
+                data = np.concatenate([data, onehot])
         props.pop("class_locations", None)
         return data, props
+
+    def _preprocess_on_device(self, images, properties, case: str):
+        """Reads on the host, then crops, normalises and resamples on the device; None where the
+        plan needs the CPU pipeline (masked ZScore)."""
+        from ..preprocessing import PreprocessingError
+        from ..preprocessing.normalization import NormalizationError
+        from .device_preprocessing import device_preprocessing_supported, preprocess_on_device
+
+        if not device_preprocessing_supported(self.preprocessing_plan):
+            return None
+        if isinstance(images, np.ndarray):
+            image, props = images, dict(properties or {})
+        else:
+            from ..preprocessing.pipeline import _read
+
+            paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+            try:
+                image, _, props = _read(self.preprocessing_plan, paths, None)
+            except PreprocessingError as e:
+                raise InferenceError(str(e)) from None
+        if image.ndim != 4 or image.shape[0] != self.preprocessing_plan.num_channels:
+            return None  # the CPU pipeline names the problem
+        try:
+            return preprocess_on_device(self.preprocessing_plan, image, props, self.device)
+        except NormalizationError as e:
+            raise InferenceError(f"case {case}: {e}") from None
+
+    def _resample_on_device(self, resampling, data, new_shape, current_spacing, new_spacing):
+        import torch
+
+        from .torch_resample import resample_data_torch
+
+        x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device, non_blocking=True)
+        return resample_data_torch(x, new_shape, current_spacing, new_spacing, resampling.order, resampling.order_z,
+                                   resampling.force_separate_z)
+
+    def _reset_peaks(self) -> None:
+        from .on_device import reset_peak_gpu_memory
+
+        reset_peak_rss()
+        reset_peak_gpu_memory(self.device)
 
     def predict_case(self, image_files: Sequence, output_file=None, *, save_probabilities: bool = False,
                      prev_stage_seg=None, return_probabilities: bool | None = None) -> PredictionResult:
         """Preprocesses, predicts and exports one case given as channel files (``CASE_0000.nii.gz`` ...)."""
-        reset_peak_rss()
+        self._reset_peaks()
         times = StageTimes()
         t0 = time.perf_counter()
         case = Path(str(image_files[0])).name if image_files else "<case>"
@@ -356,7 +446,7 @@ class Predictor:
                       prev_stage_seg: np.ndarray | None = None) -> PredictionResult:
         """In memory: `image` ``(C, Z, Y, X)`` or ``(Z, Y, X)`` with its `spacing` (array axis order)
         → segmentation of the same shape (and probabilities ``(heads, Z, Y, X)``)."""
-        reset_peak_rss()
+        self._reset_peaks()
         times = StageTimes()
         t0 = time.perf_counter()
         image = np.asarray(image)

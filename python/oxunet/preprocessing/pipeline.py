@@ -115,6 +115,8 @@ def preprocess_case(
     *,
     case: str = "<case>",
     class_keys: Sequence[ClassKey] | None = None,
+    resample_data_fn=None,
+    skip_seg: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Preprocesses one case as nnU-Net's ``DefaultPreprocessor.run_case`` / ``run_case_npy``.
 
@@ -130,6 +132,11 @@ def preprocess_case(
     dataset : dataset.json (DatasetInfo, dict or path); needed with a seg, to know the classes
         whose locations are stored (or pass `class_keys`).
     case : the case id, used in error messages.
+    resample_data_fn : ``fn(resampling, data, new_shape, current_spacing, new_spacing)`` in place
+        of the Rust kernel for the image data (prediction on a GPU passes a torch one; it may
+        return a torch tensor).
+    skip_seg : without a seg, do not resample the nonzero map (prediction does not use it); the
+        returned seg is then None.
 
     Returns
     -------
@@ -202,7 +209,12 @@ def preprocess_case(
     # before resampling, so that the nonzero mask (seg >= 0) still fits the image exactly
     data = normalize(data, seg, plan.normalization_schemes, plan.use_mask_for_norm, plan.intensity_properties)
 
-    data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
+    if resample_data_fn is not None and plan.resampling_data.fn != "no_resampling_hack":
+        data = resample_data_fn(plan.resampling_data, data, new_shape, original_spacing, target_spacing)
+    else:
+        data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
+    if skip_seg and not has_seg:
+        return data, None, properties
     seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
 
     if has_seg:

@@ -79,6 +79,7 @@ class TrainerConfig:
     progress_plot: bool = True  # progress.png every epoch (skipped with one log line without matplotlib)
     seed: int | None = None  # None: drawn once and stored in the checkpoint
     freeze: str | int | None = None  # "encoder" or N: train only later layers (oxunet.training.transfer)
+    augment_on: str | None = None  # "device" | "workers"; None: device on CUDA, workers elsewhere
 
     def __post_init__(self) -> None:
         self.validate()
@@ -111,6 +112,7 @@ class TrainerConfig:
         for key in ("seg_interpolation_order", "image_interpolation_order"):
             choice(key, (None, *INTERPOLATION_ORDERS))
         choice("norm", (None, *NORMS))
+        choice("augment_on", (None, "device", "workers"))
         if self.lr_schedule == "warmup_poly" and not 0 < self.warmup_epochs < self.epochs:
             self._fail(f"warmup_epochs must be in (0, epochs={self.epochs}) for warmup_poly, got {self.warmup_epochs}")
         p = self.oversample_foreground_percent

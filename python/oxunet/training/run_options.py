@@ -29,6 +29,7 @@ class RunOptions:
     precision: str | None = None
     compile: bool | None = None
     num_workers: int | None = None
+    augment_on: str | None = None  # "device" | "workers" (oxunet.training.device_augment)
 
     def __post_init__(self) -> None:
         if self.precision is not None and self.precision not in PRECISIONS:
@@ -45,5 +46,6 @@ class RunOptions:
         return dataclasses.replace(self, **changes)
 
     def apply_to(self, config):
-        """``config`` with this run's precision / compile / workers where they are set."""
-        return config.replace(precision=self.precision, compile=self.compile, num_workers=self.num_workers)
+        """``config`` with this run's precision / compile / workers / augment_on where they are set."""
+        return config.replace(precision=self.precision, compile=self.compile, num_workers=self.num_workers,
+                              augment_on=self.augment_on)

@@ -302,10 +302,16 @@ class Trainer:
                       probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None,
                       prev_stage_folder=str(self.prev_stage_dir) if self.prev_stage_dir is not None else None)
         initial = setup.initial_patch_size[-len(patch):]
+        from .device_augment import resolve_augment_on
+
+        self.augment_on = resolve_augment_on(c.augment_on, self.device)
+        self.train_augmenter = train_aug
         self.train_spec = LoaderSpec(cases=list(self.train_keys), patch_size=tuple(initial), final_patch_size=patch,
-                                     augmenter=train_aug, **common)
+                                     augmenter=train_aug, augment_in_workers=self.augment_on == "workers", **common)
         self.val_spec = LoaderSpec(cases=list(self.val_keys), patch_size=patch, final_patch_size=patch,
                                    augmenter=val_aug, **common)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as nnU-Net: fixed patch shapes, so autotuning pays
         self.compiled = should_compile(c.compile, self.device)
         self._forward = torch.compile(self.network) if self.compiled else self.network
         if self.world_size > 1 and distributed:
@@ -388,6 +394,7 @@ class Trainer:
                  "device": str(self.device), "precision": self.precision, "compiled": self.compiled,
                  "world_size": self.world_size, "global_batch_size": self.global_batch_size,
                  "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
+                 "augment_on": self.augment_on,
                  "patch_size": list(self.ctx.patch_size), "initial_patch_size": list(self.train_spec.patch_size),
                  "architecture": self.architecture_used, "train_cases": len(self.train_keys),
                  "val_cases": len(self.val_keys), "hostname": platform.node(), "torch_version": torch.__version__,
@@ -399,8 +406,8 @@ class Trainer:
         return autocast(self.precision, self.device)
 
     def batches(self, epoch: int, validation: bool) -> Iterator[dict]:
-        """This epoch's batches ({"data", "target"} on the host). The one place batches are fetched:
-        a subclass or an on-device augmentation wraps this."""
+        """This epoch's batches: the one place the loop fetches them (training: :meth:`train_batches`,
+        augmented in the workers or, with ``--augment-on device``, on the device before the step)."""
         from .loader import epoch_loader
 
         pin = self.device.type == "cuda"
@@ -408,14 +415,32 @@ class Trainer:
             workers = max(1, self.num_workers // 2) if self.num_workers else 0
             return iter(epoch_loader(self.val_spec, self.config.val_iterations, self.seed, epoch,
                                      stream=self.loader_stream(True), num_workers=workers, pin_memory=pin))
-        return iter(epoch_loader(self.train_spec, self.config.iterations_per_epoch, self.seed, epoch,
-                                 stream=self.loader_stream(False), num_workers=self.num_workers, pin_memory=pin))
+        return iter(self.train_batches(epoch, pin))
 
     def _to_device(self, batch: dict):
+        if "seg" in batch:  # raw patches: augmented here, on the training device (--augment-on device)
+            from .device_augment import augment_batch
+
+            batch = augment_batch(self.train_augmenter, batch, self.device)
         data = batch["data"].to(self.device, non_blocking=True)
         t = batch["target"]
         target = [x.to(self.device, non_blocking=True) for x in t] if isinstance(t, list) else t.to(self.device, non_blocking=True)
         return data, target
+
+    def train_batches(self, epoch: int, pin_memory: bool, num_workers: int | None = None):
+        """One epoch of training batches; with ``--augment-on device`` augmented on the device a few
+        batches ahead of the step (a background thread and CUDA stream, :class:`DevicePrefetcher`)."""
+        from .loader import epoch_loader
+
+        batches = epoch_loader(self.train_spec, self.config.iterations_per_epoch, self.seed, epoch,
+                               stream=self.loader_stream(False),
+                               num_workers=self.num_workers if num_workers is None else num_workers,
+                               pin_memory=pin_memory)
+        if self.augment_on == "device":
+            from .device_augment import DevicePrefetcher
+
+            batches = DevicePrefetcher(batches, self.train_augmenter, self.device)
+        return batches
 
     def train_step(self, batch: dict) -> float:
         data, target = self._to_device(batch)
