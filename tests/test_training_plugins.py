@@ -105,3 +105,23 @@ def test_example_plugin_trains_and_predicts(installed_plugin, prepared, tmp_path
               "--quiet"], installed_plugin, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "pred" / "case_000.nii.gz").is_file()
+
+
+def test_a_dna_network_we_do_not_implement_loads_through_the_registry():
+    pytest.importorskip("dynamic_network_architectures")
+    arch = {"network_class_name": "dynamic_network_architectures.architectures.unet.ResidualUNet",
+            "arch_kwargs": {"n_stages": 3, "features_per_stage": [4, 8, 8], "conv_op": "torch.nn.modules.conv.Conv3d",
+                            "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+                            "n_blocks_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
+                            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                            "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None,
+                            "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
+            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
+    torch.manual_seed(0)
+    net = build_network(arch, 1, 3, deep_supervision=False)
+    assert type(net).__module__.startswith("dynamic_network_architectures") and type(net).__name__ == "ResidualUNet"
+    assert net(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
+    arch["_kw_requires_import"] = ["conv_op", "nonlin"]
+    arch["arch_kwargs"]["nonlin"] = "subprocess.Popen"  # only torch.nn classes are ever resolved
+    with pytest.raises(ArchitectureError, match="only torch.nn classes"):
+        build_network(arch, 1, 3)
