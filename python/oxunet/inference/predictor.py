@@ -267,11 +267,64 @@ class Predictor:
         times = StageTimes() if times is None else times
         data = self._check_data(data)
         if self.on_device:
+            import torch
+
             from .on_device import sliding_window_on_device
 
-            logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
-            return {"streaming": False, "note": "on device", "seg": None, "probs": None, "logits": None,
-                    "device_logits": logits}
+            try:
+                stream, note = self._use_device_streaming(properties, data.shape[1:], want_probs)
+                if stream:
+                    from .on_device import DeviceStreamingExport
+
+                    sink = DeviceStreamingExport(self.export_plan, properties, data.shape[1:], self.device)
+                    sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times,
+                                             on_slab=sink)
+                    return {"streaming": True, "note": f"on device, streamed: {note}", "seg": None, "probs": None,
+                            "logits": None, "device_stream": sink}
+                logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
+                return {"streaming": False, "note": f"on device: {note}", "seg": None, "probs": None,
+                        "logits": None, "device_logits": logits}
+            except torch.OutOfMemoryError:
+                # as nnU-Net: a case too large for the GPU's memory is aggregated and exported on the host
+                self._release_device_memory()
+                warnings.warn("prediction on the device ran out of GPU memory; aggregating and exporting this case "
+                              "on the CPU", stacklevel=2)
+                data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+                out["note"] = "device out of memory: host aggregation and export"
+                return out
+        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+
+    def _use_device_streaming(self, properties: dict, shape, want_probs: bool) -> tuple[bool, str]:
+        """Stream slabs on the device (bounded GPU memory) when asked or when the whole-volume sums
+        would take more than a quarter of the free GPU memory, and only where it is exact."""
+        if self.streaming is False or want_probs:
+            return False, "whole volume" if self.streaming is False else "whole volume (probabilities)"
+        ok, why = streaming_exact(self.export_plan, properties, shape)
+        size = self.dataset.num_segmentation_heads * (2 if self.accumulator_dtype == "float16" else 4) * int(
+            np.prod(shape))
+        budget = self.memory_budget
+        if self.device.type == "cuda":
+            import torch
+
+            budget = torch.cuda.mem_get_info(self.device)[0] // 4
+        if self.streaming == "auto" and size <= budget:
+            return False, f"sums {size / 2**30:.2f} GiB within the budget"
+        if not ok:
+            return False, f"whole volume (slabs not exact: {why})"
+        return True, why
+
+    def _release_device_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _run_network_on_host(self, data, properties: dict, want_probs: bool, probabilities_dtype,
+                             times: StageTimes) -> dict:
         shape = data.shape[1:]
         use_stream, note = self._use_streaming(properties, shape)
         logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
@@ -306,12 +359,30 @@ class Predictor:
                want_probs: bool = False, probabilities_dtype=np.float32, times: StageTimes | None = None) -> PredictionResult:
         """Second half of :meth:`predict_preprocessed`: export (unless streamed) and writing."""
         times = StageTimes() if times is None else times
-        if staged.get("device_logits") is not None:
+        if staged.get("device_stream") is not None:
+            with times.stage("export"):
+                seg, probs = staged.pop("device_stream").result(), None
+        elif staged.get("device_logits") is not None:
             from .on_device import export_on_device
 
+            import torch
+
+            device_logits = staged.pop("device_logits")
             with times.stage("export"):
-                seg, probs = export_on_device(self.export_plan, staged.pop("device_logits"), properties,
-                                              return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
+                try:
+                    seg, probs = export_on_device(self.export_plan, device_logits, properties,
+                                                  return_probabilities=want_probs,
+                                                  probabilities_dtype=probabilities_dtype)
+                except torch.OutOfMemoryError:
+                    warnings.warn("export on the device ran out of GPU memory; exporting this case on the CPU",
+                                  stacklevel=2)
+                    host = np.empty((device_logits.num_channels, *device_logits.shape), np.float32)
+                    for c in range(device_logits.num_channels):  # one channel at a time through GPU memory
+                        host[c] = device_logits.logits(c, c + 1)[0].cpu().numpy()
+                    del device_logits
+                    self._release_device_memory()
+                    seg, probs = export_logits(self.export_plan, host, properties, return_probabilities=want_probs,
+                                               probabilities_dtype=probabilities_dtype)
         elif staged["logits"] is not None:
             with times.stage("export"):
                 seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,

@@ -428,19 +428,42 @@ class Trainer:
         return data, target
 
     def train_batches(self, epoch: int, pin_memory: bool, num_workers: int | None = None):
-        """One epoch of training batches; with ``--augment-on device`` augmented on the device a few
-        batches ahead of the step (a background thread and CUDA stream, :class:`DevicePrefetcher`)."""
-        from .loader import epoch_loader
+        """One epoch of training batches. With workers, they live across epochs (a
+        :class:`~oxunet.training.loader.PersistentLoader`: no start-up per epoch, same batches);
+        with ``--augment-on device`` batches are augmented on the device a few ahead of the step."""
+        from .loader import PersistentLoader, epoch_loader
 
-        batches = epoch_loader(self.train_spec, self.config.iterations_per_epoch, self.seed, epoch,
-                               stream=self.loader_stream(False),
-                               num_workers=self.num_workers if num_workers is None else num_workers,
-                               pin_memory=pin_memory)
-        if self.augment_on == "device":
-            from .device_augment import DevicePrefetcher
+        n = self.num_workers if num_workers is None else num_workers
+        c = self.config
+        if n > 0:
+            pl = getattr(self, "_train_loader", None)
+            if pl is None or pl.next_epoch != epoch or getattr(self, "_train_loader_workers", None) != n:
+                if pl is not None:
+                    pl.close()
+                pl = self._train_loader = PersistentLoader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                                                           max(c.epochs, epoch + 1), stream=self.loader_stream(False),
+                                                           num_workers=n, pin_memory=pin_memory)
+                self._train_loader_workers = n
+            batches = pl.epoch(epoch)
+        else:
+            batches = epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                                   stream=self.loader_stream(False), num_workers=0, pin_memory=pin_memory)
+        return self.augment_on_device(batches)
 
-            batches = DevicePrefetcher(batches, self.train_augmenter, self.device)
-        return batches
+    def augment_on_device(self, batches):
+        """Wraps raw batches in the device prefetcher (``--augment-on device``); others pass through."""
+        if self.augment_on != "device":
+            return batches
+        from .device_augment import DevicePrefetcher
+
+        return DevicePrefetcher(batches, self.train_augmenter, self.device)
+
+    def close_loaders(self) -> None:
+        """Ends the training workers (they otherwise live until the next epoch is asked for)."""
+        pl = getattr(self, "_train_loader", None)
+        if pl is not None:
+            pl.close()
+        self._train_loader = None
 
     def train_step(self, batch: dict) -> float:
         data, target = self._to_device(batch)
@@ -495,7 +518,11 @@ class Trainer:
                 self.logger.line("no checkpoint to continue from: starting from scratch")
         elif o.pretrained:
             self.load_pretrained(o.pretrained)
-        if not run_epochs(self, o.stop_after_epochs):
+        try:
+            finished = run_epochs(self, o.stop_after_epochs)
+        finally:
+            self.close_loaders()  # persistent training workers end with the run
+        if not finished:
             return self.fold_dir
         self.save_checkpoint("checkpoint_final.pth")
         self.logger.write_json()
