@@ -24,7 +24,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .. import _core
+from ._guarded import core as _core
 from ._validate import LABEL_DTYPES, array as _check_array, int_tuple
 from .errors import KernelShapeError, KernelTypeError, KernelValueError
 

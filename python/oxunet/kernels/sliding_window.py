@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _core
+from ._guarded import core as _core
 from ._validate import array, int_tuple
 from .errors import KernelShapeError, KernelTypeError, KernelValueError
 

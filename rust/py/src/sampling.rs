@@ -4,7 +4,7 @@
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use oxunet_core::sampling;
 use oxunet_core::KernelError;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 /// Output size (elements) below which a sequential crop keeps the GIL (releasing it would
@@ -27,9 +27,10 @@ fn run_here<T: Send>(
     match caught {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(crate::common::to_pyerr(py, e)),
-        Err(_) => Err(PyRuntimeError::new_err(format!(
-            "internal error in oxunet kernel {what} (this is a bug, please report it)"
-        ))),
+        Err(panic) => match oxunet_core::mem::payload_to_error(panic) {
+            Ok(e) => Err(crate::common::to_pyerr(py, e)),
+            Err(detail) => Err(crate::common::internal_error(what, &detail)),
+        },
     }
 }
 

@@ -10,6 +10,7 @@ use ndarray::ArrayView3;
 use rayon::prelude::*;
 
 use super::plan::{AxisPlan, Lane};
+use crate::mem::Zeroable;
 
 /// A floating point element the data path reads and writes.
 pub trait Sample: Copy + Default + Send + Sync + Zeroable + 'static {
@@ -213,10 +214,7 @@ fn clip_value<F: Lane>(v: F, lo: F, hi: F) -> F {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
+use crate::mem::SendPtr;
 
 /// Multi-index of the `idx`-th element of the sub-volume spanned by `axes` (row-major).
 #[inline(always)]
@@ -622,64 +620,10 @@ pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(
     }
 }
 
-/// Element types for which the all-zero bit pattern is a valid value.
-///
-/// # Safety
-/// Implement only for such types.
-pub unsafe trait Zeroable: Copy {}
-unsafe impl Zeroable for half::f16 {}
-unsafe impl Zeroable for f32 {}
-unsafe impl Zeroable for f64 {}
-unsafe impl Zeroable for i8 {}
-unsafe impl Zeroable for i16 {}
-unsafe impl Zeroable for i32 {}
-unsafe impl Zeroable for i64 {}
-unsafe impl Zeroable for u8 {}
-unsafe impl Zeroable for u16 {}
-unsafe impl Zeroable for u32 {}
-
-/// A zero-filled vector for buffers the kernels overwrite. It comes from `alloc_zeroed` (fresh
-/// pages, touched lazily) and large ones are advised to use transparent huge pages, which
-/// makes first-touch page faults of big outputs and intermediates ~100x fewer.
+/// A zero-filled intermediate buffer (fallible: unwinds with `OutOfMemory`, see `crate::mem`).
 pub(crate) fn uninit_vec<T: Zeroable>(len: usize) -> Vec<T> {
-    let size = std::mem::size_of::<T>();
-    if len == 0 || size == 0 {
-        return Vec::new();
-    }
-    let layout = std::alloc::Layout::array::<T>(len).expect("buffer size overflows");
-    // SAFETY: non-zero size; all-zero bits are a valid T (Zeroable); the layout is the one Vec
-    // uses for `len` elements of T, so Vec may own and free the allocation.
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        advise_huge_pages(ptr as *const u8, len * size);
-        Vec::from_raw_parts(ptr, len, len)
-    }
+    crate::mem::zeroed("resampling buffer", len)
 }
-
-#[cfg(target_os = "linux")]
-fn advise_huge_pages(ptr: *const u8, bytes: usize) {
-    use std::ffi::{c_int, c_void};
-    extern "C" {
-        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
-    }
-    const MADV_HUGEPAGE: c_int = 14;
-    const PAGE: usize = 4096;
-    if bytes < (4 << 20) {
-        return;
-    }
-    let start = (ptr as usize).div_ceil(PAGE) * PAGE;
-    let end = (ptr as usize + bytes) / PAGE * PAGE;
-    if end > start {
-        // advisory only: failure (e.g. no THP support) changes nothing but speed
-        unsafe { madvise(start as *mut c_void, end - start, MADV_HUGEPAGE) };
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_ptr: *const u8, _bytes: usize) {}
 
 /// NaN-ignoring (min, max) of the volume (`axis = None`) or of each slice along `axis`;
 /// (NaN, NaN) where there is no non-NaN value.

@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 
 use rayon::prelude::*;
 
-use super::pass::{chain, Clip, Indicator, Vol, Zeroable};
+use super::pass::{chain, Clip, Indicator, Vol};
+use crate::mem::Zeroable;
 use super::plan::{resample_line, AxisPlan};
 
 /// An integer label type (every value fits in an i32 key that orders like the label).
@@ -53,8 +54,8 @@ impl SegAxis {
     pub fn linear(n: usize, m: usize) -> SegAxis {
         let plan = AxisPlan::new(n, m, 1);
         let nn = AxisPlan::nearest_indices(n, m);
-        let mut taps = Vec::with_capacity(m);
-        let mut ntaps = Vec::with_capacity(m);
+        let mut taps = crate::mem::with_capacity("resampling plan", m);
+        let mut ntaps = crate::mem::with_capacity("resampling plan", m);
         for t in &plan.taps {
             let mut row = [(0u32, 0.0f64); 2];
             let mut c = 0;
@@ -80,7 +81,7 @@ impl SegAxis {
         let nn: Vec<u32> = AxisPlan::nearest_indices(n, m).into_iter().map(|i| i as u32).collect();
         SegAxis {
             taps: nn.iter().map(|&i| [(i, 1.0), (0, 0.0)]).collect(),
-            ntaps: vec![1; m],
+            ntaps: crate::mem::filled("resampling plan", m, 1),
             nn,
         }
     }
@@ -577,12 +578,13 @@ pub(crate) fn argmax_general<L: Label>(
         dst.fill(labels[0]);
         return;
     }
-    let mut nearest = vec![L::default(); len];
+    let what = "label resampling buffer";
+    let mut nearest = crate::mem::filled(what, len, L::default());
     nn_labels(&mut nearest);
-    let mut best = vec![f64::NEG_INFINITY; len];
-    let mut nn_score = vec![0.0f64; len];
-    let mut win = vec![0u32; len];
-    let mut score = vec![0.0f64; len];
+    let mut best = crate::mem::filled(what, len, f64::NEG_INFINITY);
+    let mut nn_score: Vec<f64> = crate::mem::zeroed(what, len);
+    let mut win: Vec<u32> = crate::mem::zeroed(what, len);
+    let mut score: Vec<f64> = crate::mem::zeroed(what, len);
     let chunk = 4096;
     for (li, &label) in labels.iter().enumerate() {
         chain::<_, f64, f64, f64>(&Indicator { vol: *src, label }, steps, &mut score, &Clip::All(0.0, 1.0));
@@ -617,10 +619,7 @@ pub(crate) fn argmax_general<L: Label>(
         });
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
+use crate::mem::SendPtr;
 
 /// nnU-Net's separate-axis step for segmentations with `order_z > 0`: along `axis`, each
 /// label of a line (ascending) is written where its interpolated indicator exceeds 0.5;

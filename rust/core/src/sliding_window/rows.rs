@@ -9,9 +9,7 @@ use half::f16;
 use ndarray::ArrayView1;
 
 /// Element type of the accumulators (float32 or float16).
-pub(crate) trait AccElem: Copy + Send + Sync + 'static {
-    /// A zero-filled vector (calloc'ed where possible, so untouched pages cost nothing).
-    fn zeros(n: usize) -> Vec<Self>;
+pub(crate) trait AccElem: crate::mem::Zeroable + Send + Sync + 'static {
     /// `acc[i] = acc[i] + pred[i] * w[i]`
     fn accumulate(acc: &mut [Self], pred: &[f32], w: &[f32]);
     /// `acc[i] = acc[i] + v[i]`
@@ -24,9 +22,6 @@ pub(crate) trait AccElem: Copy + Send + Sync + 'static {
 }
 
 impl AccElem for f32 {
-    fn zeros(n: usize) -> Vec<Self> {
-        vec![0.0f32; n]
-    }
     #[inline]
     fn accumulate(acc: &mut [f32], pred: &[f32], w: &[f32]) {
         let n = acc.len();
@@ -57,13 +52,6 @@ impl AccElem for f32 {
 }
 
 impl AccElem for f16 {
-    fn zeros(n: usize) -> Vec<Self> {
-        // f16 is a transparent u16 whose all-zero bit pattern is +0.0: allocate as u16 so the
-        // allocator can hand out zeroed pages, then reinterpret.
-        let v = std::mem::ManuallyDrop::new(vec![0u16; n]);
-        // SAFETY: same size, alignment and validity (every u16 is a valid f16).
-        unsafe { Vec::from_raw_parts(v.as_ptr() as *mut f16, v.len(), v.capacity()) }
-    }
     #[inline]
     fn accumulate(acc: &mut [f16], pred: &[f32], w: &[f32]) {
         let n = acc.len();
@@ -284,7 +272,7 @@ mod tests {
         let mut out = vec![0f32; n];
         <f16 as AccElem>::load(&acc, &mut out);
         assert!(out.iter().zip(&acc).all(|(o, a)| *o == a.to_f32()));
-        let z = <f16 as AccElem>::zeros(100);
+        let z = crate::mem::try_zeroed::<f16>("z", 100).unwrap();
         assert!(z.iter().all(|v| v.to_f32() == 0.0));
     }
 
