@@ -11,6 +11,7 @@ from .dicom import dicom_group
 from .ensemble import ensemble
 from .evaluate import evaluate
 from .find_best import find_best
+from .guard import guard_commands
 from .postprocess import postprocess
 from .fingerprint import fingerprint
 from .info import info
@@ -71,3 +72,7 @@ def bench(quick: bool, only: str, repeat: int) -> None:
     argv = [str(script), "--repeat", str(repeat)] + (["--quick"] if quick else []) + (["--only", only] if only else [])
     sys.argv = argv
     runpy.run_path(str(script), run_name="__main__")
+
+
+# one error contract for every command (and the nnU-Net aliases, which copy these commands)
+guard_commands(main)

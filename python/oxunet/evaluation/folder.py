@@ -14,13 +14,10 @@ import numpy as np
 from ..dataset.dataset_json import all_label_values, foreground_regions, labels_have_regions
 from ..io import ImageIO, atomic_path, select_image_io
 from .metrics import OVERLAP_METRICS, SURFACE_METRICS, compute_metrics, normalize_labels
+from ..errors import EvaluationError  # noqa: F401 - this stage's error, re-exported
 
 KNOWN_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".gipl", ".png", ".bmp", ".tiff", ".tif")
 DEFAULT_PROCESSES = max(1, min(8, os.cpu_count() or 1))
-
-
-class EvaluationError(RuntimeError):
-    """Evaluation input is unusable: missing predictions, mismatched geometry, unknown labels."""
 
 
 def list_files(folder: str | os.PathLike, file_ending: str) -> list[str]:

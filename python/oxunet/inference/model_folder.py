@@ -17,12 +17,9 @@ from typing import Any
 from ..dataset import DatasetInfo, load_dataset_json
 from ..dataset.dataset_json import DatasetJsonError
 from ..planning.plans import PlansError, resolve_configuration
+from ..errors import InferenceError  # noqa: F401 - this stage's error, re-exported
 
 __all__ = ["InferenceError", "ModelFolder", "available_folds", "load_model_folder"]
-
-
-class InferenceError(RuntimeError):
-    """Prediction cannot proceed; the message names the file/case and the problem."""
 
 
 @dataclass

@@ -17,15 +17,12 @@ from ..dataset import DatasetInfo, load_dataset_json
 from ..dataset.dataset_json import DatasetJsonError
 from .configuration import PreprocessingPlan
 from .normalization import normalize
+from ..errors import PreprocessingError  # noqa: F401 - this stage's error, re-exported
 
 __all__ = ["ClassKey", "PreprocessingError", "class_location_keys", "compute_new_shape", "preprocess_case"]
 
 ClassKey = Union[int, tuple[int, ...]]
 PathLike = Union[str, os.PathLike]
-
-
-class PreprocessingError(RuntimeError):
-    """A case could not be preprocessed; the message names the case and the problem."""
 
 
 def compute_new_shape(old_shape: Sequence[int], old_spacing: Sequence[float], new_spacing: Sequence[float]) -> list[int]:

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..inference.runtime import PRECISIONS  # torch-free import: one list of precision names
+from ..errors import TrainingError
 
 CONFIG_VERSION = 1
 
 
-class TrainerConfigError(ValueError):
+class TrainerConfigError(TrainingError, ValueError):
     """An unknown trainer name or an invalid configuration file/value; the message names it."""
 
 

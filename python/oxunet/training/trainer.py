@@ -36,12 +36,9 @@ from .logger import TrainingLogger
 from .transfer import TransferReport  # noqa: F401 (type of load_pretrained)
 from .precision import (PrecisionError, autocast, check_precision,
                         make_grad_scaler, resolve_precision, training_step)
+from ..errors import TrainingError  # noqa: F401 - this stage's error, re-exported
 
 CHECKPOINT_FORMAT = "oxunet-checkpoint"
-
-
-class TrainingError(RuntimeError):
-    """Bad training input (missing folders, unknown fold, plans/dataset mismatch); names the problem."""
 
 
 def poly_lr(initial_lr: float, epoch: int, max_epochs: int, exponent: float = 0.9) -> float:
