@@ -13,6 +13,7 @@ import numpy as np
 
 from ..dataset.dataset_json import all_label_values, foreground_regions, labels_have_regions
 from ..io import ImageIO, atomic_path, select_image_io
+from ..io.atomic import is_temporary
 from .metrics import OVERLAP_METRICS, SURFACE_METRICS, compute_metrics, normalize_labels
 from ..errors import EvaluationError  # noqa: F401 - this stage's error, re-exported
 
@@ -25,13 +26,17 @@ def list_files(folder: str | os.PathLike, file_ending: str) -> list[str]:
     folder = str(folder)
     if not os.path.isdir(folder):
         raise EvaluationError(f"{folder}: not a folder")
-    return sorted(n for n in os.listdir(folder) if n.endswith(file_ending) and os.path.isfile(os.path.join(folder, n)))
+    # the hidden temporaries of an interrupted writer are not predictions
+    return sorted(n for n in os.listdir(folder)
+                  if n.endswith(file_ending) and not is_temporary(n) and os.path.isfile(os.path.join(folder, n)))
 
 
 def infer_file_ending(folder: str | os.PathLike) -> str:
     """The most common known image ending among the files of ``folder``."""
     counts: dict[str, int] = {}
     for name in os.listdir(folder):
+        if is_temporary(name):
+            continue
         for ending in KNOWN_ENDINGS:
             if name.lower().endswith(ending):
                 counts[ending] = counts.get(ending, 0) + 1

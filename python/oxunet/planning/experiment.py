@@ -99,7 +99,7 @@ def plan_experiment(
     plans_name: str | None = None,
     overwrite_target_spacing: Sequence[float] | None = None,
     num_processes: int = 4,
-    verify: bool = False,
+    verify: bool | None = False,
     quiet: bool = False,
     clean: bool = False,
 ) -> dict:
@@ -107,8 +107,8 @@ def plan_experiment(
 
     The fingerprint is extracted into the same folder unless it exists (``clean`` re-extracts).
     ``verify`` first runs :func:`oxunet.dataset.verify.verify_dataset` and refuses a dataset with
-    errors (like nnU-Net's ``--verify_dataset_integrity``, verification is opt-in: it reads every
-    file once more). dataset.json (and ``splits_final.json`` when raw has one) is copied next to
+    errors (like nnU-Net's ``--verify_dataset_integrity``; it reads every file once more);
+    ``verify=None`` (the command line's default) verifies only when the fingerprint is extracted. dataset.json (and ``splits_final.json`` when raw has one) is copied next to
     the plans, as nnU-Net does.
     """
     preset = resolve_planner(planner)
@@ -116,11 +116,12 @@ def plan_experiment(
     raw_dir = paths.require("raw") / name
     out_dir = paths.require("preprocessed") / name
     info = load_dataset_json(raw_dir / "dataset.json")
-    if verify:
-        _refuse_if_invalid(raw_dir, dataset, num_processes, quiet)
-    out_dir.mkdir(parents=True, exist_ok=True)
     fp_file = out_dir / FINGERPRINT_FILE
     extracted = clean or not fp_file.is_file()
+    # None (the command line's default): verify whenever the raw data is about to be read
+    if verify or (verify is None and extracted):
+        _refuse_if_invalid(raw_dir, dataset, num_processes, quiet)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if extracted:
         extract_fingerprint(raw_dir, out_dir, num_processes=num_processes, overwrite=True, quiet=quiet, info=info)
     fingerprint = load_fingerprint(fp_file)

@@ -17,7 +17,7 @@ from ..dataset import DatasetInfo, load_dataset_json
 from ..dataset.dataset_json import DatasetJsonError
 from .configuration import PreprocessingPlan
 from .normalization import normalize
-from ..errors import PreprocessingError  # noqa: F401 - this stage's error, re-exported
+from ..errors import KernelError, PreprocessingError
 
 __all__ = ["ClassKey", "PreprocessingError", "class_location_keys", "compute_new_shape", "preprocess_case"]
 
@@ -166,6 +166,11 @@ def preprocess_case(
 
     if data.ndim != 4:
         raise PreprocessingError(f"case {case}: expected image data (c, x, y, z), got shape {data.shape}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(finite.size - finite.sum())
+        raise PreprocessingError(f"case {case}: the images contain {bad} NaN/inf voxel(s); fix them (oxunet verify names them)")
+    del finite
     if data.shape[0] != plan.num_channels:
         raise PreprocessingError(
             f"case {case}: {data.shape[0]} image channel(s), but the plans normalize {plan.num_channels}"
@@ -199,8 +204,15 @@ def preprocess_case(
     # before resampling, so that the nonzero mask (seg >= 0) still fits the image exactly
     data = normalize(data, seg, plan.normalization_schemes, plan.use_mask_for_norm, plan.intensity_properties)
 
-    data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
-    seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
+    try:
+        data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
+        seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
+    except KernelError as e:  # e.g. a wrong spacing header asking for a huge volume: name the case
+        raise PreprocessingError(
+            f"case {case}: resampling from spacing {tuple(original_spacing)} to {tuple(target_spacing)} "
+            f"(shape {tuple(new_shape)}) failed: {e}") from None
+    if not np.isfinite(data).all():
+        raise PreprocessingError(f"case {case}: the preprocessed image has non-finite values; it is not written")
 
     if has_seg:
         properties["class_locations"] = sample_class_locations(seg, list(class_keys), seed=1234)

@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 from ..dataset import Paths, dataset_name, load_dataset_json
 from ..planning import load_plans, resolve_configuration
 from ..preprocessing.storage import list_cases, open_case
-from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from .checkpoint import CHECKPOINT_NAMES, find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import TrainerConfig
 from .logger import TrainingLogger
 from .transfer import TransferReport  # noqa: F401 (type of load_pretrained)
@@ -428,7 +429,10 @@ class Trainer:
                 self._load(ck)
                 self.logger.line(f"resumed from {ck.name} at epoch {self.current_epoch}")
             else:
-                self.logger.line("no checkpoint to continue from: starting from scratch")
+                msg = f"--continue: no checkpoint in {self.fold_dir} (looked for {', '.join(CHECKPOINT_NAMES)}): starting from scratch"
+                self.logger.line(msg)
+                if self.is_main:  # the log file alone would leave it silent
+                    print(f"warning: {msg}", file=sys.stderr)
         elif pretrained:
             self.load_pretrained(pretrained)
         pin = self.device.type == "cuda"
