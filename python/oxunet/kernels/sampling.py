@@ -351,6 +351,10 @@ def sample_class_locations(
     return dict(zip(keys, arrays))
 
 
+#: a batch is a list of patches in memory: beyond this it is a mistake, not a batch
+MAX_BATCH_SIZE = 1 << 20
+
+
 def foreground_flags(
     batch_size: int,
     oversample_foreground_percent: float = 0.33,
@@ -363,8 +367,8 @@ def foreground_flags(
     ``j >= round(batch_size * (1 - p))``. Probabilistic
     (``nnUNetTrainer_probabilisticOversampling``): each sample independently with probability ``p``.
     """
-    if not _is_int(batch_size) or int(batch_size) < 1:
-        raise KernelValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not _is_int(batch_size) or not 1 <= int(batch_size) <= MAX_BATCH_SIZE:
+        raise KernelValueError(f"batch_size: expected an integer between 1 and {MAX_BATCH_SIZE}, got {batch_size!r}")
     p = _check_unit_interval("oversample_foreground_percent", oversample_foreground_percent)
     if probabilistic:
         g = _as_generator(rng)
