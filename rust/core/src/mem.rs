@@ -46,9 +46,9 @@ unsafe impl Zeroable for usize {}
 
 /// The product of `dims`, or an error naming `arg` when it overflows.
 pub fn elements(arg: &'static str, dims: &[usize]) -> KernelResult<usize> {
-    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-        KernelError::invalid(arg, format!("{dims:?} has more elements than this machine can address"))
-    })
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| KernelError::invalid(arg, format!("{dims:?} has more elements than this machine can address")))
 }
 
 /// `count` elements of `T` in bytes, or an error naming `arg` when that overflows `isize`.
@@ -220,6 +220,9 @@ mod tests {
         assert!(try_with_capacity::<u64>("table", usize::MAX / 16).is_err());
         assert_eq!(try_zeroed::<u8>("small", 10).unwrap(), vec![0u8; 10]);
         let caught = std::panic::catch_unwind(|| zeroed::<f64>("deep", isize::MAX as usize / 8)).unwrap_err();
-        assert!(matches!(payload_to_error(caught), Ok(KernelError::OutOfMemory { what: "deep", .. })));
+        assert!(matches!(
+            payload_to_error(caught),
+            Ok(KernelError::OutOfMemory { what: "deep", .. })
+        ));
     }
 }

@@ -21,7 +21,11 @@ struct PoolState {
     requested: Option<usize>,
 }
 
-static STATE: Mutex<PoolState> = Mutex::new(PoolState { pool: None, owner_pid: 0, requested: None });
+static STATE: Mutex<PoolState> = Mutex::new(PoolState {
+    pool: None,
+    owner_pid: 0,
+    requested: None,
+});
 
 fn default_threads() -> usize {
     std::env::var("OXUNET_NUM_THREADS")
@@ -42,7 +46,10 @@ fn lock() -> std::sync::MutexGuard<'static, PoolState> {
 /// Takes effect for the next call.
 pub fn set_num_threads(n: usize) -> KernelResult<()> {
     if n > MAX_THREADS {
-        return Err(KernelError::invalid("n", format!("at most {MAX_THREADS} threads, got {n}")));
+        return Err(KernelError::invalid(
+            "n",
+            format!("at most {MAX_THREADS} threads, got {n}"),
+        ));
     }
     let mut st = lock();
     st.requested = if n == 0 { None } else { Some(n) };

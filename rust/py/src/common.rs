@@ -3,17 +3,15 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use oxunet_core::{parallel, KernelError};
 use oxunet_core::mem::payload_to_error;
+use oxunet_core::{parallel, KernelError};
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 /// Raises the Python-side exception class `name` from `oxunet.kernels.errors`
 /// (falling back to the builtin base if that module cannot be imported).
 fn py_error(py: Python<'_>, name: &str, msg: String, fallback: fn(String) -> PyErr) -> PyErr {
-    let cls = py
-        .import("oxunet.kernels.errors")
-        .and_then(|m| m.getattr(name));
+    let cls = py.import("oxunet.kernels.errors").and_then(|m| m.getattr(name));
     match cls {
         Ok(cls) => match cls.call1((msg.clone(),)) {
             Ok(inst) => PyErr::from_value(inst),

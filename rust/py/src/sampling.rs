@@ -41,15 +41,9 @@ fn split_classes(labels: &[i64], offsets: &[usize]) -> Result<Vec<Vec<i64>>, Ker
         || *offsets.last().unwrap() != labels.len()
         || offsets.windows(2).any(|w| w[0] > w[1])
     {
-        return Err(KernelError::invalid(
-            "classes",
-            "inconsistent flattened class offsets",
-        ));
+        return Err(KernelError::invalid("classes", "inconsistent flattened class offsets"));
     }
-    Ok(offsets
-        .windows(2)
-        .map(|w| labels[w[0]..w[1]].to_vec())
-        .collect())
+    Ok(offsets.windows(2).map(|w| labels[w[0]..w[1]].to_vec()).collect())
 }
 
 /// sample_class_locations(seg, labels, offsets, seed, min_num_samples, min_percent_coverage)
@@ -105,9 +99,7 @@ fn crop_and_pad<'py>(
         ));
     }
     let bbox: Vec<(i64, i64)> = lbs.into_iter().zip(ubs).collect();
-    let width = array
-        .getattr(pyo3::intern!(py, "itemsize"))?
-        .extract::<usize>()?;
+    let width = array.getattr(pyo3::intern!(py, "itemsize"))?.extract::<usize>()?;
     macro_rules! run {
         ($($t:ty),*) => {$(
             if width == std::mem::size_of::<$t>() {

@@ -25,10 +25,10 @@ mod seg;
 
 use ndarray::{ArrayD, ArrayView3, ArrayView4, ArrayViewD, Axis, IxDyn};
 
-use crate::{KernelError, KernelResult};
-use pass::{axis_pass, chain, gather_axis, min_max, uninit_vec, Clip, Vol};
 pub use crate::mem::Zeroable;
+use crate::{KernelError, KernelResult};
 pub use pass::Sample;
+use pass::{axis_pass, chain, gather_axis, min_max, uninit_vec, Clip, Vol};
 use plan::AxisPlan;
 pub use plan::Lane;
 pub use seg::Label;

@@ -181,25 +181,25 @@ impl AxisPlan {
         // fallible: a huge target axis is a MemoryError, not an abort
         let mut taps = crate::mem::with_capacity("resampling plan", m);
         taps.extend((0..m).map(|k| {
-                let cc = source_coordinate(k, zoom);
-                match order {
-                    0 => Taps::new([clamp((cc + 0.5).floor() as i64), 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
-                    1 => {
-                        let s = cc.floor() as i64;
-                        Taps::new([clamp(s), clamp(s + 1), 0, 0], spline_weights(cc, 1))
-                    }
-                    _ => {
-                        let cc = cc + NPAD as f64;
-                        let s = cc.floor() as i64 - 1;
-                        // with 12 samples of padding every tap lies inside the padded line
-                        debug_assert!(s >= 0 && s + 3 <= last);
-                        Taps::new(
-                            [clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)],
-                            spline_weights(cc, 3),
-                        )
-                    }
+            let cc = source_coordinate(k, zoom);
+            match order {
+                0 => Taps::new([clamp((cc + 0.5).floor() as i64), 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
+                1 => {
+                    let s = cc.floor() as i64;
+                    Taps::new([clamp(s), clamp(s + 1), 0, 0], spline_weights(cc, 1))
                 }
-            }));
+                _ => {
+                    let cc = cc + NPAD as f64;
+                    let s = cc.floor() as i64 - 1;
+                    // with 12 samples of padding every tap lies inside the padded line
+                    debug_assert!(s >= 0 && s + 3 <= last);
+                    Taps::new(
+                        [clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)],
+                        spline_weights(cc, 3),
+                    )
+                }
+            }
+        }));
         AxisPlan {
             n,
             m,

@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use rayon::prelude::*;
 
 use super::pass::{chain, Clip, Indicator, Vol};
-use crate::mem::Zeroable;
 use super::plan::{resample_line, AxisPlan};
+use crate::mem::Zeroable;
 
 /// An integer label type (every value fits in an i32 key that orders like the label).
 pub trait Label: Copy + Ord + Default + Send + Sync + Zeroable + 'static {

@@ -63,7 +63,12 @@ pub(crate) struct PlaneMut<'a, A> {
 
 impl<A: AccElem> Planes<A> {
     pub fn new(slots: usize, acc_len: usize, w_len: usize) -> KernelResult<Self> {
-        let count = |len: usize| slots.checked_mul(len).ok_or(KernelError::OutOfMemory { what: "aggregator planes", bytes: usize::MAX });
+        let count = |len: usize| {
+            slots.checked_mul(len).ok_or(KernelError::OutOfMemory {
+                what: "aggregator planes",
+                bytes: usize::MAX,
+            })
+        };
         let mut locks = crate::mem::try_with_capacity("aggregator planes", slots)?;
         locks.extend((0..slots).map(|_| Mutex::new(())));
         Ok(Planes {
