@@ -551,6 +551,7 @@ pub(crate) struct Rows<'a, T> {
 
 // SAFETY: `Rows` is a read-only view; sharing it is as safe as sharing `&[T]`.
 unsafe impl<T: Sync> Sync for Rows<'_, T> {}
+// SAFETY: as above.
 unsafe impl<T: Sync> Send for Rows<'_, T> {}
 
 impl<'a, T: Copy> Rows<'a, T> {
@@ -621,6 +622,7 @@ pub(crate) struct RowsMut<'a, T> {
 // SAFETY: writers promise disjoint rows (see `write_row`), so this is like handing out
 // disjoint `&mut [T]` to several threads.
 unsafe impl<T: Send> Sync for RowsMut<'_, T> {}
+// SAFETY: as above.
 unsafe impl<T: Send> Send for RowsMut<'_, T> {}
 
 impl<'a, T: Copy> RowsMut<'a, T> {

@@ -203,6 +203,8 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
     // how often the label changes along one input row decides the mode; busy rows then
     // collect the labels they can see (a bitmap for keys -1..=254, in registers)
     let cols = ctx.cols.clone();
+    // SAFETY: `off` is a row offset from `pre` (an in-range input row) and `j` ranges over `cols`, columns of the
+    // input row.
     let row_key = |off: isize, j: usize| unsafe { src.at(off + j as isize * s2) }.key();
     let mut changes = 0usize;
     let mut prev = row_key(pre[0].0, cols.start);
@@ -256,11 +258,14 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
                 let (off2, w2, _) = taps2[k0 + k];
                 for p in 0..4 {
                     for t in 0..2 {
+                        // SAFETY: `pre[p].0` is an in-range input row offset and `off2[t]` an in-range column offset
+                        // from the order-1 taps (clamped to the axis).
                         keys[p * 2 + t][k] = unsafe { src.at(pre[p].0 + off2[t]) }.key();
                     }
                 }
                 w2s[0][k] = w2[0];
                 w2s[1][k] = w2[1];
+                // SAFETY: as above: tap offsets are clamped into the input.
                 nnk[k] = unsafe { src.at(nn_base + nn2[k0 + k]) }.key();
             }
             score_block(&keys, &w2s, &w01, &nnk, set, out);
@@ -272,10 +277,12 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
     let mut pending = Pending::new();
     for k in 0..row.len() {
         let (off2, w2, _) = taps2[k];
+        // SAFETY: as above: tap offsets are clamped into the input.
         let first = unsafe { src.at(pre[0].0 + off2[0]) };
         let mut same = true;
         'scan: for &(off, _) in &pre {
             for &o2 in &off2 {
+                // SAFETY: as above: tap offsets are clamped into the input.
                 if unsafe { src.at(off + o2) } != first {
                     same = false;
                     break 'scan;
@@ -290,6 +297,7 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
         let mut prod = [0.0f64; 8];
         for p in 0..4 {
             for t in 0..2 {
+                // SAFETY: as above: tap offsets are clamped into the input.
                 key[p * 2 + t] = unsafe { src.at(pre[p].0 + off2[t]) }.key();
                 prod[p * 2 + t] = pre[p].1 * w2[t];
             }
@@ -310,6 +318,8 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
             } else if sb > sa {
                 L::from_key(kb)
             } else {
+                // SAFETY: `nn_base` is the nearest input row and `nn2[k]` its nearest column, both from clamped
+                // nearest-neighbour indices.
                 unsafe { src.at(nn_base + nn2[k]) }
             };
             continue;
@@ -319,6 +329,7 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
             pending.keys[c][n] = key[c] as f64;
             pending.prod[c][n] = prod[c];
         }
+        // SAFETY: as above.
         pending.nnk[n] = unsafe { src.at(nn_base + nn2[k]) }.key() as f64;
         pending.at[n] = k;
         pending.n += 1;
@@ -533,6 +544,7 @@ pub(crate) fn unique_labels<L: Label>(vol: &Vol<'_, L>) -> Vec<L> {
             let base = vol.offset([r / d1, r % d1, 0]);
             let mut last = None;
             for i2 in 0..d2 {
+                // SAFETY: `base` is the offset of row `r` (< d0 * d1) and `i2 < d2`.
                 let v = unsafe { vol.at(base + i2 as isize * vol.strides[2]) };
                 if last != Some(v) {
                     set.insert(v);
@@ -565,7 +577,8 @@ pub(crate) fn argmax_general<L: Label>(
         out.par_chunks_mut(odims[2]).enumerate().for_each(|(r, row)| {
             let (i0, i1) = (r / odims[1], r % odims[1]);
             for (k, o) in row.iter_mut().enumerate() {
-                *o = src.get([nn[0][i0], nn[1][i1], nn[2][k]]);
+                // SAFETY: nearest-neighbour indices are clamped to each input axis.
+                *o = unsafe { src.get([nn[0][i0], nn[1][i1], nn[2][k]]) };
             }
         })
     };
@@ -661,6 +674,8 @@ pub(crate) fn threshold_axis<L: Label>(src: &Vol<'_, L>, axis: usize, plan: &Axi
             }
             let base = src.offset(pos);
             let s_ax = src.strides[axis];
+            // SAFETY: `base` is the offset of an in-range line along `axis` and `j < n`, the input length of that
+            // axis.
             let vals: Vec<L> = (0..n).map(|j| unsafe { src.at(base + j as isize * s_ax) }).collect();
             labels.clear();
             labels.extend_from_slice(&vals);
@@ -680,6 +695,8 @@ pub(crate) fn threshold_axis<L: Label>(src: &Vol<'_, L>, axis: usize, plan: &Axi
             }
             let dbase = (o * m * inner + i) as isize;
             for (k, &v) in out.iter().enumerate() {
+                // SAFETY: `dbase + k * inner` is element `k < m` of this task's output line; lines are disjoint
+                // between tasks and inside `dst` (its length is `outer * m * inner`).
                 unsafe { *dp.0.offset(dbase + (k * inner) as isize) = v };
             }
         },

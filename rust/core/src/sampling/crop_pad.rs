@@ -213,6 +213,7 @@ fn fill<T: Copy + Send + Sync>(
 struct SendPtr<T>(*const T);
 // SAFETY: the pointee is only read, and `T: Sync` is required by the caller's bound.
 unsafe impl<T: Sync> Send for SendPtr<T> {}
+// SAFETY: as above.
 unsafe impl<T: Sync> Sync for SendPtr<T> {}
 
 #[cfg(test)]

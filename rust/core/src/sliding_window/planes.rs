@@ -49,6 +49,7 @@ pub(crate) struct Planes<A> {
 // SAFETY: plane memory is only reached through `lock`, which holds that plane's mutex for
 // the lifetime of the returned slices; distinct planes are disjoint.
 unsafe impl<A: Send> Send for Planes<A> {}
+// SAFETY: as above.
 unsafe impl<A: Send> Sync for Planes<A> {}
 
 /// Exclusive access to one plane while it is alive.

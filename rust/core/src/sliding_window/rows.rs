@@ -203,6 +203,9 @@ mod simd {
             let (a, p, g) = (acc.as_mut_ptr() as *mut u16, pred.as_ptr(), w.as_ptr());
             let mut i = 0;
             while i < n {
+                // SAFETY: `i + 8 <= n`, and `n` is at most every slice's length rounded down to
+                // a multiple of 8, so the 8-lane loads and stores stay inside the slices; the
+                // caller checked the CPU features this function is compiled for.
                 unsafe {
                     let av = _mm256_cvtph_ps(_mm_loadu_si128(a.add(i) as *const __m128i));
                     let pv = _mm256_loadu_ps(p.add(i));
@@ -221,6 +224,9 @@ mod simd {
             let (a, p) = (acc.as_mut_ptr() as *mut u16, v.as_ptr());
             let mut i = 0;
             while i < n {
+                // SAFETY: `i + 8 <= n`, and `n` is at most every slice's length rounded down to
+                // a multiple of 8, so the 8-lane loads and stores stay inside the slices; the
+                // caller checked the CPU features this function is compiled for.
                 unsafe {
                     let av = _mm256_cvtph_ps(_mm_loadu_si128(a.add(i) as *const __m128i));
                     let r = _mm256_add_ps(av, _mm256_loadu_ps(p.add(i)));
@@ -237,6 +243,9 @@ mod simd {
             let (s, d) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
             let mut i = 0;
             while i < n {
+                // SAFETY: `i + 8 <= n`, and `n` is at most every slice's length rounded down to
+                // a multiple of 8, so the 8-lane loads and stores stay inside the slices; the
+                // caller checked the CPU features this function is compiled for.
                 unsafe {
                     let v = _mm256_cvtph_ps(_mm_loadu_si128(s.add(i) as *const __m128i));
                     _mm256_storeu_ps(d.add(i), v);
