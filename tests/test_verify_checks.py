@@ -4,8 +4,6 @@ every case; plan-and-preprocess verifies by default."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import subprocess
 import sys
 from pathlib import Path

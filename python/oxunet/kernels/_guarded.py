@@ -3,6 +3,10 @@
 A Rust panic that escapes a binding reaches Python as ``pyo3_runtime.PanicException``, a
 BaseException that ``except Exception`` misses. The bindings catch panics themselves; this
 guard is the second line, turning any that slip through into :class:`KernelInternalError`.
+
+Without the extension (a source tree that was never built) every module still imports, so the
+NumPy twins in :mod:`oxunet.kernels.reference` run; a Rust-backed kernel raises ImportError
+when called.
 """
 
 from __future__ import annotations
@@ -10,8 +14,13 @@ from __future__ import annotations
 import functools
 from types import SimpleNamespace
 
-from .. import _core as _raw
 from .errors import KernelInternalError
+
+try:
+    from .. import _core as _raw
+except ImportError as exc:  # not built: see the module docs
+    _raw = None
+    _missing_reason = str(exc)
 
 
 def _is_panic(exc: BaseException) -> bool:
@@ -28,7 +37,7 @@ def guard(fn, name: str):
                 raise
             raise KernelInternalError(
                 f"internal error in oxunet kernel {name}: {exc} (this is a bug, please report it)") from None
-        return _Guarded(result, name) if isinstance(result, _raw.Aggregator) else result
+        return _Guarded(result, name) if _raw is not None and isinstance(result, _raw.Aggregator) else result
 
     return call
 
@@ -47,7 +56,24 @@ class _Guarded:
         return guard(value, f"{self._name}.{attr}") if callable(value) else value
 
 
-core = SimpleNamespace(**{
-    name: guard(value, name) if callable(value) else value
-    for name, value in vars(_raw).items() if not name.startswith("__")
-})
+class _Missing:
+    """Stands in for the extension when it is not built: any entry point raises ImportError."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def unavailable(*args, **kwargs):
+            raise ImportError(f"oxunet._core (the Rust kernels) is not available ({_missing_reason}); build it with "
+                              "`pip install -e .` or use the NumPy twins in oxunet.kernels.reference")
+
+        return unavailable
+
+
+if _raw is None:
+    core = _Missing()
+else:
+    core = SimpleNamespace(**{
+        name: guard(value, name) if callable(value) else value
+        for name, value in vars(_raw).items() if not name.startswith("__")
+    })
