@@ -144,3 +144,17 @@ def test_no_foreground_mr_dataset_refused_without_nan_json(tmp_path):
     _assert_one_line(_plan(ds, tmp_path, "--no-verify"), "none of the 3 label files has foreground")
     for f in (tmp_path / "pre").rglob("*.json"):
         assert "NaN" not in f.read_text(), f
+
+
+def test_undeclared_labels_refused_by_preprocessing_naming_the_case(tmp_path):
+    """With --no-verify the labels reach preprocessing, which refuses them (not the loss, later)."""
+    ds = make_dataset(tmp_path / "raw" / "Dataset916_Labels", SHAPES, SPACINGS, labels=2)
+    seg = np.zeros((12, 16, 16), np.uint8)
+    seg[2:5, 2:5, 2:5] = 6
+    img = sitk.GetImageFromArray(seg)
+    img.SetSpacing((1.0, 1.0, 2.0))
+    sitk.WriteImage(img, str(ds / "labelsTr" / "case_002.nii.gz"))
+    out = _cli("plan-and-preprocess", "-d", ds.name, "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--no-verify",
+               "--raw-dir", str(ds.parent), "--preprocessed-dir", str(tmp_path / "pre"), "--quiet")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "case case_002: label value(s) [6] are not declared" in out.stderr

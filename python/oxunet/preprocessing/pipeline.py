@@ -82,6 +82,19 @@ def _labels_as_int(seg: np.ndarray, case: str) -> np.ndarray:
     return out
 
 
+def _refuse_undeclared_labels(seg: np.ndarray, class_keys: Sequence[ClassKey], case: str) -> None:
+    """A label no class declares would index past the network's outputs in the loss (a CUDA
+    assert deep in training); refuse it here, naming the case."""
+    declared = {0}
+    for key in class_keys:
+        declared.update(int(v) for v in (key if isinstance(key, tuple) else (key,)))
+    present = np.unique(seg)
+    undeclared = sorted(int(v) for v in present if int(v) not in declared)
+    if undeclared:
+        raise PreprocessingError(f"case {case}: label value(s) {undeclared[:10]} are not declared in dataset.json "
+                                 f"(declared: {sorted(declared)})")
+
+
 def _read(plan: PreprocessingPlan, image_files: Sequence[PathLike], seg_file: PathLike | None):
     from ..io import io_class_by_name
 
@@ -183,6 +196,8 @@ def preprocess_case(
                 f"case {case}: segmentation shape {seg.shape[1:]} does not match the image shape {data.shape[1:]}"
             )
         seg = _labels_as_int(seg, case)
+        if has_seg and class_keys:
+            _refuse_undeclared_labels(seg, class_keys, case)
     if len(properties["spacing"]) != 3:
         raise PreprocessingError(f"case {case}: expected 3 spacing values, got {properties['spacing']}")
 
