@@ -158,3 +158,20 @@ def test_undeclared_labels_refused_by_preprocessing_naming_the_case(tmp_path):
                "--raw-dir", str(ds.parent), "--preprocessed-dir", str(tmp_path / "pre"), "--quiet")
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert "case case_002: label value(s) [6] are not declared" in out.stderr
+
+
+def test_absurd_spacing_in_plan_and_preprocess_names_the_case(tmp_path):
+    """One case whose header says 1000 mm: verify warns, preprocessing refuses it by name (with
+    -np 2 too: no worker dies)."""
+    ds = make_dataset(tmp_path / "raw" / "Dataset917_Spacing", SHAPES, SPACINGS)
+    for name in ("imagesTr/case_001_0000.nii.gz", "labelsTr/case_001.nii.gz"):
+        img = sitk.ReadImage(str(ds / name))
+        img.SetSpacing((1000.0, 1000.0, 2000.0))
+        sitk.WriteImage(img, str(ds / name))
+    out = _cli("plan-and-preprocess", "-d", ds.name, "-c", "3d_fullres", "-np", "2", "-npfp", "2",
+               "--raw-dir", str(ds.parent), "--preprocessed-dir", str(tmp_path / "pre"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "case_001: warning: spacing" in out.stderr  # verify's outlier warning, with the numbers
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error:") and "case case_001" in error and "cannot allocate" in error, out.stderr
+    assert "worker process died" not in out.stderr

@@ -88,3 +88,17 @@ def test_evaluate_warns_about_float_and_undeclared_labels(model, tmp_path):
     assert len(warning) == 1, out.stderr
     assert "case_000.nii.gz: prediction has 3 non-integer voxel(s)" in warning[0]
     assert "9 (4 voxels)" in warning[0]
+
+
+def test_predict_on_an_absurd_spacing_header_is_one_line(model, tmp_path):
+    """A 16³ image whose header says 1000 mm used to abort the interpreter in resampling."""
+    inputs = tmp_path / "huge"
+    inputs.mkdir()
+    img = sitk.GetImageFromArray(np.ones((16, 16, 16), np.float32))
+    img.SetSpacing((1000.0, 1000.0, 1000.0))
+    sitk.WriteImage(img, str(inputs / "wrong_0000.nii.gz"))
+    out = _oxunet("predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "-m", str(model["model"]), "-f", "0",
+                  "--device", "cpu", "-npp", "0", "-nps", "0", "--quiet")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert "case wrong" in lines[0] and "1000.0" in lines[0] and "cannot allocate" in lines[0]
