@@ -78,7 +78,7 @@ def guarded(command: str, callback):
                 f"oxunet {command}: unexpected {type(exc).__name__}: {one_line(exc)} "
                 f"(full traceback in {path}; exit status {EXIT_INTERNAL_ERROR})") from None
 
-    run.__oxunet_guarded__ = True
+    setattr(run, "__oxunet_guarded__", True)  # noqa: B010 - an attribute mypy does not know
     return run
 
 

@@ -85,7 +85,7 @@ def default_folds(model_dir: str | os.PathLike, checkpoint: str = "checkpoint_fi
     others were skipped: the folds of the model's ``splits_final.json`` that hold the checkpoint
     (nnU-Net's auto-detection of every ``fold_N`` when no splits file is found)."""
     model_dir = Path(model_dir)
-    present = sorted(f for p in model_dir.iterdir() if (f := _fold_of(p.name)) is not None and f != "all") \
+    present = sorted(f for p in model_dir.iterdir() if isinstance(f := _fold_of(p.name), int)) \
         if model_dir.is_dir() else []
     splits = _splits_file(model_dir)
     n_splits = None

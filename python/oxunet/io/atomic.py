@@ -32,7 +32,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, pattern: str = ".*.tmp-*
     """Deletes the temporaries in `folder` left by killed writers (their process is gone; on
     another machine sharing the folder a pid can only be guessed, so this runs where the
     writer ran); returns them. A live writer's temporary is left alone."""
-    removed = []
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed

@@ -12,10 +12,13 @@ when called.
 from __future__ import annotations
 
 import functools
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING
 
 from .errors import KernelInternalError
 
+_raw: ModuleType | None
+_missing_reason = ""
 try:
     from .. import _core as _raw
 except ImportError as exc:  # not built: see the module docs
@@ -70,7 +73,9 @@ class _Missing:
         return unavailable
 
 
-if _raw is None:
+if TYPE_CHECKING:  # the guarded namespace has the extension's signatures (oxunet/_core.pyi)
+    from .. import _core as core
+elif _raw is None:
     core = _Missing()
 else:
     core = SimpleNamespace(**{

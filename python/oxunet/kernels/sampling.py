@@ -84,6 +84,7 @@ def _check_classes(classes) -> tuple[list[ClassKey], list[tuple[int, ...]]]:
     keys: list[ClassKey] = []
     labels: list[tuple[int, ...]] = []
     for c in items:
+        labs: tuple[int, ...]
         if _is_int(c):
             labs = (int(c),)
             key: ClassKey = labs[0]
@@ -250,7 +251,7 @@ def _check_box_args(shape, patch_size, need_to_pad):
     return shape, patch_size, need_to_pad
 
 
-def _check_class_locations_map(class_locations, ndim: int) -> dict:
+def _check_class_locations_map(class_locations, ndim: int) -> Mapping:
     if class_locations is None:
         return {}
     if not isinstance(class_locations, Mapping):
