@@ -56,22 +56,9 @@ main.add_command(install_model)
 main.add_command(move_plans)
 
 
-@main.command()
-@click.option("--quick", is_flag=True, help="Small inputs: a smoke run in seconds.")
-@click.option("--only", default="", help="Run only cases whose name contains this text.")
-@click.option("--repeat", default=3, show_default=True, help="Timed runs per measurement (median).")
-def bench(quick: bool, only: str, repeat: int) -> None:
-    """Benchmark the Rust kernels against NumPy, nnunetv2, cc3d and MONAI (needs a source checkout)."""
-    import runpy
-    import sys
-    from pathlib import Path
+from .bench import bench  # noqa: E402
 
-    script = Path(__file__).resolve().parents[3] / "benches" / "kernels.py"
-    if not script.is_file():
-        raise click.ClickException(f"benches/kernels.py not found next to the package ({script}); run from a source checkout")
-    argv = [str(script), "--repeat", str(repeat)] + (["--quick"] if quick else []) + (["--only", only] if only else [])
-    sys.argv = argv
-    runpy.run_path(str(script), run_name="__main__")
+main.add_command(bench)
 
 
 # one error contract for every command (and the nnU-Net aliases, which copy these commands)

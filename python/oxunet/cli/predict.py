@@ -42,6 +42,9 @@ from .common import multi_value_command, quiet_option
               help="Slab-wise export as the sliding window finishes slabs (bounded memory for many classes / large "
                    "volumes); only where it equals the whole-volume export exactly. auto: when the logits exceed "
                    "1 GiB ($OXUNET_PREDICT_MEMORY_BUDGET bytes).")
+@click.option("--export-on", type=click.Choice(["auto", "device", "cpu"]), default="auto", show_default=True,
+              help="Where resampling, aggregation and export run: device (torch, next to the network; the default on "
+                   "CUDA) or cpu (the Rust kernels).")
 @click.option("-npp", "--num-processes-preprocessing", "npp", default=2, show_default=True, type=click.IntRange(0))
 @click.option("-nps", "--num-processes-export", "nps", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--verbose", "--disable_progress_bar", "--not_on_device", "nnunet_noop", is_flag=True, hidden=True,
@@ -50,7 +53,7 @@ from .common import multi_value_command, quiet_option
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
             tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
-            continue_prediction, device, precision, streaming, npp, nps, nnunet_noop, results_dir, quiet) -> None:
+            continue_prediction, device, precision, streaming, export_on, npp, nps, nnunet_noop, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     if model_dir is None:
         if not dataset or not configuration:
@@ -98,7 +101,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
                                 num_parts=num_parts, overwrite=not continue_prediction,
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,
                                 probabilities_dtype=probabilities_dtype,
-                                streaming={"auto": "auto", "on": True, "off": False}[streaming])
+                                streaming={"auto": "auto", "on": True, "off": False}[streaming], export_on=export_on)
     except InferenceError as e:
         raise click.ClickException(str(e)) from None
     if not quiet:

@@ -33,6 +33,9 @@ from .common import quiet_option
 @click.option("--num-gpus", "--num_gpus", type=click.IntRange(1), default=1, show_default=True,
               help="DDP ranks on this machine: one per GPU, or CPU processes (gloo) with --device cpu. The batch is "
               "the global batch, split as nnU-Net does. Under torchrun the ranks come from its environment.")
+@click.option("--augment-on", type=click.Choice(["device", "workers"]), default=None,
+              help="Where training augmentation runs: 'device' (whole batches where the network runs; workers only "
+                   "read and crop) or 'workers' (per sample, nnU-Net's way). Default: device on CUDA, workers on CPU.")
 @click.option("--freeze", help="'encoder' or N: freeze the encoder (or its first N stages) and train the rest.")
 @click.option("--val", "only_val", is_flag=True, help="Only run the final validation (needs checkpoint_final.pth).")
 @click.option("--val-best", "--val_best", is_flag=True, help="Run the final validation with checkpoint_best.pth instead "
@@ -42,7 +45,7 @@ from .common import quiet_option
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def train(positional, dataset, configuration, fold, trainer, plans_name, epochs, iters_per_epoch, val_iters, batch_size,
-          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, num_gpus, freeze, preprocessed_dir,
+          device, precision, continue_training, num_workers, pretrained, only_val, val_best, npz, num_gpus, augment_on, freeze, preprocessed_dir,
           results_dir, quiet) -> None:
     """Train a configuration on one fold (nnU-Net's nnUNetTrainer), then validate it."""
     pos = list(positional)
@@ -85,7 +88,7 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
         cfg = load_trainer_config(trainer).replace(epochs=epochs, iterations_per_epoch=iters_per_epoch,
                                                    val_iterations=val_iters, batch_size=batch_size,
                                                    precision=precision, num_workers=num_workers,
-                                                   freeze=freeze)
+                                                   freeze=freeze, augment_on=augment_on)
         cfg.validate()
         paths = resolve_paths(preprocessed_dir=preprocessed_dir, results_dir=results_dir)
         progress = None if quiet or not sys.stderr.isatty() else _progress(cfg.epochs)

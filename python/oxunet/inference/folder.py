@@ -171,6 +171,7 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                 refill()
             else:
                 data, props, times = _wrap(case, prepare, case)
+            predictor._reset_peaks()  # peak GPU memory / RSS per case
             staged = _wrap(case, predictor.run_network, data, props, save_probabilities, probabilities_dtype, times=times)
             del data
             if exp_pool is not None:

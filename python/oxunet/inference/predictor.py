@@ -45,10 +45,13 @@ class PredictionResult:
     streaming: bool = False
     streaming_note: str = ""
     output_file: Path | None = None
+    peak_gpu_memory_bytes: int | None = None
+    on_device: bool = False
 
     def report(self) -> dict:
         return {"output_file": str(self.output_file) if self.output_file else None,
                 "seconds": {k: round(v, 4) for k, v in self.times.items()}, "peak_rss_bytes": self.peak_rss_bytes,
+                "peak_gpu_memory_bytes": self.peak_gpu_memory_bytes, "on_device": self.on_device,
                 "streaming": self.streaming, "streaming_note": self.streaming_note,
                 "shape": list(self.segmentation.shape)}
 
@@ -99,12 +102,17 @@ class Predictor:
         about twice as fast), True or False.
     streaming : 'auto' (stream when the logits would exceed `memory_budget` bytes and slab-wise
         export is exact), True (stream whenever exact), False.
+    export_on : 'auto' (the device on CUDA, else the CPU), 'device' or 'cpu'. On the device, the
+        preprocessing's resampling, the Gaussian aggregation and the export's resampling and
+        argmax run in torch where the network runs (:mod:`oxunet.inference.on_device`); 'cpu'
+        keeps the Rust kernels (per-window outputs come back to the host).
     """
 
     def __init__(self, plans: dict, configuration: str, dataset_json, networks: Sequence, mirror_axes, *,
                  device="auto", precision: str = "auto", step_size: float = 0.5, tta="all", quiet: bool = False,
                  accumulator_dtype: str = "float16", streaming="auto", memory_budget: int | None = None,
-                 trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto"):
+                 trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto",
+                 export_on: str = "auto"):
         if not 0 < float(step_size) <= 1:
             raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
         self.plans = plans
@@ -123,6 +131,9 @@ class Predictor:
         self.quiet = quiet
         self.accumulator_dtype = accumulator_dtype
         self.streaming = streaming
+        if export_on not in ("auto", "device", "cpu"):
+            raise InferenceError(f"export_on must be 'auto', 'device' or 'cpu', got {export_on!r}")
+        self.on_device = export_on == "device" or (export_on == "auto" and self.device.type == "cuda")
         env_budget = os.environ.get("OXUNET_PREDICT_MEMORY_BUDGET")
         self.memory_budget = int(memory_budget if memory_budget is not None else env_budget or DEFAULT_MEMORY_BUDGET)
         self.trainer_name = trainer_name
@@ -193,6 +204,14 @@ class Predictor:
         return self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype).finalize()
 
     def _check_data(self, data) -> np.ndarray:
+        if self.on_device and hasattr(data, "detach"):  # a tensor that stays where it is
+            from .on_device import check_on_device_input
+
+            try:
+                check_on_device_input(data, self.num_input_channels)
+            except ValueError as e:
+                raise InferenceError(str(e)) from None
+            return data
         if not isinstance(data, np.ndarray):
             data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
         data = np.asarray(data, dtype=np.float32)
@@ -241,6 +260,65 @@ class Predictor:
         export): a dict for :meth:`finish`, which may run in another thread."""
         times = StageTimes() if times is None else times
         data = self._check_data(data)
+        if self.on_device:
+            import torch
+
+            from .on_device import sliding_window_on_device
+
+            try:
+                stream, note = self._use_device_streaming(properties, data.shape[1:], want_probs)
+                if stream:
+                    from .on_device import DeviceStreamingExport
+
+                    sink = DeviceStreamingExport(self.export_plan, properties, data.shape[1:], self.device)
+                    sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times,
+                                             on_slab=sink)
+                    return {"streaming": True, "note": f"on device, streamed: {note}", "seg": None, "probs": None,
+                            "logits": None, "device_stream": sink}
+                logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
+                return {"streaming": False, "note": f"on device: {note}", "seg": None, "probs": None,
+                        "logits": None, "device_logits": logits}
+            except torch.OutOfMemoryError:
+                # as nnU-Net: a case too large for the GPU's memory is aggregated and exported on the host
+                self._release_device_memory()
+                warnings.warn("prediction on the device ran out of GPU memory; aggregating and exporting this case "
+                              "on the CPU", stacklevel=2)
+                data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+                out["note"] = "device out of memory: host aggregation and export"
+                return out
+        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+
+    def _use_device_streaming(self, properties: dict, shape, want_probs: bool) -> tuple[bool, str]:
+        """Stream slabs on the device (bounded GPU memory) when asked or when the whole-volume sums
+        would take more than a quarter of the free GPU memory, and only where it is exact."""
+        if self.streaming is False or want_probs:
+            return False, "whole volume" if self.streaming is False else "whole volume (probabilities)"
+        ok, why = streaming_exact(self.export_plan, properties, shape)
+        size = self.dataset.num_segmentation_heads * (2 if self.accumulator_dtype == "float16" else 4) * int(
+            np.prod(shape))
+        budget = self.memory_budget
+        if self.device.type == "cuda":
+            import torch
+
+            budget = torch.cuda.mem_get_info(self.device)[0] // 4
+        if self.streaming == "auto" and size <= budget:
+            return False, f"sums {size / 2**30:.2f} GiB within the budget"
+        if not ok:
+            return False, f"whole volume (slabs not exact: {why})"
+        return True, why
+
+    def _release_device_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _run_network_on_host(self, data, properties: dict, want_probs: bool, probabilities_dtype,
+                             times: StageTimes) -> dict:
         shape = data.shape[1:]
         use_stream, note = self._use_streaming(properties, shape)
         logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
@@ -275,7 +353,31 @@ class Predictor:
                want_probs: bool = False, probabilities_dtype=np.float32, times: StageTimes | None = None) -> PredictionResult:
         """Second half of :meth:`predict_preprocessed`: export (unless streamed) and writing."""
         times = StageTimes() if times is None else times
-        if staged["logits"] is not None:
+        if staged.get("device_stream") is not None:
+            with times.stage("export"):
+                seg, probs = staged.pop("device_stream").result(), None
+        elif staged.get("device_logits") is not None:
+            from .on_device import export_on_device
+
+            import torch
+
+            device_logits = staged.pop("device_logits")
+            with times.stage("export"):
+                try:
+                    seg, probs = export_on_device(self.export_plan, device_logits, properties,
+                                                  return_probabilities=want_probs,
+                                                  probabilities_dtype=probabilities_dtype)
+                except torch.OutOfMemoryError:
+                    warnings.warn("export on the device ran out of GPU memory; exporting this case on the CPU",
+                                  stacklevel=2)
+                    host = np.empty((device_logits.num_channels, *device_logits.shape), np.float32)
+                    for c in range(device_logits.num_channels):  # one channel at a time through GPU memory
+                        host[c] = device_logits.logits(c, c + 1)[0].cpu().numpy()
+                    del device_logits
+                    self._release_device_memory()
+                    seg, probs = export_logits(self.export_plan, host, properties, return_probabilities=want_probs,
+                                               probabilities_dtype=probabilities_dtype)
+        elif staged["logits"] is not None:
             with times.stage("export"):
                 seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,
                                            return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
@@ -289,8 +391,11 @@ class Predictor:
                 write_segmentation(self.export_plan, seg, out_path, properties)
                 if save_probabilities:
                     save_probabilities_files(probs, properties, self._stem(out_path))
+        from .on_device import peak_gpu_memory
+
         return PredictionResult(seg, probs if want_probs else None, properties, dict(times), peak_rss_bytes(),
-                                staged["streaming"], staged["note"], out_path)
+                                staged["streaming"], staged["note"], out_path, peak_gpu_memory(self.device),
+                                self.on_device)
 
     def output_path(self, output_file) -> Path:
         p = Path(output_file)
@@ -316,17 +421,33 @@ class Predictor:
                 raise InferenceError(f"case {case}: previous-stage segmentation {seg_in} not found")
         if not isinstance(images, np.ndarray):
             self._check_dimensionality(images, case)
+        if self.on_device and not self.previous_stage:
+            staged = self._preprocess_on_device(images, properties, case)
+            if staged is not None:
+                return staged
+        device_kw = {}
+        if self.on_device:
+            device_kw = dict(resample_data_fn=self._resample_on_device, skip_seg=True)
         try:
             data, seg, props = preprocess_case(images, seg_in, properties, self.preprocessing_plan, case=case,
-                                               class_keys=[])
+                                               class_keys=[], **device_kw)
         except PreprocessingError as e:
             raise InferenceError(str(e)) from None
+        if self.on_device and isinstance(data, np.ndarray):
+            import torch
+
+            data = torch.from_numpy(data).to(self.device)
         if self.previous_stage:
             labels = self.dataset.foreground_labels
             onehot = np.zeros((len(labels), *seg.shape[1:]), np.float32)
             for i, lab in enumerate(labels):
                 onehot[i] = seg[0] == lab
-            data = np.concatenate([data, onehot])
+            if self.on_device:
+                import torch
+
+                data = torch.cat([data, torch.from_numpy(onehot).to(data.device)])
+            else:
+                data = np.concatenate([data, onehot])
         props.pop("class_locations", None)
         return data, props
 
@@ -347,10 +468,51 @@ class Predictor:
         if dim == 3 and trained_2d:
             raise InferenceError(f"case {case}: {files[0]} is a 3D image but the model was trained on 2D images")
 
+    def _preprocess_on_device(self, images, properties, case: str):
+        """Reads on the host, then crops, normalises and resamples on the device; None where the
+        plan needs the CPU pipeline (masked ZScore)."""
+        from ..preprocessing import PreprocessingError
+        from ..preprocessing.normalization import NormalizationError
+        from .device_preprocessing import device_preprocessing_supported, preprocess_on_device
+
+        if not device_preprocessing_supported(self.preprocessing_plan):
+            return None
+        if isinstance(images, np.ndarray):
+            image, props = images, dict(properties or {})
+        else:
+            from ..preprocessing.pipeline import _read
+
+            paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+            try:
+                image, _, props = _read(self.preprocessing_plan, paths, None)
+            except PreprocessingError as e:
+                raise InferenceError(str(e)) from None
+        if image.ndim != 4 or image.shape[0] != self.preprocessing_plan.num_channels:
+            return None  # the CPU pipeline names the problem
+        try:
+            return preprocess_on_device(self.preprocessing_plan, image, props, self.device)
+        except NormalizationError as e:
+            raise InferenceError(f"case {case}: {e}") from None
+
+    def _resample_on_device(self, resampling, data, new_shape, current_spacing, new_spacing):
+        import torch
+
+        from .torch_resample import resample_data_torch
+
+        x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device, non_blocking=True)
+        return resample_data_torch(x, new_shape, current_spacing, new_spacing, resampling.order, resampling.order_z,
+                                   resampling.force_separate_z)
+
+    def _reset_peaks(self) -> None:
+        from .on_device import reset_peak_gpu_memory
+
+        reset_peak_rss()
+        reset_peak_gpu_memory(self.device)
+
     def predict_case(self, image_files: Sequence, output_file=None, *, save_probabilities: bool = False,
                      prev_stage_seg=None, return_probabilities: bool | None = None) -> PredictionResult:
         """Preprocesses, predicts and exports one case given as channel files (``CASE_0000.nii.gz`` ...)."""
-        reset_peak_rss()
+        self._reset_peaks()
         times = StageTimes()
         t0 = time.perf_counter()
         case = Path(str(image_files[0])).name if image_files else "<case>"
@@ -368,7 +530,7 @@ class Predictor:
                       prev_stage_seg: np.ndarray | None = None) -> PredictionResult:
         """In memory: `image` ``(C, Z, Y, X)`` or ``(Z, Y, X)`` with its `spacing` (array axis order)
         → segmentation of the same shape (and probabilities ``(heads, Z, Y, X)``)."""
-        reset_peak_rss()
+        self._reset_peaks()
         times = StageTimes()
         t0 = time.perf_counter()
         image = np.asarray(image)

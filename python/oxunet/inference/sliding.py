@@ -82,10 +82,10 @@ class SlidingWindow:
     def full_patch(self) -> tuple[int, ...]:
         return self.patch_size if len(self.patch_size) == 3 else (1, *self.patch_size)
 
-    def predict_window(self, x):
+    def predict_window(self, x, to_cpu: bool = True):
         """Network output for one input window ``(1, C, *patch)`` on the device: the mean over
-        folds of the mirrored-TTA mean, as a CPU tensor ``(heads, *patch)`` (float32, or the
-        autocast dtype when there is a single fold and no TTA)."""
+        folds of the mirrored-TTA mean, as a tensor ``(heads, *patch)`` (float32, or the
+        autocast dtype when there is a single fold and no TTA), on the CPU unless ``to_cpu=False``."""
         import torch
 
         total = None
@@ -107,7 +107,7 @@ class SlidingWindow:
             if len(self.networks) > 1:
                 total /= len(self.networks)
         out = total[0]
-        return out.cpu() if out.device.type != "cpu" else out
+        return out.cpu() if to_cpu and out.device.type != "cpu" else out
 
     def run(self, data: np.ndarray, step_size: float = 0.5, *, accumulator_dtype: str = "float16",
             streaming: bool = False, on_slabs: Callable[[list], None] | None = None,

@@ -125,6 +125,8 @@ def preprocess_case(
     *,
     case: str = "<case>",
     class_keys: Sequence[ClassKey] | None = None,
+    resample_data_fn=None,
+    skip_seg: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Preprocesses one case as nnU-Net's ``DefaultPreprocessor.run_case`` / ``run_case_npy``.
 
@@ -140,6 +142,11 @@ def preprocess_case(
     dataset : dataset.json (DatasetInfo, dict or path); needed with a seg, to know the classes
         whose locations are stored (or pass `class_keys`).
     case : the case id, used in error messages.
+    resample_data_fn : ``fn(resampling, data, new_shape, current_spacing, new_spacing)`` in place
+        of the Rust kernel for the image data (prediction on a GPU passes a torch one; it may
+        return a torch tensor).
+    skip_seg : without a seg, do not resample the nonzero map (prediction does not use it); the
+        returned seg is then None.
 
     Returns
     -------
@@ -220,14 +227,20 @@ def preprocess_case(
     data = normalize(data, seg, plan.normalization_schemes, plan.use_mask_for_norm, plan.intensity_properties)
 
     try:
-        data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
-        seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
+        if resample_data_fn is not None and plan.resampling_data.fn != "no_resampling_hack":
+            data = resample_data_fn(plan.resampling_data, data, new_shape, original_spacing, target_spacing)
+        else:
+            data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
+        if not (skip_seg and not has_seg):
+            seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
     except KernelError as e:  # e.g. a wrong spacing header asking for a huge volume: name the case
         raise PreprocessingError(
             f"case {case}: resampling from spacing {tuple(original_spacing)} to {tuple(target_spacing)} "
             f"(shape {tuple(new_shape)}) failed: {e}") from None
-    if not np.isfinite(data).all():
+    if isinstance(data, np.ndarray) and not np.isfinite(data).all():
         raise PreprocessingError(f"case {case}: the preprocessed image has non-finite values; it is not written")
+    if skip_seg and not has_seg:
+        return data, None, properties
 
     if has_seg:
         properties["class_locations"] = sample_class_locations(seg, list(class_keys), seed=1234)

@@ -57,6 +57,7 @@ class TrainerConfig:
     progress_plot: bool = True  # progress.png every epoch (skipped with one log line without matplotlib)
     seed: int | None = None  # None: drawn once and stored in the checkpoint
     freeze: str | int | None = None  # "encoder" or N: train only later layers (oxunet.training.transfer)
+    augment_on: str | None = None  # "device" | "workers"; None: device on CUDA, workers elsewhere
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,6 +93,8 @@ class TrainerConfig:
             self.freeze = parse_freeze(self.freeze)
         except TransferError as e:
             raise TrainerConfigError(f"trainer {self.name!r}: {e}") from None
+        if self.augment_on not in (None, "device", "workers"):
+            raise TrainerConfigError(f"trainer {self.name!r}: augment_on must be 'device' or 'workers', got {self.augment_on!r}")
         if self.initial_lr <= 0:
             raise TrainerConfigError(f"trainer {self.name!r}: initial_lr must be > 0, got {self.initial_lr!r}")
 

@@ -6,6 +6,12 @@ foreground per :func:`oxunet.kernels.foreground_flags`; boxes come from
 initial − final``; patches are read from the memory-mapped cases (never whole datasets), augmented
 per sample and stacked.
 
+Augmentation on the device (``--augment-on device``): with ``augment_in_workers=False`` the workers
+only read and crop the enlarged patches and stack them (``data``/``seg`` plus an ``aug_seed``
+per batch); the training process augments the whole batch on its device
+(:mod:`oxunet.training.device_augment`), where the same transforms draw the same per-sample
+parameters from a generator seeded by ``aug_seed``.
+
 Determinism: every epoch's stream is a pure function of ``(seed, epoch, stream, worker)``; the
 DataLoader returns worker batches round-robin in a fixed order, so an epoch gives the same
 batches for the same number of workers (a resumed run reproduces an uninterrupted one).
@@ -47,6 +53,7 @@ class LoaderSpec:
     has_ignore: bool
     augmenter: object  # oxunet.training.augmentation.Augmenter
     prev_stage_folder: str | None = None  # cascade: the previous stage's segmentations (seg channel 1)
+    augment_in_workers: bool = True  # False: batches of raw enlarged patches, augmented on the device
 
 
 def need_to_pad(patch_size: Sequence[int], final_patch_size: Sequence[int]) -> tuple[int, ...]:
@@ -83,6 +90,7 @@ class BatchStream:
         return crop_and_pad(np.asarray(prev)[None], box, -1, dtype=np.int16)
 
     def batch(self, rng: np.random.Generator, gen: torch.Generator) -> dict:
+        """One batch: augmented per sample, or (``augment_in_workers=False``) the raw patches."""
         s = self.spec
         forced = foreground_flags(s.batch_size, s.oversample_foreground_percent, s.probabilistic_oversampling, rng)
         datas, segs, keys = [], [], []
@@ -97,16 +105,26 @@ class BatchStream:
             data, seg = torch.from_numpy(data), torch.from_numpy(seg)
             if self._two_d:
                 data, seg = data[:, 0], seg[:, 0]
-            data, seg = s.augmenter(data, seg, gen)
+            if s.augment_in_workers:
+                data, seg = s.augmenter(data, seg, gen)
             datas.append(data)
             segs.append(seg)
             keys.append(case)
         data = torch.stack(datas).float()
+        if not s.augment_in_workers:
+            return {"data": data, "seg": torch.stack(segs), "keys": keys}
         if isinstance(segs[0], list):
             target = [torch.stack([sg[i] for sg in segs]) for i in range(len(segs[0]))]
         else:
             target = torch.stack(segs)
         return {"data": data, "target": target, "keys": keys}
+
+
+def augmentation_seed(seed: int, epoch: int, stream: int, index: int) -> int:
+    """The seed of batch ``index``'s device augmentation: a pure function of the batch's place
+    in the run, so it does not depend on the number of workers."""
+    ss = np.random.SeedSequence([int(seed), int(epoch), int(stream), int(index), 0xA06])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _seeds(seed: int, epoch: int, stream: int, worker: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -129,8 +147,13 @@ class EpochBatches(IterableDataset):
         torch.set_num_threads(1)
         rng, gen = _seeds(self.seed, self.epoch, self.stream, wid)
         maker = BatchStream(self.spec)
-        for _ in range(wid, self.num_batches, n):
-            yield maker.batch(rng, gen)
+        for index in range(wid, self.num_batches, n):
+            yield self._tag(maker.batch(rng, gen), index)
+
+    def _tag(self, batch: dict, index: int) -> dict:
+        if not self.spec.augment_in_workers:
+            batch["aug_seed"] = augmentation_seed(self.seed, self.epoch, self.stream, index)
+        return batch
 
 
 def epoch_loader(spec: LoaderSpec, num_batches: int, seed: int, epoch: int, *, stream: int = 0,
@@ -184,5 +207,67 @@ def worker_death_error(exc: BaseException):
 def _inprocess(ds: EpochBatches) -> Iterator[dict]:
     rng, gen = _seeds(ds.seed, ds.epoch, ds.stream, 0)
     maker = BatchStream(ds.spec)
-    for _ in range(ds.num_batches):
-        yield maker.batch(rng, gen)
+    for index in range(ds.num_batches):
+        yield ds._tag(maker.batch(rng, gen), index)
+
+
+class _Skip(dict):
+    """A worker's placeholder where its share of an epoch is one batch short (never read)."""
+
+
+class MultiEpochBatches(IterableDataset):
+    """The batches of several epochs from workers that live through all of them. Worker ``w``
+    makes, per epoch, the batches ``w, w + n, ...`` of :class:`EpochBatches` from the same seeds,
+    and pads its share to ``ceil(num_batches / n)`` with placeholders so that the DataLoader's
+    round-robin order stays aligned with the batch index across epoch boundaries."""
+
+    def __init__(self, spec: LoaderSpec, num_batches: int, seed: int, epochs: Sequence[int], stream: int,
+                 num_workers: int):
+        self.spec, self.num_batches, self.seed, self.stream = spec, num_batches, seed, stream
+        self.epochs, self.num_workers = list(epochs), num_workers
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, n = (0, 1) if info is None else (info.id, info.num_workers)
+        torch.set_num_threads(1)
+        maker = BatchStream(self.spec)
+        share = -(-self.num_batches // n)
+        for epoch in self.epochs:
+            rng, gen = _seeds(self.seed, epoch, self.stream, wid)
+            tagger = EpochBatches(self.spec, self.num_batches, self.seed, epoch, self.stream)
+            for k in range(share):
+                index = wid + k * n
+                yield tagger._tag(maker.batch(rng, gen), index) if index < self.num_batches else _Skip()
+
+
+class PersistentLoader:
+    """Batches of consecutive epochs from one set of workers: no start-up per epoch, and the
+    workers prepare the next epoch's first batches while the current one ends (validation,
+    checkpoints). ``epoch(e)`` gives exactly what ``epoch_loader(spec, num_batches, seed, e, ...)``
+    gives with the same number of workers; epochs must be read in order, each to its end."""
+
+    def __init__(self, spec: LoaderSpec, num_batches: int, seed: int, first_epoch: int, last_epoch: int, *,
+                 stream: int = 0, num_workers: int = 1, pin_memory: bool = False):
+        self.num_batches = num_batches
+        self.workers = max(1, min(int(num_workers), num_batches))
+        self.share = -(-num_batches // self.workers)
+        self.next_epoch, self.last_epoch = first_epoch, last_epoch
+        ds = MultiEpochBatches(spec, num_batches, seed, range(first_epoch, last_epoch), stream, self.workers)
+        self._it = iter(DataLoader(ds, batch_size=None, num_workers=self.workers, pin_memory=pin_memory,
+                                   prefetch_factor=max(2, 6 // self.workers), persistent_workers=False))
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        if epoch != self.next_epoch or epoch >= self.last_epoch:
+            raise ValueError(f"persistent loader: epoch {epoch} requested, next is {self.next_epoch} "
+                             f"(epochs up to {self.last_epoch - 1})")
+        self.next_epoch += 1
+        return self._epoch()
+
+    def _epoch(self) -> Iterator[dict]:
+        for _ in range(self.workers * self.share):
+            item = next(self._it)
+            if not isinstance(item, _Skip) and item:
+                yield item
+
+    def close(self) -> None:
+        self._it = None  # the DataLoader iterator shuts its workers down when collected

@@ -288,10 +288,16 @@ class Trainer:
                       probabilistic_oversampling=c.probabilistic_oversampling, has_ignore=info.ignore_label is not None,
                       prev_stage_folder=str(self.prev_stage_dir) if self.prev_stage_dir is not None else None)
         initial = setup.initial_patch_size[-len(patch):]
+        from .device_augment import resolve_augment_on
+
+        self.augment_on = resolve_augment_on(c.augment_on, self.device)
+        self.train_augmenter = train_aug
         self.train_spec = LoaderSpec(cases=list(self.train_keys), patch_size=tuple(initial), final_patch_size=patch,
-                                     augmenter=train_aug, **common)
+                                     augmenter=train_aug, augment_in_workers=self.augment_on == "workers", **common)
         self.val_spec = LoaderSpec(cases=list(self.val_keys), patch_size=patch, final_patch_size=patch,
                                    augmenter=val_aug, **common)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as nnU-Net: fixed patch shapes, so autotuning pays
         self.compiled = should_compile(c.compile, self.device)
         if self.compiled:
             self._forward = torch.compile(self.network)
@@ -363,6 +369,7 @@ class Trainer:
                  "fold": self.fold, "plans_name": self.plans_name, "device": str(self.device), "precision": self.precision,
                  "compiled": self.compiled, "world_size": self.world_size, "global_batch_size": self.global_batch_size,
                  "batch_size": self.batch_size, "num_workers": self.num_workers, "seed": self.seed,
+                 "augment_on": self.augment_on,
                  "patch_size": list(self.cfg["patch_size"]), "initial_patch_size": list(self.train_spec.patch_size),
                  "train_cases": len(self.train_keys), "val_cases": len(self.val_keys), "hostname": platform.node(),
                  "torch_version": torch.__version__,
@@ -374,10 +381,52 @@ class Trainer:
         return autocast(self.precision, self.device)
 
     def _to_device(self, batch: dict):
+        if "seg" in batch:  # raw patches: augmented here, on the training device (--augment-on device)
+            from .device_augment import augment_batch
+
+            batch = augment_batch(self.train_augmenter, batch, self.device)
         data = batch["data"].to(self.device, non_blocking=True)
         t = batch["target"]
         target = [x.to(self.device, non_blocking=True) for x in t] if isinstance(t, list) else t.to(self.device, non_blocking=True)
         return data, target
+
+    def train_batches(self, epoch: int, pin_memory: bool, num_workers: int | None = None):
+        """One epoch of training batches. With workers, they live across epochs (a
+        :class:`~oxunet.training.loader.PersistentLoader`: no start-up per epoch, same batches);
+        with ``--augment-on device`` batches are augmented on the device a few ahead of the step."""
+        from .loader import PersistentLoader, epoch_loader
+
+        n = self.num_workers if num_workers is None else num_workers
+        c = self.config
+        if n > 0:
+            pl = getattr(self, "_train_loader", None)
+            if pl is None or pl.next_epoch != epoch or getattr(self, "_train_loader_workers", None) != n:
+                if pl is not None:
+                    pl.close()
+                pl = self._train_loader = PersistentLoader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                                                           max(c.epochs, epoch + 1), stream=self.loader_stream(False),
+                                                           num_workers=n, pin_memory=pin_memory)
+                self._train_loader_workers = n
+            batches = pl.epoch(epoch)
+        else:
+            batches = epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                                   stream=self.loader_stream(False), num_workers=0, pin_memory=pin_memory)
+        return self.augment_on_device(batches)
+
+    def augment_on_device(self, batches):
+        """Wraps raw batches in the device prefetcher (``--augment-on device``); others pass through."""
+        if self.augment_on != "device":
+            return batches
+        from .device_augment import DevicePrefetcher
+
+        return DevicePrefetcher(batches, self.train_augmenter, self.device)
+
+    def close_loaders(self) -> None:
+        """Ends the training workers (they otherwise live until the next epoch is asked for)."""
+        pl = getattr(self, "_train_loader", None)
+        if pl is not None:
+            pl.close()
+        self._train_loader = None
 
     def train_step(self, batch: dict) -> float:
         data, target = self._to_device(batch)
@@ -405,12 +454,9 @@ class Trainer:
             validation_checkpoint: str = "checkpoint_final.pth") -> Path:
         """Trains from scratch or resumes; ``stop_after_epochs`` ends this call early (the run can be
         continued); returns the fold folder. Final validation runs once the last epoch is done."""
-        from .loader import epoch_loader
-        from .progress_plot import write_progress_png
-        from .transfer import set_frozen_eval
+        from .distributed import broadcast_object
 
         c = self.config
-        from .distributed import all_gather_objects, broadcast_object
 
         seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         self.seed = int(broadcast_object(seed))  # one seed for all ranks
@@ -436,10 +482,29 @@ class Trainer:
         elif pretrained:
             self.load_pretrained(pretrained)
         pin = self.device.type == "cuda"
+        try:
+            self._epochs(c, pin, stop_after_epochs)
+        finally:
+            self.close_loaders()
+        if stop_after_epochs is not None and self.current_epoch < c.epochs:
+            return self.fold_dir
+        self._save(self.fold_dir / "checkpoint_final.pth", lambda: self._checkpoint(self.current_epoch))
+        self.logger.write_json()
+        if validate and self.is_main:
+            self.run_final_validation(validation_checkpoint)
+        return self.fold_dir
+
+    def _epochs(self, c, pin: bool, stop_after_epochs: int | None) -> None:
+        """The epoch loop: train, validate, log, checkpoint (until the last epoch or `stop_after_epochs`)."""
+        from .distributed import all_gather_objects
+        from .loader import epoch_loader
+        from .progress_plot import write_progress_png
+        from .transfer import set_frozen_eval
+
         n_run = 0
         while self.current_epoch < c.epochs:
             if stop_after_epochs is not None and n_run >= stop_after_epochs:
-                return self.fold_dir
+                return
             epoch = self.current_epoch
             t0 = time.time()
             lr = poly_lr(c.initial_lr, epoch, c.epochs, c.poly_exponent)
@@ -448,8 +513,7 @@ class Trainer:
             self.network.train()
             if c.freeze is not None:
                 set_frozen_eval(self.network, c.freeze)
-            losses = [self.train_step(b) for b in epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
-                                                                stream=self.loader_stream(False), num_workers=self.num_workers, pin_memory=pin)]
+            losses = [self.train_step(b) for b in self.train_batches(epoch, pin)]
             self.network.eval()
             vl, tps, fps, fns = [], [], [], []
             if c.val_iterations > 0:
@@ -497,11 +561,6 @@ class Trainer:
             n_run += 1
             if self.on_epoch_end is not None and self.is_main:
                 self.on_epoch_end(EpochSummary(epoch, L.log["train_losses"][-1], L.log["val_losses"][-1], dice, ema, lr, t1 - t0))
-        self._save(self.fold_dir / "checkpoint_final.pth", lambda: self._checkpoint(self.current_epoch))
-        self.logger.write_json()
-        if validate and self.is_main:
-            self.run_final_validation(validation_checkpoint)
-        return self.fold_dir
 
     def load_pretrained(self, path: str) -> "TransferReport":
         """Load every fitting tensor of ``path`` (ours or nnU-Net's checkpoint; rules in

@@ -1,0 +1,1 @@
+"""Benchmarks that ship with the package (``oxunet bench ...``), so they run from an installed wheel."""
