@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from .dataset import Paths, dataset_name, load_dataset_json
 from .io import atomic_path
+from .errors import OxunetError
 
 DEFAULT_CONFIGURATIONS = ("3d_lowres", "3d_fullres", "2d", "3d_cascade_fullres")
 MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
@@ -28,7 +29,7 @@ SUMMARY_FILES = ("summary.json", "postprocessing.pkl", "postprocessing.json")
 _DATASET_DIR = re.compile(r"Dataset\d{3}_.+")
 
 
-class ModelSharingError(ValueError):
+class ModelSharingError(OxunetError, ValueError):
     """A model folder, zip or plans file cannot be exported, installed or moved; the message says which and why."""
 
 

@@ -11,6 +11,7 @@ from .dicom import dicom_group
 from .ensemble import ensemble
 from .evaluate import evaluate
 from .find_best import accumulate_crossval_results, find_best
+from .guard import guard_commands
 from .postprocess import postprocess
 from .fingerprint import fingerprint
 from .info import info
@@ -63,3 +64,7 @@ main.add_command(report)
 from .bench import bench  # noqa: E402
 
 main.add_command(bench)
+
+
+# one error contract for every command (and the nnU-Net aliases, which copy these commands)
+guard_commands(main)

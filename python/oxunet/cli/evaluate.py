@@ -117,11 +117,18 @@ def evaluate(gt_folder, pred_folder, dataset, dataset_json, plans_json, labels, 
             _print_multi_table(result)
             click.echo(f"wrote {out}", err=True)
             return
-        if labels:
-            summary = evaluate_simple(gt_folder, pred_folder, list(labels), output, num_processes, ignore_label, chill, **extra)
-        else:
-            summary = evaluate_folder_from_dataset_json(gt_folder, pred_folder, dataset_json, plans_json, output,
-                                                        num_processes, chill, **extra)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:  # label warnings: one line each, always shown
+            warnings.simplefilter("always", UserWarning)
+            if labels:
+                summary = evaluate_simple(gt_folder, pred_folder, list(labels), output, num_processes, ignore_label,
+                                          chill, **extra)
+            else:
+                summary = evaluate_folder_from_dataset_json(gt_folder, pred_folder, dataset_json, plans_json, output,
+                                                            num_processes, chill, **extra)
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
     except (EvaluationError, ImageReadError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     print_summary_table(summary, f"{len(summary['metric_per_case'])} cases: {Path(pred_folder)}")

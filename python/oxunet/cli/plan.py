@@ -72,8 +72,9 @@ def _draw(plans: dict, png: str, source: str) -> None:
 @click.option("-overwrite_target_spacing", "--target-spacing", "target_spacing", nargs=3, type=float,
               help="Fullres target spacing (3 numbers, array axis order) instead of the data-driven one.")
 @processes_option
-@click.option("--verify", "--verify_dataset_integrity", "verify", is_flag=True,
-              help="Verify the raw dataset first and refuse it if it has errors.")
+@click.option("--verify/--no-verify", "--verify_dataset_integrity", "verify", default=None,
+              help="Verify the raw dataset (every image read in full, NaN/inf, labels, spacing outliers, foreground) "
+                   "and refuse it on errors; warnings are printed. Default: whenever the fingerprint is extracted.")
 @click.option("--clean", is_flag=True, help="Re-extract the fingerprint even if one exists.")
 @raw_dir_option
 @click.option("--preprocessed-dir", type=click.Path(file_okay=False),

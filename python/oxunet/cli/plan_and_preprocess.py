@@ -23,7 +23,9 @@ from .common import multi_value_command, quiet_option, raw_dir_option
               help="Preprocessing workers: one value or one per configuration [default: 8 4 8].")
 @click.option("-npfp", "--fingerprint-processes", "fingerprint_processes", default=8, show_default=True,
               type=click.IntRange(1), help="Workers for fingerprint extraction.")
-@click.option("--verify", "--verify_dataset_integrity", "verify", is_flag=True, help="Verify the raw dataset first; refuse it on errors.")
+@click.option("--verify/--no-verify", "--verify_dataset_integrity", "verify", default=None,
+              help="Verify the raw dataset (every image read in full, NaN/inf, labels, spacing outliers, foreground) "
+                   "and refuse it on errors; warnings are printed. Default: whenever the fingerprint is extracted.")
 @click.option("--clean", is_flag=True, help="Re-extract the fingerprint and re-preprocess everything.")
 @click.option("--no-pp", "--no_pp", "no_preprocessing", is_flag=True, help="Only fingerprint and plan.")
 @raw_dir_option

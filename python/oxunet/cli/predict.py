@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .common import multi_value_command, quiet_option
@@ -93,6 +95,14 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
             raise click.UsageError(f"--tta: expected all, none or axes like 0,1,2; got {tta!r}") from None
 
     from ..inference import InferenceError, predict_folder
+
+    if fold_list is None and Path(model_dir).is_dir():
+        from ..inference.model_folder import default_folds
+
+        fold_list, note = default_folds(model_dir, checkpoint)
+        fold_list = fold_list or None  # none usable: let the loader explain
+        if not quiet:
+            click.echo(note, err=True)
 
     try:
         report = predict_folder(input_dir, output_dir, model_dir, fold_list, checkpoint=checkpoint, step_size=step_size,

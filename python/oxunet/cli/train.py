@@ -88,6 +88,7 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
     from ..dataset import resolve_paths
     from ..training import distributed as ddp
     from ..training.config import TrainerConfigError, load_trainer_config
+    from ..training.loader import worker_death_error
     from ..training.plugins import trainer_class_for
     from ..training.run_options import RunOptions
     from ..training.trainer import TrainingError
@@ -137,7 +138,13 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
                 raise click.ClickException(f"DDP training failed on a rank: {e}") from None
             summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())
         else:
-            tr.run()
+            try:
+                tr.run()
+            except RuntimeError as e:  # torch's SIGCHLD handler raises a dead worker's error anywhere
+                named = worker_death_error(e)
+                if named is None:
+                    raise
+                raise named from None
             if under_torchrun and ddp.rank() != 0:
                 return
             summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())

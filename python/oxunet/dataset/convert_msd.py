@@ -17,9 +17,10 @@ import numpy as np
 from .._workers import map_cases
 from ..io import atomic_path
 from .paths import DatasetNotFoundError, Paths, dataset_name
+from ..errors import DatasetError
 
 
-class ConversionError(ValueError):
+class ConversionError(DatasetError):
     """The source folder is not an MSD task, or the target exists."""
 
 

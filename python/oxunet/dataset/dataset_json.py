@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Union
+from ..errors import DatasetError
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 
 
-class DatasetJsonError(ValueError):
+class DatasetJsonError(DatasetError):
     """dataset.json is missing, unreadable or inconsistent; the message names the file and the key."""
 
 

@@ -25,12 +25,13 @@ import numpy as np
 
 from .._workers import map_cases
 from ..io import atomic_path
+from ..errors import DatasetError
 
 OVERLAP_POLICIES = ("error", "last-wins", "regions")
 MASK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".gipl")
 
 
-class ImportMasksError(ValueError):
+class ImportMasksError(DatasetError):
     """A case cannot be imported; the message names the case and file."""
 
 

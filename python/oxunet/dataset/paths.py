@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from ..errors import DatasetError
 
 _ENV = {
     "raw": ("OXUNET_RAW", "nnUNet_raw"),
@@ -15,7 +16,7 @@ _ENV = {
 }
 
 
-class DatasetNotFoundError(LookupError):
+class DatasetNotFoundError(DatasetError, LookupError):
     """The dataset id/name matches no folder, or several."""
 
 

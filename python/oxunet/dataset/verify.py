@@ -14,12 +14,13 @@ import numpy as np
 from ..io import ImageReadError, select_image_io
 from .cases import training_cases
 from .dataset_json import DatasetInfo, DatasetJsonError, load_dataset_json
+from ..errors import DatasetError
 
 
 @dataclass(frozen=True)
 class Problem:
     case: str  # case identifier, or "dataset" for dataset-level problems
-    severity: str  # "error" or "warning"
+    severity: str  # "error", "warning" or "info"
     message: str
 
 
@@ -50,7 +51,9 @@ class VerifyReport:
         from rich.table import Table
 
         console = console or Console(stderr=True)
-        if not self.problems:
+        if not self.errors and not self.warnings:
+            for p in self.problems:
+                console.print(f"{p.case}: {p.message}")
             console.print(f"[green]{self.dataset_dir.name}: {self.num_cases} cases verified, no problems[/green]")
             return
         table = Table(title=f"{self.dataset_dir.name}: {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
@@ -58,25 +61,46 @@ class VerifyReport:
         table.add_column("severity")
         table.add_column("problem")
         for p in sorted(self.problems, key=lambda p: (p.case != "dataset", p.case, p.severity)):
-            colour = "red" if p.severity == "error" else "yellow"
+            colour = {"error": "red", "warning": "yellow"}.get(p.severity, "blue")
             table.add_row(p.case, f"[{colour}]{p.severity}[/{colour}]", p.message)
         console.print(table)
 
 
-class DatasetVerificationError(RuntimeError):
+class DatasetVerificationError(DatasetError, RuntimeError):
     """Raised by callers (planning) that refuse a dataset with errors."""
 
 
-def _check_case(case: str, entry: dict, info: DatasetInfo, reader_name: str) -> list[Problem]:
-    """All per-case checks; runs in a worker process."""
+# a case whose spacing differs from the dataset's median by more than this factor on an
+# axis is named (a wrong header, e.g. mm vs m, blows up resampling)
+SPACING_OUTLIER_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class CaseStats:
+    """What the dataset-level checks need from one case."""
+
+    spacing: tuple[float, ...]
+    shape: tuple[int, ...]
+    has_foreground: bool | None  # None when the label could not be read
+
+
+def _check_case(case: str, entry: dict, info: DatasetInfo, reader_name: str) -> tuple[list[Problem], CaseStats | None]:
+    """All per-case checks (every one of them, not stopping at the first problem); runs in a
+    worker process."""
     from ..io import io_class_by_name
+    from ..io.integrity import incomplete_reason
 
     out: list[Problem] = []
+    files = list(entry["images"]) + ([entry["label"]] if entry.get("label") is not None else [])
+    for f in files:
+        reason = incomplete_reason(f)
+        if reason:
+            out.append(Problem(case, "error", f"{Path(f).name}: {reason}"))
     io = io_class_by_name(reader_name)()
     try:
         data, props = io.read_images(entry["images"])
     except ImageReadError as e:
-        return [Problem(case, "error", str(e))]
+        return out + [Problem(case, "error", str(e))], None
     if data.shape[0] != info.num_channels:
         out.append(Problem(case, "error", f"{data.shape[0]} channel(s) in the images, dataset.json declares {info.num_channels}"))
     finite = np.isfinite(data)
@@ -85,13 +109,17 @@ def _check_case(case: str, entry: dict, info: DatasetInfo, reader_name: str) -> 
         n_inf = int(data.size - finite.sum() - n_nan)
         out.append(Problem(case, "error", f"images contain {n_nan} NaN and {n_inf} inf voxel(s)"))
     del finite
+    spacing = tuple(float(v) for v in props["spacing"])
+    shape = tuple(int(v) for v in data.shape[1:])
+    if not all(np.isfinite(v) and v > 0 for v in spacing):
+        out.append(Problem(case, "error", f"spacing {spacing} is not positive and finite"))
     label = entry.get("label")
     if label is None:
-        return out
+        return out, CaseStats(spacing, shape, None)
     try:
         seg, seg_props = io.read_seg(label)
     except ImageReadError as e:
-        return out + [Problem(case, "error", str(e))]
+        return out + [Problem(case, "error", str(e))], CaseStats(spacing, shape, None)
     name = Path(label).name
     if seg.shape[1:] != data.shape[1:]:
         out.append(Problem(case, "error", f"shape mismatch: images {tuple(data.shape[1:])}, label {name} {tuple(seg.shape[1:])}"))
@@ -105,9 +133,11 @@ def _check_case(case: str, entry: dict, info: DatasetInfo, reader_name: str) -> 
             out.append(Problem(case, "warning", f"origin differs between images and label {name} (check alignment with an overlay)"))
         if not np.allclose(a["direction"], b["direction"], atol=1e-3):
             out.append(Problem(case, "warning", f"direction differs between images and label {name} (check alignment with an overlay)"))
-    if not np.isfinite(seg).all():
-        out.append(Problem(case, "error", f"label {name} contains NaN/inf"))
-        return out
+    finite_seg = np.isfinite(seg)
+    if not finite_seg.all():
+        out.append(Problem(case, "error", f"label {name} contains {int(seg.size - finite_seg.sum())} NaN/inf voxel(s)"))
+        seg = np.where(finite_seg, seg, 0)
+    del finite_seg
     values = np.unique(seg)
     non_integer = values[values != np.round(values)]
     if non_integer.size:
@@ -116,7 +146,43 @@ def _check_case(case: str, entry: dict, info: DatasetInfo, reader_name: str) -> 
     unexpected = sorted(int(v) for v in np.round(values) if int(v) not in allowed)
     if unexpected:
         out.append(Problem(case, "error", f"label {name} has values {unexpected} not declared in dataset.json {sorted(allowed)}"))
-    return out
+    background = {0} | ({info.ignore_label} if info.ignore_label is not None else set())
+    has_fg = any(int(v) not in background for v in np.round(values))
+    return out, CaseStats(spacing, shape, has_fg)
+
+
+def _dataset_checks(report: "VerifyReport", stats: dict[str, CaseStats]) -> None:
+    """Checks across cases: spacing outliers, 2D cases in a 3D dataset, foreground."""
+    if not stats:
+        return
+    spacings = {c: s.spacing for c, s in stats.items()}
+    ndims = {len(sp) for sp in spacings.values()}
+    if len(ndims) == 1:
+        median = np.median(np.array(list(spacings.values())), axis=0)
+        for case, sp in spacings.items():
+            ratio = [max(v / m, m / v) if v > 0 and m > 0 else np.inf for v, m in zip(sp, median)]
+            if max(ratio) > SPACING_OUTLIER_FACTOR:
+                axis = int(np.argmax(ratio))
+                report.add(case, "warning",
+                           f"spacing {tuple(round(v, 4) for v in sp)} differs from the dataset median "
+                           f"{tuple(round(float(m), 4) for m in median)} by {ratio[axis]:.0f}x on axis {axis} "
+                           "(a wrong header? resampling follows it)")
+    # 2D cases in a 3D dataset: a singleton spatial axis where the typical case has none
+    shapes = {c: s.shape for c, s in stats.items()}
+    flat = {c for c, sh in shapes.items() if len(sh) == 3 and min(sh) == 1}
+    if flat and len(flat) < len(shapes):
+        three_d = [sh for c, sh in shapes.items() if c not in flat and len(sh) == 3]
+        if three_d:
+            for case in sorted(flat):
+                report.add(case, "error", f"a 2D image (shape {shapes[case]}) in a 3D dataset (e.g. {three_d[0]})")
+    with_label = {c: s.has_foreground for c, s in stats.items() if s.has_foreground is not None}
+    if with_label and not any(with_label.values()):
+        report.add("dataset", "error", f"no foreground in any of the {len(with_label)} label file(s): there is nothing to learn")
+    else:
+        empty = sorted(c for c, fg in with_label.items() if not fg)
+        if empty:
+            shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+            report.add("dataset", "info", f"{len(empty)} of {len(with_label)} case(s) have no foreground: {shown}")
 
 
 def verify_dataset(dataset_dir: str | Path, num_processes: int = 4) -> VerifyReport:
@@ -149,20 +215,23 @@ def verify_dataset(dataset_dir: str | Path, num_processes: int = 4) -> VerifyRep
     expected_channels = [f"{i:04d}" for i in range(info.num_channels)]
     runnable = {}
     for case, entry in cases.items():
+        # every file check runs (no stopping at the first); only complete cases are read
+        complete = True
         missing = [str(p) for p in entry["images"] if not Path(p).is_file()]
         if missing:
             report.add(case, "error", f"image file(s) missing: {', '.join(missing)}")
-            continue
+            complete = False
         if info.explicit_cases is None:
             found = [Path(p).name[len(case) + 1 : len(case) + 5] for p in entry["images"]]
             if found != expected_channels:
                 report.add(case, "error", f"channel files {found} found, expected {expected_channels} (one per channel_names entry)")
-                continue
+                complete = False
         label = entry.get("label")
         if label is None or not Path(label).is_file():
             report.add(case, "error", f"label file {label} is missing")
-            continue
-        runnable[case] = entry
+            complete = False
+        if complete:
+            runnable[case] = entry
     if info.explicit_cases is None and (dataset_dir / "labelsTr").is_dir():
         stray = sorted(
             p.name for p in (dataset_dir / "labelsTr").iterdir()
@@ -186,6 +255,10 @@ def verify_dataset(dataset_dir: str | Path, num_processes: int = 4) -> VerifyRep
     else:
         with ProcessPoolExecutor(max_workers=min(num_processes, len(jobs), os.cpu_count() or 1)) as pool:
             results = list(pool.map(_check_case, [c for c, _ in jobs], [e for _, e in jobs], [info] * len(jobs), [reader_name] * len(jobs), chunksize=8))
-    for problems in results:
+    stats = {}
+    for (case, _), (problems, case_stats) in zip(jobs, results):
         report.problems.extend(problems)
+        if case_stats is not None:
+            stats[case] = case_stats
+    _dataset_checks(report, stats)
     return report

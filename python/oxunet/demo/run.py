@@ -20,11 +20,12 @@ from ..dataset import Paths, dataset_name, load_dataset_json, training_cases
 from ..report.collect import peak_rss_mib
 from .progress import PlainProgress
 from .synthetic import make_demo_dataset
+from ..errors import OxunetError
 
 CONFIGURATION = "3d_fullres"
 
 
-class DemoError(RuntimeError):
+class DemoError(OxunetError, RuntimeError):
     """A demo step failed; the message names the step and the cause."""
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from types import ModuleType
+from ..errors import DatasetError
 
 INSTALL_HINT = "install oxunet[dicom] (pip install 'oxunet[dicom]': pydicom>=3, highdicom>=0.23)"
 
 
-class DicomInputError(ValueError):
+class DicomInputError(DatasetError):
     """A DICOM input cannot be converted; the message names the file/series and the problem."""
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ImageIO, atomic_path
+from ..errors import OxunetError
 
 
-class EnsembleError(RuntimeError):
+class EnsembleError(OxunetError, RuntimeError):
     """Inputs cannot be ensembled (missing cases, properties, channels or shapes that disagree)."""
 
 

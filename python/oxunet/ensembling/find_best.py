@@ -14,11 +14,12 @@ from pathlib import Path
 from ..evaluation import evaluate_folder_from_dataset_json, load_summary, write_json
 from ..evaluation.folder import list_files
 from .ensemble import EnsembleError, _num_heads, merge_case
+from ..errors import OxunetError
 
 DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 
-class FindBestError(RuntimeError):
+class FindBestError(OxunetError, RuntimeError):
     """A requested model is missing or incomplete."""
 
 

@@ -13,14 +13,12 @@ import numpy as np
 
 from ..dataset.dataset_json import all_label_values, foreground_regions, labels_have_regions
 from ..io import ImageIO, atomic_path, select_image_io
+from ..io.atomic import is_temporary
 from .metrics import OVERLAP_METRICS, SURFACE_METRICS, compute_metrics, normalize_labels
+from ..errors import EvaluationError  # noqa: F401 - this stage's error, re-exported
 
 KNOWN_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".gipl", ".png", ".bmp", ".tiff", ".tif")
 DEFAULT_PROCESSES = max(1, min(8, os.cpu_count() or 1))
-
-
-class EvaluationError(RuntimeError):
-    """Evaluation input is unusable: missing predictions, mismatched geometry, unknown labels."""
 
 
 def list_files(folder: str | os.PathLike, file_ending: str) -> list[str]:
@@ -28,13 +26,17 @@ def list_files(folder: str | os.PathLike, file_ending: str) -> list[str]:
     folder = str(folder)
     if not os.path.isdir(folder):
         raise EvaluationError(f"{folder}: not a folder")
-    return sorted(n for n in os.listdir(folder) if n.endswith(file_ending) and os.path.isfile(os.path.join(folder, n)))
+    # the hidden temporaries of an interrupted writer are not predictions
+    return sorted(n for n in os.listdir(folder)
+                  if n.endswith(file_ending) and not is_temporary(n) and os.path.isfile(os.path.join(folder, n)))
 
 
 def infer_file_ending(folder: str | os.PathLike) -> str:
     """The most common known image ending among the files of ``folder``."""
     counts: dict[str, int] = {}
     for name in os.listdir(folder):
+        if is_temporary(name):
+            continue
         for ending in KNOWN_ENDINGS:
             if name.lower().endswith(ending):
                 counts[ending] = counts.get(ending, 0) + 1
@@ -80,13 +82,38 @@ def evaluate_case(
         raise EvaluationError(
             f"case {case}: prediction spacing {tuple(pred_spacing)} differs from reference spacing {tuple(spacing)}"
         )
+    issues = [f"{case}: {what} {text}" for what, arr in (("reference", ref), ("prediction", pred))
+              for text in _label_issues(arr, labels_or_regions, ignore_label)]
     if any(m in SURFACE_METRICS for m in metrics) and ref.ndim == 3 and ref.shape[0] == 1:
         ref, pred, spacing = ref[0], pred[0], spacing[1:]  # a 2D image stored as (1, H, W)
     return {
         "metrics": compute_metrics(ref, pred, labels_or_regions, ignore_label, spacing, metrics, nsd_tolerance_mm),
         "prediction_file": prediction_file,
         "reference_file": reference_file,
+        LABEL_ISSUES: issues,
     }
+
+
+# per-case key carrying label warnings from the workers; removed before the summary is built
+LABEL_ISSUES = "_label_issues"
+
+
+def _label_issues(seg: np.ndarray, labels_or_regions: Sequence, ignore_label: int | None) -> list[str]:
+    """Non-integer voxels and label values no class or region declares (scored as background)."""
+    out = []
+    if seg.dtype.kind == "f":
+        bad = int(np.count_nonzero(seg != np.round(seg)))
+        if bad:
+            out.append(f"has {bad} non-integer voxel(s) (each is compared as stored: matching no class, it counts as background)")
+    declared = {0} | ({int(ignore_label)} if ignore_label is not None else set())
+    for r in labels_or_regions:
+        declared.update(int(v) for v in (r if isinstance(r, (list, tuple)) else [r]))
+    values, counts = np.unique(np.round(seg) if seg.dtype.kind == "f" else seg, return_counts=True)
+    undeclared = [(int(v), int(c)) for v, c in zip(values, counts) if np.isfinite(v) and int(v) not in declared]
+    if undeclared:
+        shown = ", ".join(f"{v} ({c} voxels)" for v, c in undeclared[:5])
+        out.append(f"has label values not declared in dataset.json: {shown} (scored as background)")
+    return out
 
 
 def _nanmean(values: list) -> float:
@@ -164,6 +191,10 @@ def evaluate_folders(
         for n in pred_names
     ]
     per_case = map_cases(evaluate_case, jobs, num_processes, "evaluating", quiet=quiet)
+    issues = [text for c in per_case for text in c.pop(LABEL_ISSUES, [])]
+    if issues:
+        shown = "; ".join(issues[:5]) + (f"; and {len(issues) - 5} more" if len(issues) > 5 else "")
+        warnings.warn(f"{len(issues)} label problem(s) in the evaluated files: {shown}", stacklevel=2)
     keys = [str(r) for r in labels]
     result = summarize(per_case, keys)
     if output_file is not None:

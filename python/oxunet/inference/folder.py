@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dataset import images_by_case
+from ..io.atomic import remove_stale_temporaries
 from .model_folder import InferenceError
 from .runtime import StageTimes, peak_rss_bytes
 
@@ -115,6 +116,7 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                                  f" (expected {missing[0]}{ds.file_ending})")
     names = sorted(cases)[part_id::num_parts]
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)  # half-written outputs of a killed run
     _write_json(output_dir / "dataset.json", predictor.dataset_json)
     _write_json(output_dir / "plans.json", predictor.plans)
     _write_json(output_dir / "predict_from_raw_data_args.json", args)

@@ -17,12 +17,9 @@ from typing import Any
 from ..dataset import DatasetInfo, load_dataset_json
 from ..dataset.dataset_json import DatasetJsonError
 from ..planning.plans import PlansError, resolve_configuration
+from ..errors import InferenceError  # noqa: F401 - this stage's error, re-exported
 
-__all__ = ["InferenceError", "ModelFolder", "available_folds", "load_model_folder"]
-
-
-class InferenceError(RuntimeError):
-    """Prediction cannot proceed; the message names the file/case and the problem."""
+__all__ = ["InferenceError", "ModelFolder", "available_folds", "default_folds", "load_model_folder"]
 
 
 @dataclass
@@ -67,6 +64,58 @@ def available_folds(model_dir: str | os.PathLike, checkpoint: str = "checkpoint_
     return sorted(found)
 
 
+def _splits_file(model_dir: Path) -> Path | None:
+    """``splits_final.json`` beside the model, else in the preprocessed folder of its dataset."""
+    local = model_dir / "splits_final.json"
+    if local.is_file():
+        return local
+    try:
+        from ..dataset import resolve_paths
+
+        name = json.loads((model_dir / "plans.json").read_text()).get("dataset_name")
+        pre = resolve_paths().preprocessed
+    except Exception:  # noqa: BLE001 - no plans / no environment: no splits to go by
+        return None
+    if name and pre is not None and (Path(pre) / name / "splits_final.json").is_file():
+        return Path(pre) / name / "splits_final.json"
+    return None
+
+
+def default_folds(model_dir: str | os.PathLike, checkpoint: str = "checkpoint_final.pth") -> tuple[list[int], str]:
+    """The folds a prediction without explicit folds uses, and a sentence saying which and why
+    others were skipped: the folds of the model's ``splits_final.json`` that hold the checkpoint
+    (nnU-Net's auto-detection of every ``fold_N`` when no splits file is found)."""
+    model_dir = Path(model_dir)
+    present = sorted(f for p in model_dir.iterdir() if isinstance(f := _fold_of(p.name), int)) \
+        if model_dir.is_dir() else []
+    splits = _splits_file(model_dir)
+    n_splits = None
+    if splits is not None:
+        try:
+            n_splits = len(json.loads(splits.read_text()))
+        except (OSError, ValueError, TypeError):
+            n_splits = None
+    skipped = []
+    chosen = []
+    for f in present:
+        if n_splits is not None and f >= n_splits:
+            skipped.append(f"fold_{f} (not one of the {n_splits} folds of {splits})")
+        elif not (model_dir / f"fold_{f}" / checkpoint).is_file():
+            skipped.append(f"fold_{f} (no {checkpoint})")
+        else:
+            chosen.append(f)
+    if n_splits is not None:
+        missing = [f for f in range(n_splits) if f not in present]
+        skipped += [f"fold_{f} (not trained)" for f in missing]
+        why = f"the folds of {splits} with {checkpoint}"
+    else:
+        why = f"every fold_N with {checkpoint} (no splits_final.json found)"
+    note = f"folds used: {', '.join(map(str, chosen)) or 'none'} ({why})"
+    if skipped:
+        note += "; skipped: " + ", ".join(skipped)
+    return chosen, note
+
+
 def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise InferenceError(f"{path}: {what} not found (is {path.parent} a trained-model folder?)")
@@ -88,8 +137,8 @@ def load_model_folder(model_dir: str | os.PathLike, folds=None, checkpoint: str 
     Parameters
     ----------
     model_dir : the ``<trainer>__<plans>__<configuration>`` folder.
-    folds : fold numbers (``0``, ``"3"``, ``"all"``); None = every ``fold_N`` holding the
-        checkpoint (nnU-Net's auto-detection, ``fold_all`` excluded).
+    folds : fold numbers (``0``, ``"3"``, ``"all"``); None = :func:`default_folds` (the folds of
+        the model's splits holding the checkpoint; every ``fold_N`` without a splits file).
     checkpoint : file name inside each fold folder (``checkpoint_final.pth`` / ``checkpoint_best.pth``).
     configuration : override; default the first checkpoint's ``init_args.configuration``
         (as nnU-Net), else the folder name's third part.
@@ -107,7 +156,7 @@ def load_model_folder(model_dir: str | os.PathLike, folds=None, checkpoint: str 
         raise InferenceError(str(e)) from None
 
     if folds is None:
-        folds = available_folds(model_dir, checkpoint)
+        folds, _ = default_folds(model_dir, checkpoint)
         if not folds:
             present = sorted(p.name for p in model_dir.glob("fold_*/*.pth"))
             hint = f" (found: {', '.join(present)}; pick one with -chk)" if present else ""

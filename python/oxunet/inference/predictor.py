@@ -425,6 +425,8 @@ class Predictor:
             seg_in = prev_stage_seg if not isinstance(prev_stage_seg, os.PathLike) else str(prev_stage_seg)
             if isinstance(seg_in, str) and not Path(seg_in).is_file():
                 raise InferenceError(f"case {case}: previous-stage segmentation {seg_in} not found")
+        if not isinstance(images, np.ndarray):
+            self._check_dimensionality(images, case)
         if self.on_device and not self.previous_stage:
             staged = self._preprocess_on_device(images, properties, case)
             if staged is not None:
@@ -454,6 +456,23 @@ class Predictor:
                 data = np.concatenate([data, onehot])
         props.pop("class_locations", None)
         return data, props
+
+    def _check_dimensionality(self, images, case: str) -> None:
+        """A 2D image given to a 3D model (or a 3D image to a model trained on 2D images) would run,
+        slowly, and predict nonsense: refuse it, naming the file."""
+        files = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+        if not files:
+            return
+        dim = image_dimension(files[0])
+        if dim is None:
+            return
+        model_3d = len(self.config["patch_size"]) == 3
+        trained_2d = [int(s) for s in self.plans.get("original_median_shape_after_transp", [2])][:1] == [1]
+        if dim == 2 and model_3d:
+            raise InferenceError(f"case {case}: {files[0]} is a 2D image but configuration {self.configuration} is a "
+                                 "3D model; predict 2D images with the 2d configuration")
+        if dim == 3 and trained_2d:
+            raise InferenceError(f"case {case}: {files[0]} is a 3D image but the model was trained on 2D images")
 
     def _preprocess_on_device(self, images, properties, case: str):
         """Reads on the host, then crops, normalises and resamples on the device; None where the
@@ -555,3 +574,19 @@ def save_probabilities_files(probs, properties, stem):
     if probs is None:
         raise InferenceError("probabilities were not computed")
     return save_probabilities(probs, properties, stem)
+
+
+def image_dimension(path) -> int | None:
+    """Spatial dimension from the file header alone (SimpleITK); None where it cannot tell."""
+    try:
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        dim = reader.GetDimension()
+        if dim == 3 and reader.GetSize()[2] == 1 and str(path).lower().endswith((".png", ".bmp", ".tif", ".tiff")):
+            return 2
+        return dim
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the reader itself
+        return None

@@ -6,6 +6,7 @@ import os
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from ..errors import InferenceError
 
 __all__ = ["PRECISIONS", "PrecisionError", "StageTimes", "autocast", "cpu_has_native_bf16", "peak_rss_bytes",
            "reset_peak_rss", "resolve_device", "resolve_precision", "tree_rss_bytes"]
@@ -13,7 +14,7 @@ __all__ = ["PRECISIONS", "PrecisionError", "StageTimes", "autocast", "cpu_has_na
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-class PrecisionError(ValueError):
+class PrecisionError(InferenceError, ValueError):
     """A precision the device/torch build cannot run; the message names the alternative."""
 
 

@@ -5,8 +5,48 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+
+# `.NAME.tmp-PID[SUFFIX]`: what atomic_path (and save_checkpoint) write before the rename
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of our hidden write-then-rename temporaries."""
+    return _TEMPORARY.match(name) is not None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, pattern: str = ".*.tmp-*") -> list[Path]:
+    """Deletes the temporaries in `folder` left by killed writers (their process is gone; on
+    another machine sharing the folder a pid can only be guessed, so this runs where the
+    writer ran); returns them. A live writer's temporary is left alone."""
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(pattern):
+        m = _TEMPORARY.match(tmp.name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid != os.getpid() and _alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager

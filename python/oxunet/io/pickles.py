@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Mapping
+from ..errors import OxunetError
 
 _ALLOWED: dict[tuple[str, str], object] = {}
 
@@ -45,7 +46,7 @@ def _register_defaults() -> None:
                 _ALLOWED[(module, name)] = getattr(dtypes, name)
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(OxunetError, pickle.UnpicklingError):
     """The pickle names a global outside the allow-list."""
 
 

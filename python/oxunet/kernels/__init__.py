@@ -10,7 +10,7 @@ This module never imports torch (the aggregator accepts torch tensors duck-typed
 from ._threads import get_num_threads, set_num_threads
 from .components import label_components, remove_all_but_largest_component, remove_small_components
 from .cropping import crop_to_nonzero
-from .errors import KernelShapeError, KernelTypeError, KernelValueError
+from .errors import KernelMemoryError, KernelShapeError, KernelTypeError, KernelValueError
 from .resampling import resample_data, resample_seg
 from .sampling import (
     crop_and_pad,
@@ -24,6 +24,7 @@ from .sliding_window import Aggregator, gaussian_importance_map, sliding_window_
 
 __all__ = [
     "Aggregator",
+    "KernelMemoryError",
     "KernelShapeError",
     "KernelTypeError",
     "KernelValueError",

@@ -11,6 +11,7 @@ from .errors import KernelShapeError, KernelTypeError, KernelValueError
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 LABEL_DTYPES = (np.int8, np.int16, np.int32, np.uint8, np.uint16)
+_INT_LIMIT = 2**62
 
 
 def array(name: str, value, dtypes: Sequence[type] | None = None, ndim: Iterable[int] | None = None) -> np.ndarray:
@@ -42,6 +43,9 @@ def int_tuple(name: str, value, length: int | None = None, minimum: int | None =
             else:
                 raise KernelTypeError(f"{name}: expected integers, got {v!r}")
         out.append(int(v))
+    # beyond int64 no kernel argument makes sense, and the bindings could not even convert it
+    if any(abs(v) > _INT_LIMIT for v in out):
+        raise KernelValueError(f"{name}: values must lie within +-2**62, got {tuple(out)}")
     if length is not None and len(out) != length:
         raise KernelShapeError(f"{name}: expected {length} values, got {len(out)} ({tuple(out)})")
     if minimum is not None and any(v < minimum for v in out):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _core
+from ._guarded import core as _core
 from . import _validate
 from .cropping import _label_value, _native
 from .errors import KernelTypeError, KernelValueError

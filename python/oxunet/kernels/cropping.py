@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
+from ._guarded import core as _core
 from . import _validate
 from .errors import KernelShapeError, KernelTypeError, KernelValueError
 

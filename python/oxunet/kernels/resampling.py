@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _core
+from ._guarded import core as _core
 from ._validate import FLOAT_DTYPES, LABEL_DTYPES
 from .reference.resampling import check_resample_args, separate_z_axis
 

@@ -24,7 +24,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .. import _core
+from ._guarded import core as _core
 from ._validate import LABEL_DTYPES, array as _check_array, int_tuple
 from .errors import KernelShapeError, KernelTypeError, KernelValueError
 
@@ -84,6 +84,7 @@ def _check_classes(classes) -> tuple[list[ClassKey], list[tuple[int, ...]]]:
     keys: list[ClassKey] = []
     labels: list[tuple[int, ...]] = []
     for c in items:
+        labs: tuple[int, ...]
         if _is_int(c):
             labs = (int(c),)
             key: ClassKey = labs[0]
@@ -250,7 +251,7 @@ def _check_box_args(shape, patch_size, need_to_pad):
     return shape, patch_size, need_to_pad
 
 
-def _check_class_locations_map(class_locations, ndim: int) -> dict:
+def _check_class_locations_map(class_locations, ndim: int) -> Mapping:
     if class_locations is None:
         return {}
     if not isinstance(class_locations, Mapping):
@@ -351,6 +352,10 @@ def sample_class_locations(
     return dict(zip(keys, arrays))
 
 
+#: a batch is a list of patches in memory: beyond this it is a mistake, not a batch
+MAX_BATCH_SIZE = 1 << 20
+
+
 def foreground_flags(
     batch_size: int,
     oversample_foreground_percent: float = 0.33,
@@ -363,8 +368,8 @@ def foreground_flags(
     ``j >= round(batch_size * (1 - p))``. Probabilistic
     (``nnUNetTrainer_probabilisticOversampling``): each sample independently with probability ``p``.
     """
-    if not _is_int(batch_size) or int(batch_size) < 1:
-        raise KernelValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not _is_int(batch_size) or not 1 <= int(batch_size) <= MAX_BATCH_SIZE:
+        raise KernelValueError(f"batch_size: expected an integer between 1 and {MAX_BATCH_SIZE}, got {batch_size!r}")
     p = _check_unit_interval("oversample_foreground_percent", oversample_foreground_percent)
     if probabilistic:
         g = _as_generator(rng)

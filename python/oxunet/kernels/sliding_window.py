@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .. import _core
+from ._guarded import core as _core
 from ._validate import array, int_tuple
 from .errors import KernelShapeError, KernelTypeError, KernelValueError
 
@@ -365,7 +365,7 @@ class Aggregator:
         arr, kind = _prediction_array(prediction)
         c = self._cfg
         start = _check_window(arr, start, c["num_channels"], c["shape"], c["patch_size"])
-        fn = {"f32": self._core.add_f32, "f16": self._core.add_f16, "bf16": self._core.add_bf16}[kind]
+        fn: Callable[..., None] = getattr(self._core, f"add_{kind}")  # add_f32 / add_f16 / add_bf16
         if c["streaming"]:
             with self._lock:
                 fn(arr, list(start))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any, Mapping, Sequence
+from ..errors import PlanningError
 
 # Network classes we implement; plans name them with DNA's dotted path.
 NETWORK_CLASSES = ("PlainConvUNet", "ResidualEncoderUNet")
@@ -20,7 +21,7 @@ _NETWORK_PREFIXES = ("dynamic_network_architectures.", "oxunet.networks.")
 DEFAULT_IMPORT_KEYS = ("conv_op", "norm_op", "dropout_op", "nonlin")
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(PlanningError):
     """The plans' architecture entry cannot be turned into a network."""
 
 

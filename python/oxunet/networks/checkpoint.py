@@ -16,6 +16,21 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..errors import OxunetError
+
+
+class CheckpointError(OxunetError, ValueError):
+    """A checkpoint file is missing, truncated, corrupt or refused (names the file)."""
+
+
+class CheckpointNotFoundError(OxunetError, FileNotFoundError):
+    """The checkpoint file does not exist."""
+
+
+# the part of torch's refusal message that names the blocked global (wording of torch < 2.4
+# and of torch >= 2.4)
+_REFUSAL_MARKERS = ("Unsupported global", "unsupported GLOBAL", "is blocked", "not an allowed global")
+
 # dtype classes a numpy scalar/array of these kinds unpickles through (numpy >= 1.25 has np.dtypes)
 _NUMPY_DTYPE_NAMES = (
     "Float16DType", "Float32DType", "Float64DType", "LongDoubleDType",
@@ -59,23 +74,24 @@ def load_nnunet_checkpoint(path: str | os.PathLike, map_location: str | torch.de
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     try:
         with _allow_numpy():
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
+        refused = [line.strip() for line in str(exc).splitlines() if any(m in line for m in _REFUSAL_MARKERS)]
         if refused:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: refused to load: the checkpoint references objects outside oxunet's allow-list "
                 f"(torch tensors, containers, numpy scalars/arrays): {refused[0]}"
             ) from None
-        raise ValueError(f"{path}: not a readable torch checkpoint") from exc
+        raise CheckpointError(f"{path}: not a readable torch checkpoint") from exc
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt: {detail})") from exc
     if not isinstance(checkpoint, Mapping) or "network_weights" not in checkpoint:
         keys = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-        raise ValueError(f"{path}: not an nnU-Net checkpoint (no 'network_weights'; found {keys})")
+        raise CheckpointError(f"{path}: not an nnU-Net checkpoint (no 'network_weights'; found {keys})")
     return dict(checkpoint)
 
 

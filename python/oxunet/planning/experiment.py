@@ -14,9 +14,10 @@ from .fingerprint import FINGERPRINT_FILE, extract_fingerprint
 from .planner import plan_from_fingerprint
 from .plans import PlansError, load_plans, oxunet_stamp, resolve_configuration, validate_plans, write_plans
 from .presets import PlannerPreset, resolve_planner
+from ..errors import PlanningError
 
 
-class FingerprintError(ValueError):
+class FingerprintError(PlanningError):
     """The fingerprint file is missing or unusable; the message names the file."""
 
 
@@ -70,10 +71,16 @@ def _copy_dataset_json(info: DatasetInfo, preprocessed_dir: Path) -> None:
         shutil.copyfile(info.path, tmp)
 
 
-def _refuse_if_invalid(raw_dataset_dir: Path, dataset: str | int, num_processes: int) -> None:
+def _refuse_if_invalid(raw_dataset_dir: Path, dataset: str | int, num_processes: int, quiet: bool = False) -> None:
     from ..dataset.verify import DatasetVerificationError, verify_dataset
 
     report = verify_dataset(raw_dataset_dir, num_processes=num_processes)
+    if not quiet:
+        import sys
+
+        for p in report.problems:
+            if p.severity != "error":
+                print(f"{raw_dataset_dir.name} {p.case}: {p.severity}: {p.message}", file=sys.stderr)
     if report.ok:
         return
     shown = "; ".join(f"{p.case}: {p.message}" for p in report.errors[:3])
@@ -92,7 +99,7 @@ def plan_experiment(
     plans_name: str | None = None,
     overwrite_target_spacing: Sequence[float] | None = None,
     num_processes: int = 4,
-    verify: bool = False,
+    verify: bool | None = False,
     quiet: bool = False,
     clean: bool = False,
 ) -> dict:
@@ -100,8 +107,8 @@ def plan_experiment(
 
     The fingerprint is extracted into the same folder unless it exists (``clean`` re-extracts).
     ``verify`` first runs :func:`oxunet.dataset.verify.verify_dataset` and refuses a dataset with
-    errors (like nnU-Net's ``--verify_dataset_integrity``, verification is opt-in: it reads every
-    file once more). dataset.json (and ``splits_final.json`` when raw has one) is copied next to
+    errors (like nnU-Net's ``--verify_dataset_integrity``; it reads every file once more);
+    ``verify=None`` (the command line's default) verifies only when the fingerprint is extracted. dataset.json (and ``splits_final.json`` when raw has one) is copied next to
     the plans, as nnU-Net does.
     """
     preset = resolve_planner(planner)
@@ -109,11 +116,12 @@ def plan_experiment(
     raw_dir = paths.require("raw") / name
     out_dir = paths.require("preprocessed") / name
     info = load_dataset_json(raw_dir / "dataset.json")
-    if verify:
-        _refuse_if_invalid(raw_dir, dataset, num_processes)
-    out_dir.mkdir(parents=True, exist_ok=True)
     fp_file = out_dir / FINGERPRINT_FILE
     extracted = clean or not fp_file.is_file()
+    # None (the command line's default): verify whenever the raw data is about to be read
+    if verify or (verify is None and extracted):
+        _refuse_if_invalid(raw_dir, dataset, num_processes, quiet)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if extracted:
         extract_fingerprint(raw_dir, out_dir, num_processes=num_processes, overwrite=True, quiet=quiet, info=info)
     fingerprint = load_fingerprint(fp_file)

@@ -15,6 +15,7 @@ import numpy as np
 from .. import __version__
 from .._workers import map_cases
 from ..dataset import DatasetInfo, load_dataset_json, training_cases
+from ..errors import KernelError, PlanningError
 from ..io import atomic_path, io_class_by_name, select_image_io
 from ..kernels import crop_to_nonzero
 
@@ -41,8 +42,16 @@ def analyze_case(image_files: list, label_file, reader_name: str, num_samples: i
     io = io_class_by_name(reader_name)()
     images, props = io.read_images(image_files)
     seg, _ = io.read_seg(label_file)
+    if seg.shape[1:] != images.shape[1:]:
+        raise PlanningError(f"{label_file}: label shape {tuple(seg.shape[1:])} differs from the images "
+                            f"{tuple(images.shape[1:])} ({image_files[0]})")
+    if not np.isfinite(images).all():
+        raise PlanningError(f"{image_files[0]}: the case's images contain NaN/inf (run `oxunet verify`)")
     seg = seg.astype(np.int16)  # label values are integers (verified); -1 must fit
-    cropped, seg_cropped, _ = crop_to_nonzero(images, seg)
+    try:
+        cropped, seg_cropped, _ = crop_to_nonzero(images, seg)
+    except KernelError as e:
+        raise PlanningError(f"{image_files[0]}: {e}") from None
     samples = foreground_intensity_samples(seg_cropped, cropped, num_samples)
     has_foreground = samples[0].size > 0
     if has_foreground:
@@ -113,12 +122,14 @@ def extract_fingerprint(
         if len(with_fg) < len(results):  # cases without foreground contribute nothing (as nnU-Net)
             pooled = np.concatenate([pooled[:, i * per_case : (i + 1) * per_case] for i in with_fg], axis=1) if with_fg \
                 else np.zeros((info.num_channels, 0), np.float32)
+        if not with_fg:
+            # nnU-Net would write NaN statistics (and plan a model trained on NaN); refuse instead
+            raise PlanningError(f"{raw_dataset_dir}: none of the {len(results)} label files has foreground; "
+                                "there is nothing to learn (check labelsTr)")
         stats, values = {}, None
         for ch in range(info.num_channels):
             values = np.asarray(pooled[ch])
-            stats[str(ch)] = channel_statistics(values) if values.size else {
-                k: float("nan") for k in ("mean", "median", "std", "min", "max", "percentile_99_5", "percentile_00_5")
-            }
+            stats[str(ch)] = channel_statistics(values)
         del pooled, values
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -131,5 +142,5 @@ def extract_fingerprint(
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(fingerprint, indent=2))
+        tmp.write_text(json.dumps(fingerprint, indent=2, allow_nan=False))  # JSON has no NaN
     return fingerprint

@@ -18,6 +18,7 @@ import numpy as np
 from .presets import PlannerPreset, resolve_planner
 from .topology import Topology, pool_and_conv_props
 from .vram import conv_feature_map_size
+from ..errors import PlanningError  # noqa: F401 - this stage's error, re-exported
 
 log = logging.getLogger("oxunet.planning")
 
@@ -50,10 +51,6 @@ RESAMPLING_FN = "resample_data_or_seg_to_shape"
 RESAMPLING_DATA_KWARGS = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
 RESAMPLING_SEG_KWARGS = {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None}
 RESAMPLING_PROBABILITIES_KWARGS = {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None}
-
-
-class PlanningError(ValueError):
-    """The inputs cannot be planned (bad fingerprint, spacing, options); the message says why."""
 
 
 def normalization_scheme(channel_name: str) -> str:

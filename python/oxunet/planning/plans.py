@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..io import atomic_path
+from ..errors import PlanningError
 
 FORMAT_VERSION = 1
 JSON_INDENT = 4  # as nnU-Net's save_json
@@ -28,7 +29,7 @@ NORMALIZATION_CLASSES = frozenset(
 )
 
 
-class PlansError(ValueError):
+class PlansError(PlanningError):
     """A plans file is missing, unreadable or inconsistent; the message names the file and the entry."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from ..errors import OxunetError
 
 FORMAT = "oxunet.postprocessing"
 VERSION = 1
@@ -28,7 +29,7 @@ NNUNET_FN_NAMES = {
 _NNUNET_MODULE = "nnunetv2.postprocessing.remove_connected_components"
 
 
-class PostprocessingError(ValueError):
+class PostprocessingError(OxunetError, ValueError):
     """A postprocessing file or step is malformed."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from ..errors import PreprocessingError
 
 __all__ = [
     "CTNormalization",
@@ -27,7 +28,7 @@ __all__ = [
 EPS = 1e-8  # nnU-Net's epsilon for float32 targets
 
 
-class NormalizationError(ValueError):
+class NormalizationError(PreprocessingError, ValueError):
     """A scheme cannot be applied (unknown name, missing intensity statistics, bad values)."""
 
 

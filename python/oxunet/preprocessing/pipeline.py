@@ -17,15 +17,12 @@ from ..dataset import DatasetInfo, load_dataset_json
 from ..dataset.dataset_json import DatasetJsonError
 from .configuration import PreprocessingPlan
 from .normalization import normalize
+from ..errors import KernelError, PreprocessingError
 
 __all__ = ["ClassKey", "PreprocessingError", "class_location_keys", "compute_new_shape", "preprocess_case"]
 
 ClassKey = Union[int, tuple[int, ...]]
 PathLike = Union[str, os.PathLike]
-
-
-class PreprocessingError(RuntimeError):
-    """A case could not be preprocessed; the message names the case and the problem."""
 
 
 def compute_new_shape(old_shape: Sequence[int], old_spacing: Sequence[float], new_spacing: Sequence[float]) -> list[int]:
@@ -83,6 +80,19 @@ def _labels_as_int(seg: np.ndarray, case: str) -> np.ndarray:
     if seg.dtype.kind == "f" and not np.array_equal(out, seg):  # compared chunk-wise, no float copy
         raise PreprocessingError(f"case {case}: the segmentation has non-integer values")
     return out
+
+
+def _refuse_undeclared_labels(seg: np.ndarray, class_keys: Sequence[ClassKey], case: str) -> None:
+    """A label no class declares would index past the network's outputs in the loss (a CUDA
+    assert deep in training); refuse it here, naming the case."""
+    declared = {0}
+    for key in class_keys:
+        declared.update(int(v) for v in (key if isinstance(key, tuple) else (key,)))
+    present = np.unique(seg)
+    undeclared = sorted(int(v) for v in present if int(v) not in declared)
+    if undeclared:
+        raise PreprocessingError(f"case {case}: label value(s) {undeclared[:10]} are not declared in dataset.json "
+                                 f"(declared: {sorted(declared)})")
 
 
 def _read(plan: PreprocessingPlan, image_files: Sequence[PathLike], seg_file: PathLike | None):
@@ -176,6 +186,11 @@ def preprocess_case(
 
     if data.ndim != 4:
         raise PreprocessingError(f"case {case}: expected image data (c, x, y, z), got shape {data.shape}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(finite.size - finite.sum())
+        raise PreprocessingError(f"case {case}: the images contain {bad} NaN/inf voxel(s); fix them (oxunet verify names them)")
+    del finite
     if data.shape[0] != plan.num_channels:
         raise PreprocessingError(
             f"case {case}: {data.shape[0]} image channel(s), but the plans normalize {plan.num_channels}"
@@ -188,6 +203,8 @@ def preprocess_case(
                 f"case {case}: segmentation shape {seg.shape[1:]} does not match the image shape {data.shape[1:]}"
             )
         seg = _labels_as_int(seg, case)
+        if has_seg and class_keys:
+            _refuse_undeclared_labels(seg, class_keys, case)
     if len(properties["spacing"]) != 3:
         raise PreprocessingError(f"case {case}: expected 3 spacing values, got {properties['spacing']}")
 
@@ -209,13 +226,21 @@ def preprocess_case(
     # before resampling, so that the nonzero mask (seg >= 0) still fits the image exactly
     data = normalize(data, seg, plan.normalization_schemes, plan.use_mask_for_norm, plan.intensity_properties)
 
-    if resample_data_fn is not None and plan.resampling_data.fn != "no_resampling_hack":
-        data = resample_data_fn(plan.resampling_data, data, new_shape, original_spacing, target_spacing)
-    else:
-        data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
+    try:
+        if resample_data_fn is not None and plan.resampling_data.fn != "no_resampling_hack":
+            data = resample_data_fn(plan.resampling_data, data, new_shape, original_spacing, target_spacing)
+        else:
+            data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
+        if not (skip_seg and not has_seg):
+            seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
+    except KernelError as e:  # e.g. a wrong spacing header asking for a huge volume: name the case
+        raise PreprocessingError(
+            f"case {case}: resampling from spacing {tuple(original_spacing)} to {tuple(target_spacing)} "
+            f"(shape {tuple(new_shape)}) failed: {e}") from None
+    if isinstance(data, np.ndarray) and not np.isfinite(data).all():
+        raise PreprocessingError(f"case {case}: the preprocessed image has non-finite values; it is not written")
     if skip_seg and not has_seg:
         return data, None, properties
-    seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
 
     if has_seg:
         properties["class_locations"] = sample_class_locations(seg, list(class_keys), seed=1234)

@@ -202,7 +202,7 @@ def preprocess_dataset(
         if failed:
             raise PreprocessingError(
                 f"{name} {configuration}: {len(failed)} of {len(jobs)} case(s) failed (the others are stored; a "
-                "rerun redoes only the failed ones):\n  " + "\n  ".join(failed)
+                "rerun redoes only the failed ones): " + "; ".join(failed)
             )
 
     _copy_ground_truth(cases, out_root / "gt_segmentations", info.file_ending)

@@ -44,6 +44,7 @@ from typing import Any, Union
 import numpy as np
 
 from ..io import atomic_path
+from ..errors import PreprocessingError
 
 __all__ = [
     "FORMAT",
@@ -71,7 +72,7 @@ ClassKey = Union[int, tuple[int, ...]]
 PathLike = Union[str, os.PathLike]
 
 
-class StorageError(RuntimeError):
+class StorageError(PreprocessingError):
     """A preprocessed case is missing, incomplete or unreadable; the message names it."""
 
 

@@ -24,11 +24,12 @@ from ..io import atomic_path
 from ..kernels import resample_data
 from ..planning import resolve_configuration
 from ..preprocessing.configuration import Resampling
+from ..errors import TrainingError
 
 PREDICTED_NEXT_STAGE = "predicted_next_stage"
 
 
-class CascadeError(RuntimeError):
+class CascadeError(TrainingError):
     """A previous-stage segmentation is missing or does not fit; the message names the case and the fix."""
 
 

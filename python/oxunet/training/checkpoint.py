@@ -45,8 +45,17 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     random.setstate((p[0], tuple(p[1]), p[2]))
 
 
+def remove_stale_temporaries(fold_dir: str | os.PathLike) -> list[Path]:
+    """Deletes the ``.checkpoint_*.tmp-PID`` files of killed saves; returns them."""
+    from ..io.atomic import remove_stale_temporaries as remove
+
+    return remove(fold_dir, ".checkpoint_*.tmp-*")
+
+
 def find_resume_checkpoint(fold_dir: str | os.PathLike) -> Path | None:
-    """nnU-Net's ``--c`` order: final, else latest, else best."""
+    """nnU-Net's ``--c`` order: final, else latest, else best (stale temporaries of killed
+    saves are removed first)."""
+    remove_stale_temporaries(fold_dir)
     for name in CHECKPOINT_NAMES:
         p = Path(fold_dir) / name
         if p.is_file():

@@ -18,6 +18,7 @@ from typing import Any, Union
 from ..inference.runtime import PRECISIONS  # torch-free import: one list of precision names
 from .kinds import INTERPOLATION_ORDERS, LOSS_KINDS, LR_SCHEDULES, NORMS, OPTIMIZERS, FreezeError, parse_freeze
 from .variants import UNSUPPORTED, VARIANTS
+from ..errors import TrainingError
 
 CONFIG_VERSION = 2
 
@@ -26,7 +27,7 @@ CONFIG_VERSION = 2
 MirrorAxes = Union[str, None, list, dict]
 
 
-class TrainerConfigError(ValueError):
+class TrainerConfigError(TrainingError, ValueError):
     """An unknown trainer name or an invalid configuration file/value; the message names it."""
 
 

@@ -16,8 +16,7 @@ from ..planning import Configuration, Plans, PlansError
 from ..preprocessing.storage import list_cases, open_case
 
 
-class TrainingError(RuntimeError):
-    """Bad training input (missing folders, unknown fold, plans/dataset mismatch); names the problem."""
+from ..errors import TrainingError  # noqa: E402 - this stage's error (an OxunetError and a RuntimeError)
 
 
 def fold_value(fold: int | str) -> int | str:

@@ -2,6 +2,7 @@
 without importing torch (the modules that build these things import this one, never the reverse)."""
 
 from __future__ import annotations
+from ..errors import TrainingError
 
 # oxunet.training.losses.build_loss kinds
 LOSS_KINDS = ("dice_ce", "dice", "ce", "topk", "dice_topk")
@@ -19,7 +20,7 @@ INTERPOLATION_ORDERS = {0: "nearest", 1: "bilinear"}
 NORMS = {"batch": "BatchNorm", "instance": "InstanceNorm"}
 
 
-class FreezeError(ValueError):
+class FreezeError(TrainingError, ValueError):
     """A --freeze value that is neither 'encoder' nor a positive stage count."""
 
 

@@ -165,8 +165,43 @@ def epoch_loader(spec: LoaderSpec, num_batches: int, seed: int, epoch: int, *, s
         info_free = iter(_inprocess(ds))
         return info_free
     workers = min(num_workers, num_batches)
-    return iter(DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                           prefetch_factor=max(2, 6 // max(workers, 1)), persistent_workers=False))
+    return _worker_deaths_named(iter(DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                                                prefetch_factor=max(2, 6 // max(workers, 1)),
+                                                persistent_workers=False)))
+
+
+def _worker_deaths_named(batches: Iterator[dict]) -> Iterator[dict]:
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except RuntimeError as e:
+            named = worker_death_error(e)
+            if named is None:
+                raise
+            raise named from None
+        yield batch
+
+
+def worker_death_error(exc: BaseException):
+    """Torch notices a dead loader worker within seconds (its SIGCHLD handler raises wherever the
+    main thread is, or the next batch does) with a RuntimeError that reads like an internal
+    error; this is the TrainingError naming the worker and the likely cause (None: not that)."""
+    import re
+
+    from ..errors import TrainingError
+
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or "DataLoader worker" not in text:
+        return None
+    pids = re.findall(r"\d+", text.split("DataLoader worker", 1)[1].split(")")[0])
+    signal_part = re.search(r"killed by signal: ([^.]+)", text)
+    how = f"was killed by signal {signal_part.group(1).strip()}" if signal_part else "exited unexpectedly"
+    return TrainingError(
+        f"data-loading worker (pid {', '.join(pids) or '?'}) {how}: most likely the system killed it for memory "
+        "(out-of-memory killer); retry with fewer workers (--num-workers) or more RAM / shared memory; "
+        "--continue resumes from the last checkpoint")
 
 
 def _inprocess(ds: EpochBatches) -> Iterator[dict]:

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path
+from ..errors import TrainingError
 
 SPLITS_FILE = "splits_final.json"
 DEFAULT_SEED = 12345
 
 
-class SplitsError(ValueError):
+class SplitsError(TrainingError, ValueError):
     """A splits file is unreadable or names cases that do not exist."""
 
 

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,9 +30,9 @@ import numpy as np
 import torch
 
 from ..dataset import Paths
-from .checkpoint import find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from .checkpoint import CHECKPOINT_NAMES, find_resume_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import TrainerConfig
-from .fold import FoldContext, TrainingError, read_fold_context
+from .fold import TrainingError, read_fold_context
 from .logger import TrainingLogger
 from .loop import EpochSummary, online_tp_fp_fn, run_epochs
 from .precision import PrecisionError, autocast, check_precision, make_grad_scaler, resolve_precision, training_step
@@ -515,7 +516,11 @@ class Trainer:
                 self.load_checkpoint(ck)
                 self.logger.line(f"resumed from {ck.name} at epoch {self.current_epoch}")
             else:
-                self.logger.line("no checkpoint to continue from: starting from scratch")
+                msg = (f"--continue: no checkpoint in {self.fold_dir} (looked for {', '.join(CHECKPOINT_NAMES)}): "
+                       "starting from scratch")
+                self.logger.line(msg)
+                if self.is_main:  # the log file alone would leave it silent
+                    print(f"warning: {msg}", file=sys.stderr)
         elif o.pretrained:
             self.load_pretrained(o.pretrained)
         try:

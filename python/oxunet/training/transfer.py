@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from ..errors import TrainingError
 
 REPORT_VERSION = 1
 
 
-class TransferError(ValueError):
+class TransferError(TrainingError, ValueError):
     """Pretrained weights that cannot be used at all, or a bad ``--freeze`` value."""
 
 

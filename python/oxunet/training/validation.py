@@ -26,12 +26,13 @@ from ..networks import load_nnunet_checkpoint
 from ..preprocessing.storage import StorageError, open_case
 from .cascade import (PREDICTED_NEXT_STAGE, CascadeError, logits_to_next_stage, load_stage_segmentation,
                       next_stage_names, one_hot_foreground, save_stage_segmentation)
+from ..errors import TrainingError
 
 if TYPE_CHECKING:
     from .fold import FoldContext
 
 
-class ValidationError(RuntimeError):
+class ValidationError(TrainingError):
     """The fold cannot be validated (no checkpoint, no ground truth); the message says which."""
 
 

@@ -100,11 +100,17 @@ fn check_channels_first(arg: &'static str, shape: &[usize]) -> KernelResult<()> 
     if shape.len() != 3 && shape.len() != 4 {
         return Err(KernelError::shape(
             arg,
-            format!("expected 3 or 4 dimensions (c, x, y[, z]), got {} (shape {shape:?})", shape.len()),
+            format!(
+                "expected 3 or 4 dimensions (c, x, y[, z]), got {} (shape {shape:?})",
+                shape.len()
+            ),
         ));
     }
     if shape.contains(&0) {
-        return Err(KernelError::shape(arg, format!("every axis must have at least one element, got shape {shape:?}")));
+        return Err(KernelError::shape(
+            arg,
+            format!("every axis must have at least one element, got shape {shape:?}"),
+        ));
     }
     Ok(())
 }
@@ -112,12 +118,14 @@ fn check_channels_first(arg: &'static str, shape: &[usize]) -> KernelResult<()> 
 /// `(c, x, y, z)` as is; `(c, x, y)` as `(c, x, 1, y)`.
 fn internal<'a, T>(v: ArrayViewD<'a, T>, arg: &'static str) -> KernelResult<ArrayView4<'a, T>> {
     let v = if v.ndim() == 3 { v.insert_axis(Axis(2)) } else { v };
-    v.into_dimensionality().map_err(|e| KernelError::shape(arg, e.to_string()))
+    v.into_dimensionality()
+        .map_err(|e| KernelError::shape(arg, e.to_string()))
 }
 
 fn internal_mut<'a, T>(v: ArrayViewMutD<'a, T>, arg: &'static str) -> KernelResult<ArrayViewMut4<'a, T>> {
     let v = if v.ndim() == 3 { v.insert_axis(Axis(2)) } else { v };
-    v.into_dimensionality().map_err(|e| KernelError::shape(arg, e.to_string()))
+    v.into_dimensionality()
+        .map_err(|e| KernelError::shape(arg, e.to_string()))
 }
 
 /// Index of the first nonzero value of `row`.
@@ -208,7 +216,9 @@ pub fn crop_box<F: NonzeroValue>(data: ArrayViewD<'_, F>) -> KernelResult<CropBo
     if nz >= u32::MAX as usize {
         return Err(KernelError::shape("data", "the last axis is too long (2^32 or more)"));
     }
-    let ch = Channels { chans: d.outer_iter().map(Rows::new).collect() };
+    let ch = Channels {
+        chans: d.outer_iter().map(Rows::new).collect(),
+    };
     let plane_any = |x: usize| (0..ny).into_par_iter().any(|y| ch.row_any(x, y, nz));
     let b = match (0..nx).find(|&x| plane_any(x)) {
         // An empty mask keeps the whole image.
@@ -245,13 +255,21 @@ pub fn crop_box<F: NonzeroValue>(data: ArrayViewD<'_, F>) -> KernelResult<CropBo
             [x0, x1, y0, y1, zlo.into_inner(), zhi.into_inner()]
         }
     };
-    let bbox = if real_y { vec![[b[0], b[1]], [b[2], b[3]], [b[4], b[5]]] } else { vec![[b[0], b[1]], [b[4], b[5]]] };
+    let bbox = if real_y {
+        vec![[b[0], b[1]], [b[2], b[3]], [b[4], b[5]]]
+    } else {
+        vec![[b[0], b[1]], [b[4], b[5]]]
+    };
     Ok(CropBox {
         spatial,
         real_y,
         bbox,
         g0: [b[0], b[2], b[4]],
-        bgrid: Grid { nx: b[1] - b[0], ny: b[3] - b[2], nz: b[5] - b[4] },
+        bgrid: Grid {
+            nx: b[1] - b[0],
+            ny: b[3] - b[2],
+            nz: b[5] - b[4],
+        },
     })
 }
 
@@ -328,15 +346,28 @@ pub fn crop_data_into<F: NonzeroValue>(
     out: ArrayViewMutD<'_, F>,
 ) -> KernelResult<CropPlan> {
     if data.shape()[1..] != crop.spatial[..] {
-        return Err(KernelError::shape("data", "shape differs from the one the crop box was found on"));
+        return Err(KernelError::shape(
+            "data",
+            "shape differs from the one the crop box was found on",
+        ));
     }
     check_out(out.shape(), data.shape()[0], crop)?;
     let d = internal(data, "data")?;
     let mut o = internal_mut(out, "out")?;
-    let src = Channels { chans: d.outer_iter().map(Rows::new).collect() };
+    let src = Channels {
+        chans: d.outer_iter().map(Rows::new).collect(),
+    };
     let dst: Vec<RowsMut<'_, F>> = o.outer_iter_mut().map(RowsMut::new).collect();
     let bgrid = crop.bgrid;
-    let fg = extract(bgrid, &CopyRows { src, dst, g0: crop.g0, nz: bgrid.nz })?;
+    let fg = extract(
+        bgrid,
+        &CopyRows {
+            src,
+            dst,
+            g0: crop.g0,
+            nz: bgrid.nz,
+        },
+    )?;
 
     // Background of the box, face-connected; components touching the box boundary are outside.
     let bg = extract(bgrid, &ComplementRows { fg: &fg })?;
@@ -357,14 +388,21 @@ pub fn crop_data_into<F: NonzeroValue>(
         }
     }
     let outside: Vec<bool> = labels.iter().map(|&l| touches[l as usize]).collect();
-    Ok(CropPlan { crop: crop.clone(), bg, outside })
+    Ok(CropPlan {
+        crop: crop.clone(),
+        bg,
+        outside,
+    })
 }
 
 fn check_out(out_shape: &[usize], channels: usize, crop: &CropBox) -> KernelResult<()> {
     let mut want = vec![channels];
     want.extend(crop.cropped_shape());
     if out_shape != want.as_slice() {
-        return Err(KernelError::shape("out", format!("expected shape {want:?}, got {out_shape:?}")));
+        return Err(KernelError::shape(
+            "out",
+            format!("expected shape {want:?}, got {out_shape:?}"),
+        ));
     }
     Ok(())
 }
@@ -382,7 +420,12 @@ pub fn crop_seg_into<S: LabelValue>(
             "seg",
             format!(
                 "expected shape (k, {}) with k >= 1 to match data, got {:?}",
-                plan.crop.spatial.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
+                plan.crop
+                    .spatial
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 seg.shape()
             ),
         ));
@@ -396,22 +439,25 @@ pub fn crop_seg_into<S: LabelValue>(
     let z1 = z0 + plan.crop.bgrid.nz;
     for (sc, mut oc) in s.outer_iter().zip(o.outer_iter_mut()) {
         let rows = Rows::new(sc);
-        oc.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(x, mut plane)| {
-            let mut buf = Vec::new();
-            for (y, mut orow) in plane.outer_iter_mut().enumerate() {
-                copy_into(&mut orow, rows.row(x0 + x, y0 + y, z0, z1, &mut buf));
-                let (rs, base) = plan.bg.row(x, y);
-                for (k, r) in rs.iter().enumerate() {
-                    if plan.outside[base + k] {
-                        for v in orow.slice_mut(ndarray::s![r.s as usize..r.e as usize]) {
-                            if *v == zero {
-                                *v = nl;
+        oc.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(x, mut plane)| {
+                let mut buf = Vec::new();
+                for (y, mut orow) in plane.outer_iter_mut().enumerate() {
+                    copy_into(&mut orow, rows.row(x0 + x, y0 + y, z0, z1, &mut buf));
+                    let (rs, base) = plan.bg.row(x, y);
+                    for (k, r) in rs.iter().enumerate() {
+                        if plan.outside[base + k] {
+                            for v in orow.slice_mut(ndarray::s![r.s as usize..r.e as usize]) {
+                                if *v == zero {
+                                    *v = nl;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
     }
     Ok(())
 }
@@ -423,17 +469,20 @@ pub fn new_seg_into(plan: &CropPlan, nonzero_label: i64, out: ArrayViewMutD<'_, 
     check_out(out.shape(), 1, &plan.crop)?;
     let mut o = internal_mut(out, "out")?;
     let mut o0 = o.index_axis_mut(Axis(0), 0);
-    o0.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(x, mut plane)| {
-        for (y, mut orow) in plane.outer_iter_mut().enumerate() {
-            orow.fill(0);
-            let (rs, base) = plan.bg.row(x, y);
-            for (k, r) in rs.iter().enumerate() {
-                if plan.outside[base + k] {
-                    orow.slice_mut(ndarray::s![r.s as usize..r.e as usize]).fill(nl);
+    o0.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(x, mut plane)| {
+            for (y, mut orow) in plane.outer_iter_mut().enumerate() {
+                orow.fill(0);
+                let (rs, base) = plan.bg.row(x, y);
+                for (k, r) in rs.iter().enumerate() {
+                    if plan.outside[base + k] {
+                        orow.slice_mut(ndarray::s![r.s as usize..r.e as usize]).fill(nl);
+                    }
                 }
             }
-        }
-    });
+        });
     Ok(())
 }
 

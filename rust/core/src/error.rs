@@ -11,6 +11,28 @@ pub enum KernelError {
     /// Wrong dimensionality or shape.
     #[error("{arg}: {msg}")]
     Shape { arg: &'static str, msg: String },
+    /// An allocation failed (or would exceed the machine's memory): `what` names the buffer.
+    #[error("{what}: cannot allocate {} (not enough memory)", human_bytes(*bytes))]
+    OutOfMemory { what: &'static str, bytes: usize },
+}
+
+/// `bytes` as "1.5 GiB"; usize::MAX stands for "more than can be addressed".
+pub fn human_bytes(bytes: usize) -> String {
+    if bytes == usize::MAX {
+        return "more bytes than can be addressed".to_string();
+    }
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
 }
 
 impl KernelError {

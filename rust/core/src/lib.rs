@@ -6,6 +6,7 @@
 pub mod components;
 pub mod crop;
 pub mod error;
+pub mod mem;
 pub mod parallel;
 pub mod resample;
 pub mod sampling;

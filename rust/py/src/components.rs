@@ -22,7 +22,9 @@ fn label_typed<'py, T: MaskValue + Element>(
     let n = {
         let mut rw = out.readwrite();
         let ov = rw.as_array_mut();
-        run_detached(py, "label_components", move || label_components_into(view, connectivity, ov))?
+        run_detached(py, "label_components", move || {
+            label_components_into(view, connectivity, ov)
+        })?
     };
     Ok((out.into_any(), n))
 }

@@ -5,8 +5,8 @@
 
 use half::f16;
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use oxunet_core::crop::{crop_box, crop_data_into, crop_seg_into, new_seg_into, CropBox, CropPlan, NonzeroValue};
 use oxunet_core::components::LabelValue;
+use oxunet_core::crop::{crop_box, crop_data_into, crop_seg_into, new_seg_into, CropBox, CropPlan, NonzeroValue};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
@@ -33,7 +33,9 @@ fn crop_seg<'py, S: LabelValue + Element>(
     {
         let mut rw = out.readwrite();
         let ov = rw.as_array_mut();
-        run_detached(py, "crop_to_nonzero", move || crop_seg_into(view, plan, nonzero_label, ov))?;
+        run_detached(py, "crop_to_nonzero", move || {
+            crop_seg_into(view, plan, nonzero_label, ov)
+        })?;
     }
     Ok(out.into_any())
 }
@@ -107,7 +109,9 @@ fn crop_to_nonzero<'py>(
     if let Ok(a) = data.cast::<PyArrayDyn<f16>>() {
         return crop_typed(py, a, seg, nonzero_label);
     }
-    Err(PyTypeError::new_err("data: expected a float16, float32 or float64 numpy array"))
+    Err(PyTypeError::new_err(
+        "data: expected a float16, float32 or float64 numpy array",
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

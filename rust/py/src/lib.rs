@@ -11,8 +11,8 @@ mod sampling;
 mod sliding_window;
 
 #[pyfunction]
-fn set_num_threads(n: usize) {
-    oxunet_core::parallel::set_num_threads(n);
+fn set_num_threads(py: Python<'_>, n: usize) -> PyResult<()> {
+    oxunet_core::parallel::set_num_threads(n).map_err(|e| common::to_pyerr(py, e))
 }
 
 #[pyfunction]
@@ -23,7 +23,11 @@ fn get_num_threads() -> usize {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    m.add("MAX_THREADS", oxunet_core::parallel::MAX_THREADS)?;
+    m.add(
+        "build_profile",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+    )?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     components::register(m)?;

@@ -23,7 +23,15 @@ macro_rules! resample_fn {
         ) -> PyResult<Bound<'py, PyArrayDyn<$t>>> {
             let view = array.as_array();
             let out = crate::common::run_detached(py, stringify!($core), move || {
-                resample::$core(view, &new_shape, &current_spacing, &new_spacing, order, order_z, force_separate_z)
+                resample::$core(
+                    view,
+                    &new_shape,
+                    &current_spacing,
+                    &new_spacing,
+                    order,
+                    order_z,
+                    force_separate_z,
+                )
             })?;
             Ok(out.into_pyarray(py))
         }

@@ -4,7 +4,7 @@
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use oxunet_core::sampling;
 use oxunet_core::KernelError;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 /// Output size (elements) below which a sequential crop keeps the GIL (releasing it would
@@ -27,9 +27,10 @@ fn run_here<T: Send>(
     match caught {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(crate::common::to_pyerr(py, e)),
-        Err(_) => Err(PyRuntimeError::new_err(format!(
-            "internal error in oxunet kernel {what} (this is a bug, please report it)"
-        ))),
+        Err(panic) => match oxunet_core::mem::payload_to_error(panic) {
+            Ok(e) => Err(crate::common::to_pyerr(py, e)),
+            Err(detail) => Err(crate::common::internal_error(what, &detail)),
+        },
     }
 }
 
@@ -40,15 +41,9 @@ fn split_classes(labels: &[i64], offsets: &[usize]) -> Result<Vec<Vec<i64>>, Ker
         || *offsets.last().unwrap() != labels.len()
         || offsets.windows(2).any(|w| w[0] > w[1])
     {
-        return Err(KernelError::invalid(
-            "classes",
-            "inconsistent flattened class offsets",
-        ));
+        return Err(KernelError::invalid("classes", "inconsistent flattened class offsets"));
     }
-    Ok(offsets
-        .windows(2)
-        .map(|w| labels[w[0]..w[1]].to_vec())
-        .collect())
+    Ok(offsets.windows(2).map(|w| labels[w[0]..w[1]].to_vec()).collect())
 }
 
 /// sample_class_locations(seg, labels, offsets, seed, min_num_samples, min_percent_coverage)
@@ -104,9 +99,7 @@ fn crop_and_pad<'py>(
         ));
     }
     let bbox: Vec<(i64, i64)> = lbs.into_iter().zip(ubs).collect();
-    let width = array
-        .getattr(pyo3::intern!(py, "itemsize"))?
-        .extract::<usize>()?;
+    let width = array.getattr(pyo3::intern!(py, "itemsize"))?.extract::<usize>()?;
     macro_rules! run {
         ($($t:ty),*) => {$(
             if width == std::mem::size_of::<$t>() {

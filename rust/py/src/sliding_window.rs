@@ -172,8 +172,9 @@ impl PyAggregator {
             .collect())
     }
 
-    fn importance_map<'py>(&self, py: Python<'py>) -> Bound<'py, PyArrayDyn<f32>> {
-        self.inner.importance_map().into_pyarray(py)
+    fn importance_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let map = self.inner.importance_map().map_err(|e| to_pyerr(py, e))?;
+        Ok(map.into_pyarray(py))
     }
 }
 

@@ -91,7 +91,7 @@ class Aggregator:
         self._acc = np.zeros((cfg["num_channels"], *cfg["shape"]), self._acc_dtype)
         self._w = np.zeros(cfg["shape"], self._acc_dtype)
         self._lock = threading.Lock()
-        self._last_start = None
+        self._last_start: int | None = None
         self._lo = 0
         self._flushed = False
         self._ready: list[tuple[int, int, np.ndarray]] = []

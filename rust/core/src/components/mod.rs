@@ -11,7 +11,7 @@ use ndarray::{ArrayD, ArrayView3, ArrayViewD, ArrayViewMut3, ArrayViewMutD, Axis
 use rayon::prelude::*;
 
 pub use runs::Connectivity;
-use runs::{copy_into, extract, label, Grid, PredicateRows, RunTable, Rows};
+use runs::{copy_into, extract, label, Grid, PredicateRows, Rows, RunTable};
 
 use crate::{KernelError, KernelResult};
 
@@ -59,9 +59,7 @@ int_values!(i8, i16, i32, i64, u8, u16, u32, u64);
 
 /// A label value that must fit the array's dtype.
 pub(crate) fn label_in_dtype<T: LabelValue>(arg: &'static str, v: i64) -> KernelResult<T> {
-    T::from_i64(v).ok_or_else(|| {
-        KernelError::invalid(arg, format!("{v} does not fit the label dtype {}", T::NAME))
-    })
+    T::from_i64(v).ok_or_else(|| KernelError::invalid(arg, format!("{v} does not fit the label dtype {}", T::NAME)))
 }
 
 /// The row grid of a 2D or 3D array: 2D `(X, Y)` becomes `(X, 1, Y)`; a 3D array with a
@@ -72,7 +70,10 @@ fn grid_shape(shape: &[usize], arg: &'static str) -> KernelResult<[usize; 3]> {
         [a, b] => Ok([a, 1, b]),
         [1, b, c] => Ok([b, 1, c]),
         [a, b, c] => Ok([a, b, c]),
-        _ => Err(KernelError::shape(arg, format!("expected 2 or 3 dimensions, got {} (shape {shape:?})", shape.len()))),
+        _ => Err(KernelError::shape(
+            arg,
+            format!("expected 2 or 3 dimensions, got {} (shape {shape:?})", shape.len()),
+        )),
     }
 }
 
@@ -86,7 +87,9 @@ fn grid_view<'a, T>(v: ArrayViewD<'a, T>, arg: &'static str) -> KernelResult<Arr
         _ if v.shape()[0] == 1 => v.index_axis_move(Axis(0), 0).insert_axis(Axis(1)),
         _ => v,
     };
-    let v3 = v3.into_dimensionality().map_err(|e| KernelError::shape(arg, e.to_string()))?;
+    let v3 = v3
+        .into_dimensionality()
+        .map_err(|e| KernelError::shape(arg, e.to_string()))?;
     debug_assert_eq!(v3.shape(), &g[..]);
     Ok(v3)
 }
@@ -98,7 +101,8 @@ fn grid_view_mut<'a, T>(v: ArrayViewMutD<'a, T>, arg: &'static str) -> KernelRes
         _ if v.shape()[0] == 1 => v.index_axis_move(Axis(0), 0).insert_axis(Axis(1)),
         _ => v,
     };
-    v3.into_dimensionality().map_err(|e| KernelError::shape(arg, e.to_string()))
+    v3.into_dimensionality()
+        .map_err(|e| KernelError::shape(arg, e.to_string()))
 }
 
 fn check_out_shape(in_shape: &[usize], out_shape: &[usize]) -> KernelResult<()> {
@@ -117,8 +121,15 @@ where
     P: Fn(T) -> bool + Sync,
 {
     let sh = v.shape();
-    let grid = Grid { nx: sh[0], ny: sh[1], nz: sh[2] };
-    let src = PredicateRows { rows: Rows::new(v), pred };
+    let grid = Grid {
+        nx: sh[0],
+        ny: sh[1],
+        nz: sh[2],
+    };
+    let src = PredicateRows {
+        rows: Rows::new(v),
+        pred,
+    };
     extract(grid, &src)
 }
 
@@ -138,16 +149,19 @@ pub fn label_components_into<T: MaskValue>(
     }
     let table = table_for(m, T::is_on)?;
     let (labels, n) = label(&table, connectivity);
-    o.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(x, mut plane)| {
-        for (y, mut row) in plane.outer_iter_mut().enumerate() {
-            row.fill(0);
-            let (rs, base) = table.row(x, y);
-            for (k, r) in rs.iter().enumerate() {
-                let l = labels[base + k];
-                row.slice_mut(ndarray::s![r.s as usize..r.e as usize]).fill(l);
+    o.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(x, mut plane)| {
+            for (y, mut row) in plane.outer_iter_mut().enumerate() {
+                row.fill(0);
+                let (rs, base) = table.row(x, y);
+                for (k, r) in rs.iter().enumerate() {
+                    let l = labels[base + k];
+                    row.slice_mut(ndarray::s![r.s as usize..r.e as usize]).fill(l);
+                }
             }
-        }
-    });
+        });
     Ok(n)
 }
 
@@ -212,20 +226,23 @@ fn write_filtered<T: LabelValue>(
 ) {
     let rows = Rows::new(seg);
     let nz = rows.shape()[2];
-    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(x, mut plane)| {
-        let mut buf = Vec::new();
-        for (y, mut orow) in plane.outer_iter_mut().enumerate() {
-            copy_into(&mut orow, rows.row(x, y, 0, nz, &mut buf));
-            if let Some((table, labels, remove)) = table {
-                let (rs, base) = table.row(x, y);
-                for (k, r) in rs.iter().enumerate() {
-                    if remove[labels[base + k] as usize] {
-                        orow.slice_mut(ndarray::s![r.s as usize..r.e as usize]).fill(replace);
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(x, mut plane)| {
+            let mut buf = Vec::new();
+            for (y, mut orow) in plane.outer_iter_mut().enumerate() {
+                copy_into(&mut orow, rows.row(x, y, 0, nz, &mut buf));
+                if let Some((table, labels, remove)) = table {
+                    let (rs, base) = table.row(x, y);
+                    for (k, r) in rs.iter().enumerate() {
+                        if remove[labels[base + k] as usize] {
+                            orow.slice_mut(ndarray::s![r.s as usize..r.e as usize]).fill(replace);
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 fn filter_with<T, P>(

@@ -65,12 +65,18 @@ impl Connectivity {
             (2, 4) | (3, 6) => Ok(Connectivity::Face),
             (3, 18) => Ok(Connectivity::Edge),
             (2, 8) | (3, 26) => Ok(Connectivity::Full),
-            (2, _) => Err(KernelError::invalid("connectivity", format!("must be 4 or 8 for a 2D image, got {n}"))),
+            (2, _) => Err(KernelError::invalid(
+                "connectivity",
+                format!("must be 4 or 8 for a 2D image, got {n}"),
+            )),
             (3, _) => Err(KernelError::invalid(
                 "connectivity",
                 format!("must be 6, 18 or 26 for a 3D image, got {n}"),
             )),
-            _ => Err(KernelError::invalid("connectivity", format!("no connectivity for {ndim}D images"))),
+            _ => Err(KernelError::invalid(
+                "connectivity",
+                format!("no connectivity for {ndim}D images"),
+            )),
         }
     }
 
@@ -153,7 +159,11 @@ fn rank(bits: &[u64], pref: &[u32], t: usize) -> u32 {
 }
 
 impl RowIndex<'_> {
-    const EMPTY: RowIndex<'static> = RowIndex { first: 0, runs: &[], index: None };
+    const EMPTY: RowIndex<'static> = RowIndex {
+        first: 0,
+        runs: &[],
+        index: None,
+    };
 
     /// Local indices `lo..hi` of the runs touching `[s, e)`; with `diagonal_z`, runs that
     /// only touch it at a corner (one voxel before or after) count too.
@@ -164,7 +174,11 @@ impl RowIndex<'_> {
             Some(ix) => {
                 let (s, e, d) = (s as usize, e as usize, d as usize);
                 // Runs whose last voxel is before s - d lie entirely before the interval.
-                let lo = if s > d { rank(ix.lasts, ix.lasts_pref, s - d - 1) } else { 0 };
+                let lo = if s > d {
+                    rank(ix.lasts, ix.lasts_pref, s - d - 1)
+                } else {
+                    0
+                };
                 // Runs starting at or before e - 1 + d reach it.
                 let hi = rank(ix.starts, ix.starts_pref, (e - 1 + d).min(nz - 1));
                 (lo, hi)
@@ -207,7 +221,11 @@ impl Slab {
                 lasts_pref: &self.lasts_pref[w],
             }
         });
-        RowIndex { first: (base + a) as u32, runs: &self.runs[a..b], index }
+        RowIndex {
+            first: (base + a) as u32,
+            runs: &self.runs[a..b],
+            index,
+        }
     }
 }
 
@@ -216,8 +234,15 @@ fn slab_ranges(grid: Grid) -> Vec<(usize, usize)> {
     let nx = grid.nx.max(1);
     // Unit tests split small grids too, so that the stitching is exercised everywhere.
     const MIN_SPLIT_VOXELS: usize = if cfg!(test) { 1 << 8 } else { 1 << 18 };
-    let n = if grid.voxels() < MIN_SPLIT_VOXELS { 1 } else { (rayon::current_num_threads() * 4).clamp(1, nx) };
-    (0..n).map(|k| (k * nx / n, (k + 1) * nx / n)).filter(|(a, b)| b > a).collect()
+    let n = if grid.voxels() < MIN_SPLIT_VOXELS {
+        1
+    } else {
+        (rayon::current_num_threads() * 4).clamp(1, nx)
+    };
+    (0..n)
+        .map(|k| (k * nx / n, (k + 1) * nx / n))
+        .filter(|(a, b)| b > a)
+        .collect()
 }
 
 /// Runs and rank index of planes `[p0, p1)`.
@@ -258,7 +283,18 @@ fn extract_slab<S: RowRuns>(grid: Grid, nw: usize, src: &S, p0: usize, p1: usize
             }
         }
     }
-    Slab { p0, p1, base: 0, runs, row_ptr, index_of_row, starts, lasts, starts_pref, lasts_pref }
+    Slab {
+        p0,
+        p1,
+        base: 0,
+        runs,
+        row_ptr,
+        index_of_row,
+        starts,
+        lasts,
+        starts_pref,
+        lasts_pref,
+    }
 }
 
 /// Extracts the runs of every row, slabs in parallel.
@@ -273,16 +309,28 @@ pub(crate) fn extract<S: RowRuns>(grid: Grid, src: &S) -> KernelResult<RunTable>
     let mut slab_of_plane = vec![0u32; grid.nx];
     for (k, slab) in slabs.iter_mut().enumerate() {
         if slab.runs.len() >= u32::MAX as usize {
-            return Err(KernelError::invalid("mask", "too many foreground runs (more than 2^32) for one volume"));
+            return Err(KernelError::invalid(
+                "mask",
+                "too many foreground runs (more than 2^32) for one volume",
+            ));
         }
         slab.base = base;
         base += slab.runs.len();
         slab_of_plane[slab.p0..slab.p1].fill(k as u32);
     }
     if base >= u32::MAX as usize {
-        return Err(KernelError::invalid("mask", "too many foreground runs (more than 2^32) for one volume"));
+        return Err(KernelError::invalid(
+            "mask",
+            "too many foreground runs (more than 2^32) for one volume",
+        ));
     }
-    Ok(RunTable { grid, slabs, slab_of_plane, n_runs: base, nw })
+    Ok(RunTable {
+        grid,
+        slabs,
+        slab_of_plane,
+        n_runs: base,
+        nw,
+    })
 }
 
 #[inline]
@@ -454,7 +502,9 @@ pub(crate) fn label(table: &RunTable, conn: Connectivity) -> (Vec<u32>, u32) {
             parts.push((slab, head));
             rest = tail;
         }
-        parts.into_par_iter().for_each(|(slab, p)| unite_slab(grid, conn, nw, slab, p));
+        parts
+            .into_par_iter()
+            .for_each(|(slab, p)| unite_slab(grid, conn, nw, slab, p));
     }
     // 2. Stitch each slab's first plane to the previous slab's last plane.
     match conn {
@@ -501,13 +551,19 @@ pub(crate) struct Rows<'a, T> {
 
 // SAFETY: `Rows` is a read-only view; sharing it is as safe as sharing `&[T]`.
 unsafe impl<T: Sync> Sync for Rows<'_, T> {}
+// SAFETY: as above.
 unsafe impl<T: Sync> Send for Rows<'_, T> {}
 
 impl<'a, T: Copy> Rows<'a, T> {
     pub fn new(v: ArrayView3<'a, T>) -> Self {
         let s = v.strides();
         let sh = v.shape();
-        Rows { ptr: v.as_ptr(), strides: [s[0], s[1], s[2]], shape: [sh[0], sh[1], sh[2]], _life: PhantomData }
+        Rows {
+            ptr: v.as_ptr(),
+            strides: [s[0], s[1], s[2]],
+            shape: [sh[0], sh[1], sh[2]],
+            _life: PhantomData,
+        }
     }
 
     pub fn shape(&self) -> [usize; 3] {
@@ -540,9 +596,9 @@ impl<'a, T: Copy> Rows<'a, T> {
         }
         // SAFETY: indices are within the view's shape, so every offset lands inside it.
         unsafe {
-            let start = self.ptr.offset(
-                x as isize * self.strides[0] + y as isize * self.strides[1] + z0 as isize * self.strides[2],
-            );
+            let start = self
+                .ptr
+                .offset(x as isize * self.strides[0] + y as isize * self.strides[1] + z0 as isize * self.strides[2]);
             if self.strides[2] == 1 || n <= 1 {
                 std::slice::from_raw_parts(start, n)
             } else {
@@ -566,13 +622,19 @@ pub(crate) struct RowsMut<'a, T> {
 // SAFETY: writers promise disjoint rows (see `write_row`), so this is like handing out
 // disjoint `&mut [T]` to several threads.
 unsafe impl<T: Send> Sync for RowsMut<'_, T> {}
+// SAFETY: as above.
 unsafe impl<T: Send> Send for RowsMut<'_, T> {}
 
 impl<'a, T: Copy> RowsMut<'a, T> {
     pub fn new(mut v: ndarray::ArrayViewMut3<'a, T>) -> Self {
         let s = v.strides();
         let (s, sh) = ([s[0], s[1], s[2]], [v.shape()[0], v.shape()[1], v.shape()[2]]);
-        RowsMut { ptr: v.as_mut_ptr(), strides: s, shape: sh, _life: PhantomData }
+        RowsMut {
+            ptr: v.as_mut_ptr(),
+            strides: s,
+            shape: sh,
+            _life: PhantomData,
+        }
     }
 
     /// Copies `src` into row `(x, y)` (its length must be the row's).
@@ -584,7 +646,9 @@ impl<'a, T: Copy> RowsMut<'a, T> {
         assert!(x < self.shape[0] && y < self.shape[1] && src.len() == self.shape[2]);
         // SAFETY: in bounds (asserted); exclusive access to the row is the caller's promise.
         unsafe {
-            let start = self.ptr.offset(x as isize * self.strides[0] + y as isize * self.strides[1]);
+            let start = self
+                .ptr
+                .offset(x as isize * self.strides[0] + y as isize * self.strides[1]);
             if self.strides[2] == 1 {
                 std::ptr::copy_nonoverlapping(src.as_ptr(), start, src.len());
             } else {
@@ -669,7 +733,11 @@ pub(crate) struct MaskScratch<T> {
 
 impl<T> MaskScratch<T> {
     pub fn new(n: usize) -> Self {
-        MaskScratch { bytes: vec![0; n], words: Vec::with_capacity(n.div_ceil(64)), gather: Vec::new() }
+        MaskScratch {
+            bytes: vec![0; n],
+            words: Vec::with_capacity(n.div_ceil(64)),
+            gather: Vec::new(),
+        }
     }
 }
 
@@ -721,7 +789,10 @@ mod tests {
                     while z < row.len() && row[z] {
                         z += 1;
                     }
-                    out.push(Run { s: s as u32, e: z as u32 });
+                    out.push(Run {
+                        s: s as u32,
+                        e: z as u32,
+                    });
                 } else {
                     z += 1;
                 }
@@ -739,9 +810,14 @@ mod tests {
             state
         };
         for nz in [1usize, 5, 63, 64, 65, 150] {
-            let rows: Vec<Vec<bool>> =
-                (0..15).map(|k| (0..nz).map(|_| rnd() % 100 < [5, 30, 50, 70, 95][k % 5]).collect()).collect();
-            let grid = Grid { nx: 1, ny: rows.len(), nz };
+            let rows: Vec<Vec<bool>> = (0..15)
+                .map(|k| (0..nz).map(|_| rnd() % 100 < [5, 30, 50, 70, 95][k % 5]).collect())
+                .collect();
+            let grid = Grid {
+                nx: 1,
+                ny: rows.len(),
+                nz,
+            };
             let table = extract(grid, &BitRows(rows)).unwrap();
             let slab = &table.slabs[0];
             for y in 0..grid.ny {

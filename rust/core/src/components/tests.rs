@@ -84,7 +84,13 @@ pub(crate) fn brute_label(mask: &ArrayD<bool>, conn: Connectivity) -> (ArrayD<u3
     let flat: Vec<bool> = mask.iter().copied().collect();
     let mut lab = vec![0u32; flat.len()];
     let strides: Vec<usize> = (0..shape.len()).map(|d| shape[d + 1..].iter().product()).collect();
-    let coords = |i: usize| -> Vec<isize> { strides.iter().zip(&shape).map(|(&s, &n)| ((i / s) % n) as isize).collect() };
+    let coords = |i: usize| -> Vec<isize> {
+        strides
+            .iter()
+            .zip(&shape)
+            .map(|(&s, &n)| ((i / s) % n) as isize)
+            .collect()
+    };
     let mut n = 0;
     let mut q = VecDeque::new();
     for start in 0..flat.len() {
@@ -116,7 +122,11 @@ pub(crate) fn brute_label(mask: &ArrayD<bool>, conn: Connectivity) -> (ArrayD<u3
 }
 
 fn random_shape(rng: &mut Rng, max: u64) -> [usize; 3] {
-    [1 + rng.below(max) as usize, 1 + rng.below(max) as usize, 1 + rng.below(max + 40) as usize]
+    [
+        1 + rng.below(max) as usize,
+        1 + rng.below(max) as usize,
+        1 + rng.below(max + 40) as usize,
+    ]
 }
 
 #[test]
@@ -250,7 +260,11 @@ fn filters_match_brute_force() {
         for ((s, &x), &y) in seg.iter_mut().zip(a.iter()).zip(b.iter()) {
             *s = x as i16 + 2 * y as i16 - (rng.below(50) == 0) as i16;
         }
-        let seg = if two_d { seg.index_axis(Axis(1), 0).to_owned().into_dyn() } else { seg.into_dyn() };
+        let seg = if two_d {
+            seg.index_axis(Axis(1), 0).to_owned().into_dyn()
+        } else {
+            seg.into_dyn()
+        };
         let label_sets: [&[i64]; 6] = [&[1], &[1, 2], &[2, 3], &[1, 3], &[-1, 3], &[]];
         let labels = label_sets[case % 6];
         let want = brute_filter(&seg, labels, Keep::Largest, 0);

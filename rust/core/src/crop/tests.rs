@@ -44,7 +44,9 @@ fn brute_bbox(mask: &ArrayD<bool>) -> Vec<[usize; 2]> {
     let mut out = Vec::new();
     for ax in 0..nd {
         let n = mask.shape()[ax];
-        let any: Vec<bool> = (0..n).map(|i| mask.index_axis(Axis(ax), i).iter().any(|&v| v)).collect();
+        let any: Vec<bool> = (0..n)
+            .map(|i| mask.index_axis(Axis(ax), i).iter().any(|&v| v))
+            .collect();
         match (any.iter().position(|&v| v), any.iter().rposition(|&v| v)) {
             (Some(a), Some(b)) => out.push([a, b + 1]),
             _ => out.push([0, n]),
@@ -84,7 +86,11 @@ fn brute_crop(data: &ArrayD<f32>, seg: &ArrayD<i16>, nl: i16) -> (ArrayD<f32>, A
 
 fn random_case(rng: &mut Rng, two_d: bool) -> (ArrayD<f32>, ArrayD<i16>) {
     let c = 1 + rng.below(3) as usize;
-    let mut shape = [1 + rng.below(10) as usize, 1 + rng.below(10) as usize, 1 + rng.below(70) as usize];
+    let mut shape = [
+        1 + rng.below(10) as usize,
+        1 + rng.below(10) as usize,
+        1 + rng.below(70) as usize,
+    ];
     if two_d {
         shape[1] = 1;
     }
@@ -140,7 +146,10 @@ fn crop_handles_holes_strides_and_f16() {
     let (d, sg, b) = crop_to_nonzero(data.view().into_dyn(), seg.view(), 255).unwrap();
     assert_eq!(b, vec![[1, 6], [2, 7], [1, 8]]);
     assert_eq!(d.shape(), &[1, 5, 5, 7]);
-    assert!(sg.iter().all(|&v| v == 0), "cavity and shell are inside the filled mask");
+    assert!(
+        sg.iter().all(|&v| v == 0),
+        "cavity and shell are inside the filled mask"
+    );
     // Open the cavity to the outside through one face: now it is background outside.
     data[[0, 3, 4, 1]] = 0.0;
     let (_, sg, _) = crop_to_nonzero(data.view().into_dyn(), seg.view(), 255).unwrap();

@@ -25,9 +25,10 @@ mod seg;
 
 use ndarray::{ArrayD, ArrayView3, ArrayView4, ArrayViewD, Axis, IxDyn};
 
+pub use crate::mem::Zeroable;
 use crate::{KernelError, KernelResult};
+pub use pass::Sample;
 use pass::{axis_pass, chain, gather_axis, min_max, uninit_vec, Clip, Vol};
-pub use pass::{Sample, Zeroable};
 use plan::AxisPlan;
 pub use plan::Lane;
 pub use seg::Label;
@@ -129,6 +130,11 @@ fn check_args(
             format!("every value must be >= 1, got {new_shape:?}"),
         ));
     }
+    // the output and the float64 intermediates must be addressable (overflow is the
+    // caller's target, named as such; a merely huge target fails later as MemoryError)
+    let mut out_dims = vec![shape[0]];
+    out_dims.extend_from_slice(new_shape);
+    crate::mem::bytes_of::<f64>("new_shape", crate::mem::elements("new_shape", &out_dims)?)?;
     check_spacing("current_spacing", current_spacing, nsp)?;
     check_spacing("new_spacing", new_spacing, nsp)?;
     check_order("order", order)?;
@@ -236,7 +242,7 @@ fn resample_channels<T: Copy + Zeroable>(
     );
     let v4 = as4(input);
     let per: usize = lay.odims.iter().product();
-    let mut out: Vec<T> = uninit_vec(nc * per);
+    let mut out: Vec<T> = crate::mem::try_zeroed("resampled output", nc * per)?;
     for (c, dst) in out.chunks_mut(per.max(1)).enumerate().take(nc) {
         channel(v4.index_axis(Axis(0), c), &lay, dst);
     }

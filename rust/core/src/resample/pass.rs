@@ -10,6 +10,7 @@ use ndarray::ArrayView3;
 use rayon::prelude::*;
 
 use super::plan::{AxisPlan, Lane};
+use crate::mem::Zeroable;
 
 /// A floating point element the data path reads and writes.
 pub trait Sample: Copy + Default + Send + Sync + Zeroable + 'static {
@@ -88,7 +89,10 @@ pub(crate) struct Vol<'a, T> {
     _life: PhantomData<&'a T>,
 }
 
+// SAFETY: `Vol` is a read-only view of an array borrowed for `'a`; sharing it between threads is as safe as sharing
+// `&[T]` with `T: Sync`.
 unsafe impl<T: Sync> Send for Vol<'_, T> {}
+// SAFETY: as above.
 unsafe impl<T: Sync> Sync for Vol<'_, T> {}
 
 impl<'a, T: Copy> Vol<'a, T> {
@@ -125,9 +129,14 @@ impl<'a, T: Copy> Vol<'a, T> {
         i[0] as isize * self.strides[0] + i[1] as isize * self.strides[1] + i[2] as isize * self.strides[2]
     }
 
+    /// The element at `i`, read without a bounds check.
+    ///
+    /// # Safety
+    /// `i` must lie inside `dims`.
     #[inline(always)]
-    pub fn get(&self, i: [usize; 3]) -> T {
+    pub unsafe fn get(&self, i: [usize; 3]) -> T {
         debug_assert!(i[0] < self.dims[0] && i[1] < self.dims[1] && i[2] < self.dims[2]);
+        // SAFETY: the caller guarantees `i` is inside `dims`, so its offset is an element.
         unsafe { self.at(self.offset(i)) }
     }
 }
@@ -213,10 +222,7 @@ fn clip_value<F: Lane>(v: F, lo: F, hi: F) -> F {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
+use crate::mem::SendPtr;
 
 /// Multi-index of the `idx`-th element of the sub-volume spanned by `axes` (row-major).
 #[inline(always)]
@@ -442,6 +448,8 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
         for l in 0..lanes {
             let b = src_base[l];
             for (i, row) in body.iter_mut().enumerate() {
+                // SAFETY: `src_base[l]` is the offset of line `l`'s first element (unravelled from in-range
+                // positions) and `i < n`, the length of that line along `axis`, so the offset is an element of `src`.
                 row[l] = F::from_f64(unsafe { src.load(b + i as isize * s_ax) });
             }
         }
@@ -450,6 +458,7 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
         for (i, row) in body.iter_mut().enumerate() {
             let o = b + i as isize * s_ax;
             for (l, v) in row[..lanes].iter_mut().enumerate() {
+                // SAFETY: a contiguous block: `o + l` is element `i` of line `l < lanes` (same bound as above).
                 *v = F::from_f64(unsafe { src.load(o + l as isize) });
             }
         }
@@ -457,6 +466,7 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
         for (i, row) in body.iter_mut().enumerate() {
             let o = i as isize * s_ax;
             for l in 0..lanes {
+                // SAFETY: as above: line `l < lanes` starts at `src_base[l]` and `i` stays below the line length.
                 row[l] = F::from_f64(unsafe { src.load(src_base[l] + o) });
             }
         }
@@ -474,6 +484,9 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
         let ko = k as isize * d_ax;
         if contiguous && uniform {
             let (lo, hi) = bounds[0];
+            // SAFETY: `dst_base[0] + ko` is element `k < m` of the first of `lanes` output lines that are adjacent in
+            // `dst` (checked in `contiguous`), so the `lanes` elements lie inside `dst`, and no other task writes
+            // them (tasks own disjoint lines).
             let out = unsafe { std::slice::from_raw_parts_mut(dp.0.offset(dst_base[0] + ko), lanes) };
             for (o, &x) in out.iter_mut().zip(&v[..lanes]) {
                 *o = D::from_lane(clip_value(x, lo, hi));
@@ -481,6 +494,8 @@ fn block_task<F: Lane, S: Source, D: Sample, const L: usize>(ctx: &PassCtx<'_, S
         } else {
             for l in 0..lanes {
                 let (lo, hi) = bounds[l];
+                // SAFETY: `dst_base[l] + ko` is element `k < m` of output line `l`, inside `dst`; each line belongs
+                // to exactly one task.
                 unsafe { *dp.0.offset(dst_base[l] + ko) = D::from_lane(clip_value(v[l], lo, hi)) };
             }
         }
@@ -622,64 +637,10 @@ pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(
     }
 }
 
-/// Element types for which the all-zero bit pattern is a valid value.
-///
-/// # Safety
-/// Implement only for such types.
-pub unsafe trait Zeroable: Copy {}
-unsafe impl Zeroable for half::f16 {}
-unsafe impl Zeroable for f32 {}
-unsafe impl Zeroable for f64 {}
-unsafe impl Zeroable for i8 {}
-unsafe impl Zeroable for i16 {}
-unsafe impl Zeroable for i32 {}
-unsafe impl Zeroable for i64 {}
-unsafe impl Zeroable for u8 {}
-unsafe impl Zeroable for u16 {}
-unsafe impl Zeroable for u32 {}
-
-/// A zero-filled vector for buffers the kernels overwrite. It comes from `alloc_zeroed` (fresh
-/// pages, touched lazily) and large ones are advised to use transparent huge pages, which
-/// makes first-touch page faults of big outputs and intermediates ~100x fewer.
+/// A zero-filled intermediate buffer (fallible: unwinds with `OutOfMemory`, see `crate::mem`).
 pub(crate) fn uninit_vec<T: Zeroable>(len: usize) -> Vec<T> {
-    let size = std::mem::size_of::<T>();
-    if len == 0 || size == 0 {
-        return Vec::new();
-    }
-    let layout = std::alloc::Layout::array::<T>(len).expect("buffer size overflows");
-    // SAFETY: non-zero size; all-zero bits are a valid T (Zeroable); the layout is the one Vec
-    // uses for `len` elements of T, so Vec may own and free the allocation.
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        advise_huge_pages(ptr as *const u8, len * size);
-        Vec::from_raw_parts(ptr, len, len)
-    }
+    crate::mem::zeroed("resampling buffer", len)
 }
-
-#[cfg(target_os = "linux")]
-fn advise_huge_pages(ptr: *const u8, bytes: usize) {
-    use std::ffi::{c_int, c_void};
-    extern "C" {
-        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
-    }
-    const MADV_HUGEPAGE: c_int = 14;
-    const PAGE: usize = 4096;
-    if bytes < (4 << 20) {
-        return;
-    }
-    let start = (ptr as usize).div_ceil(PAGE) * PAGE;
-    let end = (ptr as usize + bytes) / PAGE * PAGE;
-    if end > start {
-        // advisory only: failure (e.g. no THP support) changes nothing but speed
-        unsafe { madvise(start as *mut c_void, end - start, MADV_HUGEPAGE) };
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_ptr: *const u8, _bytes: usize) {}
 
 /// NaN-ignoring (min, max) of the volume (`axis = None`) or of each slice along `axis`;
 /// (NaN, NaN) where there is no non-NaN value.
@@ -696,6 +657,8 @@ pub(crate) fn min_max<T: Sample>(vol: &Vol<'_, T>, axis: Option<usize>) -> Vec<(
             match axis {
                 Some(2) => {
                     for (i2, b) in acc.iter_mut().enumerate() {
+                        // SAFETY: `base` is the offset of row (i0, i1) and `i2 < d2`, so the element is inside the
+                        // volume.
                         let v = unsafe { vol.at(base + i2 as isize * s2) }.to_f64();
                         if v < b.0 {
                             b.0 = v;
@@ -718,12 +681,14 @@ pub(crate) fn min_max<T: Sample>(vol: &Vol<'_, T>, axis: Option<usize>) -> Vec<(
                     let full = d2 / W * W;
                     for c in (0..full).step_by(W) {
                         for l in 0..W {
+                            // SAFETY: `c + l < full <= d2` within row (i0, i1).
                             let v = unsafe { vol.at(base + (c + l) as isize * s2) }.to_f64();
                             lo[l] = if v < lo[l] { v } else { lo[l] };
                             hi[l] = if v > hi[l] { v } else { hi[l] };
                         }
                     }
                     for i2 in full..d2 {
+                        // SAFETY: `i2 < d2` within row (i0, i1).
                         let v = unsafe { vol.at(base + i2 as isize * s2) }.to_f64();
                         lo[0] = if v < lo[0] { v } else { lo[0] };
                         hi[0] = if v > hi[0] { v } else { hi[0] };
@@ -770,12 +735,16 @@ pub(crate) fn gather_axis<T: Copy + Send + Sync>(src: &Vol<'_, T>, axis: usize, 
         };
         if axis == 2 {
             for (o, &j) in out.iter_mut().zip(index) {
+                // SAFETY: `j` comes from `index`, whose entries are indices along axis 2 (< dims[2]) by construction
+                // of the nearest-neighbour plan.
                 *o = unsafe { src.at(base + j as isize * s2) };
             }
         } else if s2 == 1 {
+            // SAFETY: unit stride: the row of `row = dims[2]` elements starting at `base` lies inside the volume.
             out.copy_from_slice(unsafe { std::slice::from_raw_parts(src.ptr.offset(base), row) });
         } else {
             for (i2, o) in out.iter_mut().enumerate() {
+                // SAFETY: `i2 < row = dims[2]` within the row starting at `base`.
                 *o = unsafe { src.at(base + i2 as isize * s2) };
             }
         }

@@ -178,28 +178,28 @@ impl AxisPlan {
         let (pad, line_len) = if order == 3 { (NPAD, n + 2 * NPAD) } else { (0, n) };
         let last = line_len as i64 - 1;
         let clamp = |i: i64| i.clamp(0, last) as u32;
-        let taps = (0..m)
-            .map(|k| {
-                let cc = source_coordinate(k, zoom);
-                match order {
-                    0 => Taps::new([clamp((cc + 0.5).floor() as i64), 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
-                    1 => {
-                        let s = cc.floor() as i64;
-                        Taps::new([clamp(s), clamp(s + 1), 0, 0], spline_weights(cc, 1))
-                    }
-                    _ => {
-                        let cc = cc + NPAD as f64;
-                        let s = cc.floor() as i64 - 1;
-                        // with 12 samples of padding every tap lies inside the padded line
-                        debug_assert!(s >= 0 && s + 3 <= last);
-                        Taps::new(
-                            [clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)],
-                            spline_weights(cc, 3),
-                        )
-                    }
+        // fallible: a huge target axis is a MemoryError, not an abort
+        let mut taps = crate::mem::with_capacity("resampling plan", m);
+        taps.extend((0..m).map(|k| {
+            let cc = source_coordinate(k, zoom);
+            match order {
+                0 => Taps::new([clamp((cc + 0.5).floor() as i64), 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
+                1 => {
+                    let s = cc.floor() as i64;
+                    Taps::new([clamp(s), clamp(s + 1), 0, 0], spline_weights(cc, 1))
                 }
-            })
-            .collect();
+                _ => {
+                    let cc = cc + NPAD as f64;
+                    let s = cc.floor() as i64 - 1;
+                    // with 12 samples of padding every tap lies inside the padded line
+                    debug_assert!(s >= 0 && s + 3 <= last);
+                    Taps::new(
+                        [clamp(s), clamp(s + 1), clamp(s + 2), clamp(s + 3)],
+                        spline_weights(cc, 3),
+                    )
+                }
+            }
+        }));
         AxisPlan {
             n,
             m,
@@ -218,7 +218,9 @@ impl AxisPlan {
 
     /// Index of the nearest input sample for every output sample.
     pub fn nearest_indices(n: usize, m: usize) -> Vec<usize> {
-        AxisPlan::nearest(n, m).taps.iter().map(|t| t.idx[0] as usize).collect()
+        let mut out = crate::mem::with_capacity("resampling plan", m);
+        out.extend(AxisPlan::nearest(n, m).taps.iter().map(|t| t.idx[0] as usize));
+        out
     }
 
     /// Pads the loaded samples `line[pad .. pad + n]` (in lanes) with copies of the edge

@@ -15,8 +15,9 @@ use std::collections::BTreeSet;
 
 use rayon::prelude::*;
 
-use super::pass::{chain, Clip, Indicator, Vol, Zeroable};
+use super::pass::{chain, Clip, Indicator, Vol};
 use super::plan::{resample_line, AxisPlan};
+use crate::mem::Zeroable;
 
 /// An integer label type (every value fits in an i32 key that orders like the label).
 pub trait Label: Copy + Ord + Default + Send + Sync + Zeroable + 'static {
@@ -53,8 +54,8 @@ impl SegAxis {
     pub fn linear(n: usize, m: usize) -> SegAxis {
         let plan = AxisPlan::new(n, m, 1);
         let nn = AxisPlan::nearest_indices(n, m);
-        let mut taps = Vec::with_capacity(m);
-        let mut ntaps = Vec::with_capacity(m);
+        let mut taps = crate::mem::with_capacity("resampling plan", m);
+        let mut ntaps = crate::mem::with_capacity("resampling plan", m);
         for t in &plan.taps {
             let mut row = [(0u32, 0.0f64); 2];
             let mut c = 0;
@@ -80,7 +81,7 @@ impl SegAxis {
         let nn: Vec<u32> = AxisPlan::nearest_indices(n, m).into_iter().map(|i| i as u32).collect();
         SegAxis {
             taps: nn.iter().map(|&i| [(i, 1.0), (0, 0.0)]).collect(),
-            ntaps: vec![1; m],
+            ntaps: crate::mem::filled("resampling plan", m, 1),
             nn,
         }
     }
@@ -202,6 +203,8 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
     // how often the label changes along one input row decides the mode; busy rows then
     // collect the labels they can see (a bitmap for keys -1..=254, in registers)
     let cols = ctx.cols.clone();
+    // SAFETY: `off` is a row offset from `pre` (an in-range input row) and `j` ranges over `cols`, columns of the
+    // input row.
     let row_key = |off: isize, j: usize| unsafe { src.at(off + j as isize * s2) }.key();
     let mut changes = 0usize;
     let mut prev = row_key(pre[0].0, cols.start);
@@ -255,11 +258,14 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
                 let (off2, w2, _) = taps2[k0 + k];
                 for p in 0..4 {
                     for t in 0..2 {
+                        // SAFETY: `pre[p].0` is an in-range input row offset and `off2[t]` an in-range column offset
+                        // from the order-1 taps (clamped to the axis).
                         keys[p * 2 + t][k] = unsafe { src.at(pre[p].0 + off2[t]) }.key();
                     }
                 }
                 w2s[0][k] = w2[0];
                 w2s[1][k] = w2[1];
+                // SAFETY: as above: tap offsets are clamped into the input.
                 nnk[k] = unsafe { src.at(nn_base + nn2[k0 + k]) }.key();
             }
             score_block(&keys, &w2s, &w01, &nnk, set, out);
@@ -271,10 +277,12 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
     let mut pending = Pending::new();
     for k in 0..row.len() {
         let (off2, w2, _) = taps2[k];
+        // SAFETY: as above: tap offsets are clamped into the input.
         let first = unsafe { src.at(pre[0].0 + off2[0]) };
         let mut same = true;
         'scan: for &(off, _) in &pre {
             for &o2 in &off2 {
+                // SAFETY: as above: tap offsets are clamped into the input.
                 if unsafe { src.at(off + o2) } != first {
                     same = false;
                     break 'scan;
@@ -289,6 +297,7 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
         let mut prod = [0.0f64; 8];
         for p in 0..4 {
             for t in 0..2 {
+                // SAFETY: as above: tap offsets are clamped into the input.
                 key[p * 2 + t] = unsafe { src.at(pre[p].0 + off2[t]) }.key();
                 prod[p * 2 + t] = pre[p].1 * w2[t];
             }
@@ -309,6 +318,8 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
             } else if sb > sa {
                 L::from_key(kb)
             } else {
+                // SAFETY: `nn_base` is the nearest input row and `nn2[k]` its nearest column, both from clamped
+                // nearest-neighbour indices.
                 unsafe { src.at(nn_base + nn2[k]) }
             };
             continue;
@@ -318,6 +329,7 @@ fn onepass_row<L: Label>(ctx: &RowCtx<'_, '_, L>, r: usize, row: &mut [L]) {
             pending.keys[c][n] = key[c] as f64;
             pending.prod[c][n] = prod[c];
         }
+        // SAFETY: as above.
         pending.nnk[n] = unsafe { src.at(nn_base + nn2[k]) }.key() as f64;
         pending.at[n] = k;
         pending.n += 1;
@@ -532,6 +544,7 @@ pub(crate) fn unique_labels<L: Label>(vol: &Vol<'_, L>) -> Vec<L> {
             let base = vol.offset([r / d1, r % d1, 0]);
             let mut last = None;
             for i2 in 0..d2 {
+                // SAFETY: `base` is the offset of row `r` (< d0 * d1) and `i2 < d2`.
                 let v = unsafe { vol.at(base + i2 as isize * vol.strides[2]) };
                 if last != Some(v) {
                     set.insert(v);
@@ -564,7 +577,8 @@ pub(crate) fn argmax_general<L: Label>(
         out.par_chunks_mut(odims[2]).enumerate().for_each(|(r, row)| {
             let (i0, i1) = (r / odims[1], r % odims[1]);
             for (k, o) in row.iter_mut().enumerate() {
-                *o = src.get([nn[0][i0], nn[1][i1], nn[2][k]]);
+                // SAFETY: nearest-neighbour indices are clamped to each input axis.
+                *o = unsafe { src.get([nn[0][i0], nn[1][i1], nn[2][k]]) };
             }
         })
     };
@@ -577,12 +591,13 @@ pub(crate) fn argmax_general<L: Label>(
         dst.fill(labels[0]);
         return;
     }
-    let mut nearest = vec![L::default(); len];
+    let what = "label resampling buffer";
+    let mut nearest = crate::mem::filled(what, len, L::default());
     nn_labels(&mut nearest);
-    let mut best = vec![f64::NEG_INFINITY; len];
-    let mut nn_score = vec![0.0f64; len];
-    let mut win = vec![0u32; len];
-    let mut score = vec![0.0f64; len];
+    let mut best = crate::mem::filled(what, len, f64::NEG_INFINITY);
+    let mut nn_score: Vec<f64> = crate::mem::zeroed(what, len);
+    let mut win: Vec<u32> = crate::mem::zeroed(what, len);
+    let mut score: Vec<f64> = crate::mem::zeroed(what, len);
     let chunk = 4096;
     for (li, &label) in labels.iter().enumerate() {
         chain::<_, f64, f64, f64>(&Indicator { vol: *src, label }, steps, &mut score, &Clip::All(0.0, 1.0));
@@ -617,10 +632,7 @@ pub(crate) fn argmax_general<L: Label>(
         });
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
+use crate::mem::SendPtr;
 
 /// nnU-Net's separate-axis step for segmentations with `order_z > 0`: along `axis`, each
 /// label of a line (ascending) is written where its interpolated indicator exceeds 0.5;
@@ -662,6 +674,8 @@ pub(crate) fn threshold_axis<L: Label>(src: &Vol<'_, L>, axis: usize, plan: &Axi
             }
             let base = src.offset(pos);
             let s_ax = src.strides[axis];
+            // SAFETY: `base` is the offset of an in-range line along `axis` and `j < n`, the input length of that
+            // axis.
             let vals: Vec<L> = (0..n).map(|j| unsafe { src.at(base + j as isize * s_ax) }).collect();
             labels.clear();
             labels.extend_from_slice(&vals);
@@ -681,6 +695,8 @@ pub(crate) fn threshold_axis<L: Label>(src: &Vol<'_, L>, axis: usize, plan: &Axi
             }
             let dbase = (o * m * inner + i) as isize;
             for (k, &v) in out.iter().enumerate() {
+                // SAFETY: `dbase + k * inner` is element `k < m` of this task's output line; lines are disjoint
+                // between tasks and inside `dst` (its length is `outer * m * inner`).
                 unsafe { *dp.0.offset(dbase + (k * inner) as isize) = v };
             }
         },

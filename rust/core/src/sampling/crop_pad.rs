@@ -55,16 +55,11 @@ pub fn crop_and_pad_into<T: Copy + Send + Sync>(
     if out.len() != total {
         return Err(KernelError::shape(
             "out",
-            format!(
-                "has {} elements, the crop needs {total} ({out_shape:?})",
-                out.len()
-            ),
+            format!("has {} elements, the crop needs {total} ({out_shape:?})", out.len()),
         ));
     }
     // SAFETY: `MaybeUninit<T>` has the layout of `T`, and `fill` only writes initialised values.
-    let out = unsafe {
-        std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut MaybeUninit<T>, out.len())
-    };
+    let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut MaybeUninit<T>, out.len()) };
     fill(&src, bbox, pad, &out_shape, out, parallel);
     Ok(())
 }
@@ -81,11 +76,7 @@ pub fn crop_shape<T>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)]) -> KernelResu
     if bbox.len() > nd {
         return Err(KernelError::shape(
             "box",
-            format!(
-                "has {} axes but the array only has {} dimensions",
-                bbox.len(),
-                nd
-            ),
+            format!("has {} axes but the array only has {} dimensions", bbox.len(), nd),
         ));
     }
     let lead = nd - bbox.len();
@@ -102,10 +93,7 @@ pub fn crop_shape<T>(src: &ArrayViewD<'_, T>, bbox: &[(i64, i64)]) -> KernelResu
                 ));
             }
             out_shape[a] = usize::try_from(ub - lb).map_err(|_| {
-                KernelError::invalid(
-                    "box",
-                    format!("axis {}: extent {} is too large", a - lead, ub - lb),
-                )
+                KernelError::invalid("box", format!("axis {}: extent {} is too large", a - lead, ub - lb))
             })?;
         }
     }
@@ -225,6 +213,7 @@ fn fill<T: Copy + Send + Sync>(
 struct SendPtr<T>(*const T);
 // SAFETY: the pointee is only read, and `T: Sync` is required by the caller's bound.
 unsafe impl<T: Sync> Send for SendPtr<T> {}
+// SAFETY: as above.
 unsafe impl<T: Sync> Sync for SendPtr<T> {}
 
 #[cfg(test)]
@@ -260,10 +249,8 @@ mod tests {
 
     #[test]
     fn matches_naive_inside_partial_outside() {
-        let src = Array::from_shape_fn((2, 9, 7, 11), |(c, x, y, z)| {
-            (c * 1000 + x * 100 + y * 10 + z) as i32
-        })
-        .into_dyn();
+        let src =
+            Array::from_shape_fn((2, 9, 7, 11), |(c, x, y, z)| (c * 1000 + x * 100 + y * 10 + z) as i32).into_dyn();
         let boxes: Vec<Vec<(i64, i64)>> = vec![
             vec![(1, 5), (2, 6), (3, 10)],
             vec![(-3, 4), (5, 12), (-2, 13)],
@@ -281,10 +268,7 @@ mod tests {
             assert_eq!(got, naive(&src, b, -1), "box {b:?}");
         }
         // large enough to go parallel
-        let big = Array::from_shape_fn((1, 40, 50, 60), |(_, x, y, z)| {
-            (x * 10000 + y * 100 + z) as i32
-        })
-        .into_dyn();
+        let big = Array::from_shape_fn((1, 40, 50, 60), |(_, x, y, z)| (x * 10000 + y * 100 + z) as i32).into_dyn();
         let b = vec![(-7, 33), (10, 70), (-3, 57)];
         assert_eq!(crop_and_pad(big.view(), &b, 5).unwrap(), naive(&big, &b, 5));
     }
@@ -306,17 +290,13 @@ mod tests {
 
     #[test]
     fn into_matches_allocating_and_checks_length() {
-        let src = Array::from_shape_fn((3, 10, 12), |(c, y, x)| (c * 1000 + y * 20 + x) as i32)
-            .into_dyn();
+        let src = Array::from_shape_fn((3, 10, 12), |(c, y, x)| (c * 1000 + y * 20 + x) as i32).into_dyn();
         let b = vec![(-2, 6), (5, 15)];
         let want = crop_and_pad(src.view(), &b, -7).unwrap();
         let mut buf = vec![0i32; 3 * 8 * 10];
         crop_and_pad_into(src.view(), &b, -7, &mut buf, false).unwrap();
         assert_eq!(buf, want.iter().copied().collect::<Vec<_>>());
-        let big = Array::from_shape_fn((2, 60, 70, 80), |(c, x, y, z)| {
-            (c + x * 7 + y * 11 + z * 13) as i32
-        })
-        .into_dyn();
+        let big = Array::from_shape_fn((2, 60, 70, 80), |(c, x, y, z)| (c + x * 7 + y * 11 + z * 13) as i32).into_dyn();
         let b = vec![(-5, 55), (10, 80), (-3, 77)];
         let want = crop_and_pad(big.view(), &b, 9).unwrap();
         for parallel in [false, true] {

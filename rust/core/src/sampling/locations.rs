@@ -63,9 +63,7 @@ const VALUE_HISTOGRAM_MAX: usize = 256;
 /// True if any value of `block` lies in `[lo, hi]` (vectorises to a few compares per block).
 #[inline(always)]
 fn any_in_range<T: Label>(block: &[T], lo: T, hi: T) -> bool {
-    block
-        .iter()
-        .fold(false, |acc, &v| acc | ((v >= lo) & (v <= hi)))
+    block.iter().fold(false, |acc, &v| acc | ((v >= lo) & (v <= hi)))
 }
 
 /// Label value → slot in `0..n_slots`, or `n_slots` for a label no class asks for.
@@ -77,14 +75,7 @@ enum SlotLookup {
 /// Pass 1 on one chunk: `counts[s]` = voxels of slot `s`. Four interleaved tables break the
 /// load-add-store dependency of long runs of one label.
 #[inline(always)]
-fn count_chunk<T: Label>(
-    vox: &[T],
-    lo: T,
-    hi: T,
-    n_slots: usize,
-    slot_of: impl Fn(T) -> usize,
-    counts: &mut [u32],
-) {
+fn count_chunk<T: Label>(vox: &[T], lo: T, hi: T, n_slots: usize, slot_of: impl Fn(T) -> usize, counts: &mut [u32]) {
     let w = n_slots + 1;
     let mut local = vec![0u32; 4 * w];
     let (t0, rest) = local.split_at_mut(w);
@@ -199,11 +190,7 @@ pub fn sample_class_locations<T: Label>(
     let class_labels: Vec<Vec<i64>> = classes
         .iter()
         .map(|c| {
-            let mut l: Vec<i64> = c
-                .iter()
-                .copied()
-                .filter(|&v| v >= T::MIN && v <= T::MAX)
-                .collect();
+            let mut l: Vec<i64> = c.iter().copied().filter(|&v| v >= T::MIN && v <= T::MAX).collect();
             l.sort_unstable();
             l.dedup();
             l
@@ -221,9 +208,7 @@ pub fn sample_class_locations<T: Label>(
 
     let shape: Vec<usize> = seg.shape().to_vec();
     if n_slots == 0 || seg.is_empty() {
-        return Ok((0..n_classes)
-            .map(|_| Array2::<i64>::zeros((0, ndim)))
-            .collect());
+        return Ok((0..n_classes).map(|_| Array2::<i64>::zeros((0, ndim))).collect());
     }
 
     let std = seg.as_standard_layout();
@@ -240,9 +225,7 @@ pub fn sample_class_locations<T: Label>(
         }
         SlotLookup::Dense { min: lo_i, lut }
     } else {
-        SlotLookup::Sparse {
-            labels: labels.clone(),
-        }
+        SlotLookup::Sparse { labels: labels.clone() }
     };
     let slot_of_dense = |min: i64, lut: &[u32], v: T| -> usize {
         let d = v.to_i64().wrapping_sub(min) as u64;
@@ -252,16 +235,13 @@ pub fn sample_class_locations<T: Label>(
             n_slots
         }
     };
-    let slot_of_sparse =
-        |labels: &[i64], v: T| -> usize { labels.binary_search(&v.to_i64()).unwrap_or(n_slots) };
+    let slot_of_sparse = |labels: &[i64], v: T| -> usize { labels.binary_search(&v.to_i64()).unwrap_or(n_slots) };
 
     // Chunking: big enough that the per-chunk count table stays small (≤ ~4 M entries),
     // small enough that pass 2 can skip the chunks without a selected voxel.
     // Each chunk also zeroes 4 × (n_slots + 1) local counters: keep that well below its data.
     let chunk = {
-        let by_table = (n_vox as u128 * n_slots as u128)
-            .div_ceil(1 << 22)
-            .min(1 << 30) as usize;
+        let by_table = (n_vox as u128 * n_slots as u128).div_ceil(1 << 22).min(1 << 30) as usize;
         by_table.max(8192).max(16 * (n_slots + 1)).div_ceil(BLOCK) * BLOCK
     };
     let n_chunks = n_vox.div_ceil(chunk);
@@ -275,8 +255,7 @@ pub fn sample_class_locations<T: Label>(
                 // Histogram by label value (one load less per voxel), then fold values into slots.
                 let n_bins = lut.len();
                 let mut hist = vec![0u32; n_bins];
-                let bin_of =
-                    |v: T| (v.to_i64().wrapping_sub(*min) as u64).min(n_bins as u64) as usize;
+                let bin_of = |v: T| (v.to_i64().wrapping_sub(*min) as u64).min(n_bins as u64) as usize;
                 count_chunk(vox, lo, hi, n_bins, bin_of, &mut hist);
                 for (d, &h) in hist.iter().enumerate() {
                     let s = lut[d] as usize;
@@ -285,17 +264,10 @@ pub fn sample_class_locations<T: Label>(
                     }
                 }
             }
-            SlotLookup::Dense { min, lut } => count_chunk(
-                vox,
-                lo,
-                hi,
-                n_slots,
-                |v| slot_of_dense(*min, lut, v),
-                counts,
-            ),
-            SlotLookup::Sparse { labels } => {
-                count_chunk(vox, lo, hi, n_slots, |v| slot_of_sparse(labels, v), counts)
+            SlotLookup::Dense { min, lut } => {
+                count_chunk(vox, lo, hi, n_slots, |v| slot_of_dense(*min, lut, v), counts)
             }
+            SlotLookup::Sparse { labels } => count_chunk(vox, lo, hi, n_slots, |v| slot_of_sparse(labels, v), counts),
         });
 
     // Per class: exclusive prefix of its voxel count over chunks (length n_chunks + 1).
@@ -345,8 +317,7 @@ pub fn sample_class_locations<T: Label>(
         .collect();
 
     // Class membership tables and label ranges for pass 2.
-    let dense_members =
-        matches!(lookup, SlotLookup::Dense { .. }) && span * n_classes as u64 <= DENSE_MEMBER_MAX;
+    let dense_members = matches!(lookup, SlotLookup::Dense { .. }) && span * n_classes as u64 <= DENSE_MEMBER_MAX;
     let members: Vec<Member> = class_slots
         .iter()
         .map(|slots| {
@@ -563,9 +534,7 @@ mod tests {
         }
         let big = ArrayD::from_shape_vec(
             IxDyn(&[4, 5]),
-            (0..20)
-                .map(|i| if i == 3 { 2_000_000_000i32 } else { -5 })
-                .collect(),
+            (0..20).map(|i| if i == 3 { 2_000_000_000i32 } else { -5 }).collect(),
         )
         .unwrap();
         let out = sample_class_locations(

@@ -182,12 +182,12 @@ fn cached_weights(patch: &[usize], sigma_scale: f64, vsf: f64, dtype: AccDtype) 
                 .into_raw_vec_and_offset()
                 .0
         }
-        AccDtype::F16 => gaussian_importance_map::<f16>(patch, sigma_scale, vsf)?
-            .into_raw_vec_and_offset()
-            .0
-            .into_iter()
-            .map(|v| v.to_f32())
-            .collect(),
+        AccDtype::F16 => {
+            let half = gaussian_importance_map::<f16>(patch, sigma_scale, vsf)?;
+            let mut w = crate::mem::try_with_capacity("gaussian importance map", half.len())?;
+            w.extend(half.iter().map(|v| v.to_f32()));
+            w
+        }
     };
     let w = Arc::new(w);
     let mut cache = lock(&CACHE);
@@ -297,6 +297,12 @@ impl Aggregator {
                 [cfg.patch_size[0], 1, cfg.patch_size[1]],
             )
         };
+        // element counts must be addressable (the argument is named); the storage itself is
+        // allocated fallibly below, so a merely huge volume is a MemoryError
+        let mut full = vec![cfg.num_channels];
+        full.extend_from_slice(&cfg.shape);
+        crate::mem::bytes_of::<f32>("shape", crate::mem::elements("shape", &full)?)?;
+        crate::mem::bytes_of::<f32>("patch_size", crate::mem::elements("patch_size", &cfg.patch_size)?)?;
         let weights = match cfg.weighting {
             Weighting::Constant => Arc::new(Vec::new()),
             Weighting::Gaussian => {
@@ -306,14 +312,14 @@ impl Aggregator {
         let slots = if cfg.streaming { patch[0].min(dims[0]) } else { dims[0] };
         let plane_len = cfg.num_channels * dims[1] * dims[2];
         let store = match cfg.dtype {
-            AccDtype::F32 => Store::F32(Planes::new(slots, plane_len, dims[1] * dims[2])),
-            AccDtype::F16 => Store::F16(Planes::new(slots, plane_len, dims[1] * dims[2])),
+            AccDtype::F32 => Store::F32(Planes::new(slots, plane_len, dims[1] * dims[2])?),
+            AccDtype::F16 => Store::F16(Planes::new(slots, plane_len, dims[1] * dims[2])?),
         };
         Ok(Aggregator {
             dims,
             patch,
             weights,
-            ones: vec![1.0f32; patch[2]],
+            ones: crate::mem::try_filled("aggregator weights", patch[2], 1.0f32)?,
             slots,
             store,
             stream: Mutex::new(StreamState {
@@ -331,13 +337,15 @@ impl Aggregator {
     }
 
     /// The weight map of one window, `patch_size`-shaped (all ones for constant weighting).
-    pub fn importance_map(&self) -> ArrayD<f32> {
-        let data = if self.weights.is_empty() {
-            vec![1.0f32; self.patch.iter().product()]
+    pub fn importance_map(&self) -> KernelResult<ArrayD<f32>> {
+        let n = self.patch.iter().product();
+        let mut data = crate::mem::try_with_capacity("importance map", n)?;
+        if self.weights.is_empty() {
+            data.resize(n, 1.0f32);
         } else {
-            self.weights.as_ref().clone()
-        };
-        ArrayD::from_shape_vec(IxDyn(&self.cfg.patch_size), data).expect("patch-shaped")
+            data.extend_from_slice(&self.weights);
+        }
+        Ok(ArrayD::from_shape_vec(IxDyn(&self.cfg.patch_size), data).expect("patch-shaped"))
     }
 
     /// Label dtype width: 8 bits while `num_channels - 1 <= 255`, else 16.
@@ -691,8 +699,9 @@ impl Aggregator {
         clear: bool,
     ) -> KernelResult<Array4<f32>> {
         let [_, ny, nz] = self.dims;
-        let mut out = Array4::<f32>::zeros((self.cfg.num_channels, b - a, ny, nz));
-        advise_huge_pages(out.as_mut_ptr() as *mut u8, out.len() * 4);
+        let oshape = (self.cfg.num_channels, b - a, ny, nz);
+        let buf = crate::mem::try_zeroed::<f32>("aggregated logits", oshape.0 * oshape.1 * ny * nz)?;
+        let mut out = Array4::from_shape_vec(oshape, buf).expect("output length");
         let check = out
             .axis_iter_mut(Axis(1))
             .into_par_iter()
@@ -758,7 +767,8 @@ impl Aggregator {
         clear: bool,
     ) -> KernelResult<Array3<L>> {
         let [_, ny, nz] = self.dims;
-        let mut out = Array3::<L>::from_elem((b - a, ny, nz), L::default());
+        let buf = crate::mem::try_filled("aggregated labels", (b - a) * ny * nz, L::default())?;
+        let mut out = Array3::from_shape_vec((b - a, ny, nz), buf).expect("output length");
         advise_huge_pages(out.as_mut_ptr() as *mut u8, out.len() * std::mem::size_of::<L>());
         let check = out
             .axis_iter_mut(Axis(0))
@@ -932,7 +942,7 @@ mod tests {
                 agg.add(Prediction::F32(p.view()), s).unwrap();
             }
             let got = agg.finalize().unwrap();
-            let want = naive(c, &shape, &patch, &wins, &agg.importance_map());
+            let want = naive(c, &shape, &patch, &wins, &agg.importance_map().unwrap());
             assert_eq!(got.shape(), want.shape());
             for (a, b) in got.iter().zip(want.iter()) {
                 assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");

@@ -60,42 +60,48 @@ pub fn sliding_window_starts(
             ),
         ));
     }
-    Ok(image_size
+    image_size
         .iter()
         .zip(patch_size)
         .map(|(&size, &patch)| axis_starts(size, patch, step_size))
-        .collect())
+        .collect()
 }
 
-fn axis_starts(size: usize, patch: usize, step_size: f64) -> Vec<usize> {
+fn axis_starts(size: usize, patch: usize, step_size: f64) -> KernelResult<Vec<usize>> {
     let target = patch as f64 * step_size;
     let span = size - patch;
-    let n = ((span as f64) / target).ceil() as usize + 1;
+    // saturating: an absurd image size becomes a MemoryError below, not a wrapped count
+    let n = (((span as f64) / target).ceil() as usize).saturating_add(1);
     if n == 1 {
-        return vec![0];
+        return Ok(vec![0]);
     }
     let actual = span as f64 / (n - 1) as f64;
-    (0..n).map(|i| (actual * i as f64).round_ties_even() as usize).collect()
+    let mut out = crate::mem::try_with_capacity("window starts", n)?;
+    out.extend((0..n).map(|i| (actual * i as f64).round_ties_even() as usize));
+    Ok(out)
 }
 
 /// scipy's `gaussian_filter(delta, sigma, mode="constant", truncate=4)` along one axis of
 /// length `p` with the delta at `p // 2`: the normalised kernel, centred, cut at the radius.
-fn gaussian_profile(p: usize, sigma: f64) -> Vec<f64> {
+fn gaussian_profile(p: usize, sigma: f64) -> KernelResult<Vec<f64>> {
     let center = p / 2;
-    let mut out = vec![0.0f64; p];
+    let mut out: Vec<f64> = crate::mem::try_zeroed("gaussian profile", p)?;
     if sigma.partial_cmp(&1e-15) != Some(std::cmp::Ordering::Greater) {
         // scipy skips axes whose sigma is <= 1e-15: the delta stays a delta.
         out[center] = 1.0;
-        return out;
+        return Ok(out);
     }
     let radius = (4.0 * sigma + 0.5) as usize;
     let coef = -0.5 / (sigma * sigma);
-    let phi: Vec<f64> = (0..=2 * radius)
-        .map(|k| {
-            let x = k as f64 - radius as f64;
-            (coef * (x * x)).exp()
-        })
-        .collect();
+    let taps = radius
+        .checked_mul(2)
+        .and_then(|t| t.checked_add(1))
+        .ok_or_else(|| KernelError::invalid("sigma_scale", format!("a sigma of {sigma} is too large")))?;
+    let mut phi: Vec<f64> = crate::mem::try_with_capacity("gaussian kernel", taps)?;
+    phi.extend((0..taps).map(|k| {
+        let x = k as f64 - radius as f64;
+        (coef * (x * x)).exp()
+    }));
     let sum: f64 = phi.iter().sum();
     for (i, o) in out.iter_mut().enumerate() {
         let d = i.abs_diff(center);
@@ -103,7 +109,7 @@ fn gaussian_profile(p: usize, sigma: f64) -> Vec<f64> {
             *o = phi[radius + d] / sum;
         }
     }
-    out
+    Ok(out)
 }
 
 /// Element types the importance map can be produced in.
@@ -182,10 +188,12 @@ pub fn gaussian_importance_map<T: MapElem>(
             format!("must be positive and finite, got {value_scaling_factor}"),
         ));
     }
+    let n = crate::mem::elements("patch_size", patch_size)?;
+    crate::mem::bytes_of::<f64>("patch_size", n)?;
     let profiles: Vec<Vec<f64>> = patch_size
         .iter()
         .map(|&p| gaussian_profile(p, p as f64 * sigma_scale))
-        .collect();
+        .collect::<KernelResult<_>>()?;
     let max = profiles
         .iter()
         .zip(patch_size)
@@ -194,13 +202,14 @@ pub fn gaussian_importance_map<T: MapElem>(
 
     // Row-major outer product, multiplied axis after axis like scipy's successive 1-D
     // filters: the products over all axes but the last, then one row per product.
+    let last = profiles.last().expect("at least one axis");
+    let mut data: Vec<T> = crate::mem::try_with_capacity("gaussian importance map", n)?;
     let mut prefix: Vec<f64> = vec![1.0];
     for g in &profiles[..profiles.len() - 1] {
-        prefix = prefix.iter().flat_map(|&a| g.iter().map(move |&b| a * b)).collect();
+        let mut next = crate::mem::try_with_capacity("gaussian importance map", prefix.len() * g.len())?;
+        next.extend(prefix.iter().flat_map(|&a| g.iter().map(move |&b| a * b)));
+        prefix = next;
     }
-    let last = profiles.last().expect("at least one axis");
-    let n: usize = patch_size.iter().product();
-    let mut data: Vec<T> = Vec::with_capacity(n);
     for &p in &prefix {
         data.extend(last.iter().map(|&g| T::from_f64(p * g / divisor)));
     }

@@ -7,6 +7,7 @@ use std::mem::ManuallyDrop;
 use std::sync::{Mutex, MutexGuard};
 
 use super::rows::AccElem;
+use crate::{KernelError, KernelResult};
 
 /// A raw, fixed-size, zero-initialised buffer.
 struct RawBuf<A> {
@@ -16,14 +17,14 @@ struct RawBuf<A> {
 }
 
 impl<A: AccElem> RawBuf<A> {
-    fn zeros(len: usize) -> Self {
-        let mut v = ManuallyDrop::new(A::zeros(len));
-        advise_huge_pages(v.as_mut_ptr() as *mut u8, len * std::mem::size_of::<A>());
-        RawBuf {
+    fn zeros(what: &'static str, len: usize) -> KernelResult<Self> {
+        // fallible, zeroed pages, advised as huge pages (crate::mem)
+        let mut v = ManuallyDrop::new(crate::mem::try_zeroed::<A>(what, len)?);
+        Ok(RawBuf {
             ptr: v.as_mut_ptr(),
             len: v.len(),
             cap: v.capacity(),
-        }
+        })
     }
 }
 
@@ -34,33 +35,7 @@ impl<A> Drop for RawBuf<A> {
     }
 }
 
-/// Asks Linux to back a large buffer with transparent huge pages (fewer page faults and TLB
-/// misses); a hint only, failures are ignored.
-pub(crate) fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const MIN: usize = 8 << 20;
-        const PAGE: usize = 4096;
-        const MADV_HUGEPAGE: std::ffi::c_int = 14;
-        extern "C" {
-            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: std::ffi::c_int) -> std::ffi::c_int;
-        }
-        if bytes < MIN {
-            return;
-        }
-        let start = (ptr as usize).div_ceil(PAGE) * PAGE;
-        let end = (ptr as usize + bytes) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: the range lies inside an allocation we own; MADV_HUGEPAGE only changes
-            // how the kernel backs it, never its contents.
-            unsafe {
-                madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (ptr, bytes);
-}
+pub(crate) use crate::mem::advise_huge_pages;
 
 /// `slots` planes, each with `C × Y × Z` sums and `Y × Z` weights.
 pub(crate) struct Planes<A> {
@@ -74,6 +49,7 @@ pub(crate) struct Planes<A> {
 // SAFETY: plane memory is only reached through `lock`, which holds that plane's mutex for
 // the lifetime of the returned slices; distinct planes are disjoint.
 unsafe impl<A: Send> Send for Planes<A> {}
+// SAFETY: as above.
 unsafe impl<A: Send> Sync for Planes<A> {}
 
 /// Exclusive access to one plane while it is alive.
@@ -87,14 +63,22 @@ pub(crate) struct PlaneMut<'a, A> {
 }
 
 impl<A: AccElem> Planes<A> {
-    pub fn new(slots: usize, acc_len: usize, w_len: usize) -> Self {
-        Planes {
-            acc: RawBuf::zeros(slots * acc_len),
-            w: RawBuf::zeros(slots * w_len),
+    pub fn new(slots: usize, acc_len: usize, w_len: usize) -> KernelResult<Self> {
+        let count = |len: usize| {
+            slots.checked_mul(len).ok_or(KernelError::OutOfMemory {
+                what: "aggregator planes",
+                bytes: usize::MAX,
+            })
+        };
+        let mut locks = crate::mem::try_with_capacity("aggregator planes", slots)?;
+        locks.extend((0..slots).map(|_| Mutex::new(())));
+        Ok(Planes {
+            acc: RawBuf::zeros("aggregator sums", count(acc_len)?)?,
+            w: RawBuf::zeros("aggregator weights", count(w_len)?)?,
             acc_len,
             w_len,
-            locks: (0..slots).map(|_| Mutex::new(())).collect(),
-        }
+            locks,
+        })
     }
 
     pub fn lock(&self, slot: usize) -> PlaneMut<'_, A> {

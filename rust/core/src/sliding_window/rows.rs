@@ -9,9 +9,7 @@ use half::f16;
 use ndarray::ArrayView1;
 
 /// Element type of the accumulators (float32 or float16).
-pub(crate) trait AccElem: Copy + Send + Sync + 'static {
-    /// A zero-filled vector (calloc'ed where possible, so untouched pages cost nothing).
-    fn zeros(n: usize) -> Vec<Self>;
+pub(crate) trait AccElem: crate::mem::Zeroable + Send + Sync + 'static {
     /// `acc[i] = acc[i] + pred[i] * w[i]`
     fn accumulate(acc: &mut [Self], pred: &[f32], w: &[f32]);
     /// `acc[i] = acc[i] + v[i]`
@@ -24,9 +22,6 @@ pub(crate) trait AccElem: Copy + Send + Sync + 'static {
 }
 
 impl AccElem for f32 {
-    fn zeros(n: usize) -> Vec<Self> {
-        vec![0.0f32; n]
-    }
     #[inline]
     fn accumulate(acc: &mut [f32], pred: &[f32], w: &[f32]) {
         let n = acc.len();
@@ -57,13 +52,6 @@ impl AccElem for f32 {
 }
 
 impl AccElem for f16 {
-    fn zeros(n: usize) -> Vec<Self> {
-        // f16 is a transparent u16 whose all-zero bit pattern is +0.0: allocate as u16 so the
-        // allocator can hand out zeroed pages, then reinterpret.
-        let v = std::mem::ManuallyDrop::new(vec![0u16; n]);
-        // SAFETY: same size, alignment and validity (every u16 is a valid f16).
-        unsafe { Vec::from_raw_parts(v.as_ptr() as *mut f16, v.len(), v.capacity()) }
-    }
     #[inline]
     fn accumulate(acc: &mut [f16], pred: &[f32], w: &[f32]) {
         let n = acc.len();
@@ -215,6 +203,9 @@ mod simd {
             let (a, p, g) = (acc.as_mut_ptr() as *mut u16, pred.as_ptr(), w.as_ptr());
             let mut i = 0;
             while i < n {
+                // SAFETY: `i + 8 <= n`, and `n` is at most every slice's length rounded down to
+                // a multiple of 8, so the 8-lane loads and stores stay inside the slices; the
+                // caller checked the CPU features this function is compiled for.
                 unsafe {
                     let av = _mm256_cvtph_ps(_mm_loadu_si128(a.add(i) as *const __m128i));
                     let pv = _mm256_loadu_ps(p.add(i));
@@ -233,6 +224,9 @@ mod simd {
             let (a, p) = (acc.as_mut_ptr() as *mut u16, v.as_ptr());
             let mut i = 0;
             while i < n {
+                // SAFETY: `i + 8 <= n`, and `n` is at most every slice's length rounded down to
+                // a multiple of 8, so the 8-lane loads and stores stay inside the slices; the
+                // caller checked the CPU features this function is compiled for.
                 unsafe {
                     let av = _mm256_cvtph_ps(_mm_loadu_si128(a.add(i) as *const __m128i));
                     let r = _mm256_add_ps(av, _mm256_loadu_ps(p.add(i)));
@@ -249,6 +243,9 @@ mod simd {
             let (s, d) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
             let mut i = 0;
             while i < n {
+                // SAFETY: `i + 8 <= n`, and `n` is at most every slice's length rounded down to
+                // a multiple of 8, so the 8-lane loads and stores stay inside the slices; the
+                // caller checked the CPU features this function is compiled for.
                 unsafe {
                     let v = _mm256_cvtph_ps(_mm_loadu_si128(s.add(i) as *const __m128i));
                     _mm256_storeu_ps(d.add(i), v);
@@ -284,7 +281,7 @@ mod tests {
         let mut out = vec![0f32; n];
         <f16 as AccElem>::load(&acc, &mut out);
         assert!(out.iter().zip(&acc).all(|(o, a)| *o == a.to_f32()));
-        let z = <f16 as AccElem>::zeros(100);
+        let z = crate::mem::try_zeroed::<f16>("z", 100).unwrap();
         assert!(z.iter().all(|v| v.to_f32() == 0.0));
     }
 
