@@ -147,6 +147,7 @@ class Predictor:
             len(self.dataset.foreground_labels) if self.previous_stage else 0)
         import torch
 
+        self.backend = "torch"  # from_onnx_model / from_model_folder(backend=...) set onnxruntime / openvino
         given_modules = any(isinstance(n, torch.nn.Module) for n in networks)
         self.networks = [self._as_network(n, i) for i, n in enumerate(networks)]
         if not self.networks:
@@ -160,6 +161,10 @@ class Predictor:
     def _as_network(self, item, index: int):
         import torch
 
+        from .backends import RuntimeNetwork
+
+        if isinstance(item, RuntimeNetwork):  # an ONNX runtime's network: used as it is
+            return item
         if isinstance(item, torch.nn.Module):
             net = item
         else:
@@ -182,10 +187,46 @@ class Predictor:
     @classmethod
     def from_model_folder(cls, model_dir, folds=None, *, checkpoint: str = "checkpoint_final.pth",
                           configuration: str | None = None, **kwargs) -> Predictor:
-        """A predictor for a trained-model folder (oxunet's or nnU-Net v2's); see the class doc for kwargs."""
+        """A predictor for a trained-model folder (oxunet's or nnU-Net v2's) or an ONNX export of one
+        (``oxunet export-model --format onnx``); see the class doc for kwargs. `backend`: 'torch'
+        (default for torch folders), 'onnxruntime' (default for ONNX folders) or 'openvino'; a torch
+        folder with another backend is converted to ONNX (checked against torch) when loaded."""
+        from .onnx_export import is_onnx_model_dir
+
+        backend = kwargs.pop("backend", None)
+        if is_onnx_model_dir(model_dir):
+            return cls.from_onnx_model(model_dir, folds, backend=backend or "onnxruntime", **kwargs)
+        if backend not in (None, "torch"):
+            from .backends import predictor_with_backend
+
+            torch_kwargs = {k: v for k, v in kwargs.items() if k not in ("precision", "device", "export_on")}
+            base = cls.from_model_folder(model_dir, folds, checkpoint=checkpoint, configuration=configuration,
+                                         device="cpu", precision="fp32", export_on="cpu", **torch_kwargs)
+            return predictor_with_backend(base, backend, kwargs.get("precision", "auto"))
         mf: ModelFolder = load_model_folder(model_dir, folds, checkpoint, configuration=configuration)
         return cls(mf.plans, mf.configuration, mf.dataset, mf.state_dicts, mf.mirror_axes,
                    trainer_name=mf.trainer_name, folds=mf.folds, **kwargs)
+
+    @classmethod
+    def from_onnx_model(cls, model_dir, folds=None, *, backend: str = "onnxruntime", precision: str = "auto",
+                        **kwargs) -> Predictor:
+        """A predictor for a folder written by ``oxunet export-model --format onnx``, run by
+        onnxruntime or OpenVINO on the CPU (torch runs no network here)."""
+        from .backends import backend_networks, resolve_backend_precision
+        from .onnx_export import load_onnx_model
+
+        if backend == "torch":
+            raise InferenceError(f"{model_dir}: an ONNX model runs with --backend onnxruntime or openvino, not torch")
+        if kwargs.get("device", "cpu") not in ("cpu", "auto") or kwargs.get("export_on", "cpu") == "device":
+            raise InferenceError(f"--backend {backend} runs on the CPU (device cpu, export on the CPU)")
+        kwargs.update(device="cpu", export_on="cpu", channels_last=False)
+        model = load_onnx_model(model_dir, folds)
+        run_precision = resolve_backend_precision(backend, precision)
+        nets = backend_networks(backend, [model.fold_file(f) for f in model.folds], run_precision)
+        pred = cls(model.plans, model.configuration, model.dataset_json, nets, model.mirror_axes, precision="fp32",
+                   trainer_name=model.manifest.get("trainer_name", "nnUNetTrainer"), folds=model.folds, **kwargs)
+        pred.backend, pred.precision = backend, run_precision
+        return pred
 
     @classmethod
     def from_networks(cls, plans: dict, configuration: str, dataset_json, networks_or_state_dicts: Sequence,
