@@ -12,7 +12,8 @@ from .common import multi_value_command, quiet_option
               help="Folder of raw images CASE_XXXX<ending> (nnU-Net layout).")
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("-m", "--model", "model_dir", type=click.Path(file_okay=False),
-              help="Trained-model folder (TRAINER__PLANS__CONFIG, ours or nnU-Net v2's) instead of -d/-c/-tr/-p.")
+              help="Trained-model folder (TRAINER__PLANS__CONFIG, ours or nnU-Net v2's), or an ONNX export of one, "
+                   "instead of -d/-c/-tr/-p.")
 @click.option("-d", "--dataset", help="Dataset id or name (with -c).")
 @click.option("-c", "--configuration", help="Configuration, e.g. 3d_fullres.")
 @click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True, help="Trainer name.")
@@ -36,6 +37,11 @@ from .common import multi_value_command, quiet_option
               type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino"]), default=None,
+              help="What runs the network (CPU for the ONNX runtimes; preprocessing, aggregation and export are the "
+                   "same Rust kernels): torch (default for a trained-model folder), onnxruntime (default for a folder "
+                   "from `oxunet export-model --format onnx`) or openvino. A trained-model folder with an ONNX runtime "
+                   "is converted when loaded. --precision: onnxruntime fp32 only; openvino fp32/bf16/fp16 hints.")
 @click.option("--streaming", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Slab-wise export as the sliding window finishes slabs (bounded memory for many classes / large "
                    "volumes); only where it equals the whole-volume export exactly. auto: when the logits exceed "
@@ -51,7 +57,7 @@ from .common import multi_value_command, quiet_option
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
             tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
-            continue_prediction, device, precision, streaming, export_on, npp, nps, nnunet_noop, results_dir, quiet) -> None:
+            continue_prediction, device, precision, backend, streaming, export_on, npp, nps, nnunet_noop, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     if model_dir is None:
         if not dataset or not configuration:
@@ -83,6 +89,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
             raise click.UsageError(f"--tta: expected all, none or axes like 0,1,2; got {tta!r}") from None
 
     from ..inference import InferenceError, predict_folder
+    from ..inference.runtime import PrecisionError
 
     try:
         report = predict_folder(input_dir, output_dir, model_dir, fold_list, checkpoint=checkpoint, step_size=step_size,
@@ -91,8 +98,9 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
                                 num_parts=num_parts, overwrite=not continue_prediction,
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,
                                 probabilities_dtype=probabilities_dtype,
-                                streaming={"auto": "auto", "on": True, "off": False}[streaming], export_on=export_on)
-    except InferenceError as e:
+                                streaming={"auto": "auto", "on": True, "off": False}[streaming], export_on=export_on,
+                                **({"backend": backend} if backend else {}))
+    except (InferenceError, PrecisionError) as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
         click.echo(f"{len(report['cases'])} case(s) predicted into {output_dir} in {report['seconds']:.1f} s "

@@ -188,7 +188,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                 pool.shutdown(wait=True, cancel_futures=True)
     report = {"format": REPORT_FORMAT, "version": 1, "args": args, "model": {
         "configuration": predictor.configuration, "trainer": predictor.trainer_name, "folds": predictor.folds,
-        "device": str(predictor.device), "precision": predictor.precision, "mirror_axes": list(predictor.mirror_axes)},
+        "device": str(predictor.device), "precision": predictor.precision, "backend": getattr(predictor, "backend", "torch"),
+        "mirror_axes": list(predictor.mirror_axes)},
         "cases": reports, "skipped": skipped, "seconds": round(time.perf_counter() - t_start, 3),
         "peak_rss_bytes": peak_rss_bytes()}
     _write_json(output_dir / "prediction_report.json", report)

@@ -199,6 +199,8 @@ class Predictor:
         if backend not in (None, "torch"):
             from .backends import predictor_with_backend
 
+            if str(kwargs.get("device", "cpu")) not in ("cpu", "auto") or kwargs.get("export_on") == "device":
+                raise InferenceError(f"--backend {backend} runs on the CPU (device cpu, export on the CPU)")
             torch_kwargs = {k: v for k, v in kwargs.items() if k not in ("precision", "device", "export_on")}
             base = cls.from_model_folder(model_dir, folds, checkpoint=checkpoint, configuration=configuration,
                                          device="cpu", precision="fp32", export_on="cpu", **torch_kwargs)
