@@ -25,6 +25,10 @@ from .common import multi_value_command, quiet_option
 @click.option("--disable-tta", "--disable_tta", "disable_tta", is_flag=True, help="Same as --tta none.")
 @click.option("--save-probabilities", "--save_probabilities", "save_probabilities", is_flag=True,
               help="Also write CASE.npz (probabilities) and CASE.json (properties).")
+@click.option("--save-uncertainty", is_flag=True,
+              help="Also write CASE_entropy (normalised entropy of the averaged probabilities, 0..1) and, with several "
+                   "folds or TTA, CASE_disagreement (variance of the members' probabilities, summed over classes); "
+                   "per-case summaries go to prediction_report.json.")
 @click.option("--probabilities-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Type of the saved probabilities (float16 halves the .npz files).")
 @click.option("--prev-stage", "-prev_stage_predictions", "prev_stage", type=click.Path(file_okay=False),
@@ -56,7 +60,7 @@ from .common import multi_value_command, quiet_option
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
-            tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
+            tta, disable_tta, save_probabilities, save_uncertainty, probabilities_dtype, prev_stage, part_id, num_parts,
             continue_prediction, device, precision, backend, streaming, export_on, npp, nps, nnunet_noop, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     if model_dir is None:
@@ -94,6 +98,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
     try:
         report = predict_folder(input_dir, output_dir, model_dir, fold_list, checkpoint=checkpoint, step_size=step_size,
                                 tta="none" if disable_tta else tta, save_probabilities=save_probabilities,
+                                save_uncertainty=save_uncertainty,
                                 device=device, precision=precision, prev_stage_dir=prev_stage, part_id=part_id,
                                 num_parts=num_parts, overwrite=not continue_prediction,
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,

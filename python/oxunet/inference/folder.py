@@ -69,7 +69,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                    step_size: float = 0.5, tta="all", save_probabilities: bool = False, device="auto",
                    precision: str = "auto", prev_stage_dir=None, part_id: int = 0, num_parts: int = 1,
                    overwrite: bool = True, num_processes_preprocessing: int = 2, num_processes_export: int = 2,
-                   quiet: bool = False, probabilities_dtype="float32", predictor=None, **predictor_kwargs) -> dict:
+                   quiet: bool = False, probabilities_dtype="float32", predictor=None, save_uncertainty: bool = False,
+                   **predictor_kwargs) -> dict:
     """Predicts every case of `input_dir` (nnU-Net's raw layout) into `output_dir`.
 
     One segmentation per case, ``{case}{file_ending}`` with the input's geometry, written
@@ -78,6 +79,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
     ``dataset.json``, ``plans.json``, ``predict_from_raw_data_args.json`` (as nnU-Net) and
     ``prediction_report.json`` (per-case seconds per stage and peak memory). Returns the report.
     `probabilities_dtype`: 'float32' (nnU-Net's) or 'float16' for the ``.npz`` files.
+    `save_uncertainty`: ``{case}_entropy`` / ``{case}_disagreement`` maps beside each segmentation
+    and per-case summaries under ``uncertainty`` in the report (:mod:`.uncertainty`).
     `predictor` reuses an existing :class:`~oxunet.inference.Predictor` (then `model_dir` may be None).
     """
     from .predictor import Predictor
@@ -88,7 +91,7 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
         step_size=step_size, tta=tta, save_probabilities=save_probabilities, device=str(device), precision=precision,
         prev_stage_dir=prev_stage_dir, part_id=part_id, num_parts=num_parts, overwrite=overwrite,
         num_processes_preprocessing=num_processes_preprocessing, num_processes_export=num_processes_export,
-        probabilities_dtype=str(probabilities_dtype)).items()}
+        probabilities_dtype=str(probabilities_dtype), save_uncertainty=save_uncertainty).items()}
     import numpy as np
 
     if np.dtype(probabilities_dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
@@ -170,7 +173,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
             else:
                 data, props, times = _wrap(case, prepare, case)
             predictor._reset_peaks()  # peak GPU memory / RSS per case
-            staged = _wrap(case, predictor.run_network, data, props, save_probabilities, probabilities_dtype, times=times)
+            staged = _wrap(case, predictor.run_network, data, props, save_probabilities, probabilities_dtype, times=times,
+                           uncertainty=save_uncertainty)
             del data
             if exp_pool is not None:
                 pending_exp.append((case, exp_pool.submit(export, case, staged, props, times), t0))
