@@ -9,7 +9,8 @@ from .common import multi_value_command, quiet_option
 
 @click.command(cls=multi_value_command("-f", "--folds"))
 @click.option("-i", "--input", "input_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder of raw images CASE_XXXX<ending> (nnU-Net layout).")
+              help="Folder of raw images CASE_XXXX<ending> (nnU-Net layout), or of DICOM series (searched "
+                   "recursively; one case per SeriesInstanceUID, slices ordered by position).")
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("-m", "--model", "model_dir", type=click.Path(file_okay=False),
               help="Trained-model folder (TRAINER__PLANS__CONFIG, ours or nnU-Net v2's), or an ONNX export of one, "
@@ -25,6 +26,10 @@ from .common import multi_value_command, quiet_option
 @click.option("--disable-tta", "--disable_tta", "disable_tta", is_flag=True, help="Same as --tta none.")
 @click.option("--save-probabilities", "--save_probabilities", "save_probabilities", is_flag=True,
               help="Also write CASE.npz (probabilities) and CASE.json (properties).")
+@click.option("--output-format", "output_formats", multiple=True, type=click.Choice(["nifti", "dicom-seg", "rtstruct"]),
+              help="DICOM input: also write CASE_seg.dcm (DICOM-SEG, highdicom) and/or CASE_rtstruct.dcm (RTSTRUCT) "
+                   "per series, referencing it, with the dataset's label names; repeatable. The segmentation in the "
+                   "model's file format is always written.")
 @click.option("--save-uncertainty", is_flag=True,
               help="Also write CASE_entropy (normalised entropy of the averaged probabilities, 0..1) and, with several "
                    "folds or TTA, CASE_disagreement (variance of the members' probabilities, summed over classes); "
@@ -60,7 +65,7 @@ from .common import multi_value_command, quiet_option
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
-            tta, disable_tta, save_probabilities, save_uncertainty, probabilities_dtype, prev_stage, part_id, num_parts,
+            tta, disable_tta, save_probabilities, output_formats, save_uncertainty, probabilities_dtype, prev_stage, part_id, num_parts,
             continue_prediction, device, precision, backend, streaming, export_on, npp, nps, nnunet_noop, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     if model_dir is None:
@@ -98,7 +103,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
     try:
         report = predict_folder(input_dir, output_dir, model_dir, fold_list, checkpoint=checkpoint, step_size=step_size,
                                 tta="none" if disable_tta else tta, save_probabilities=save_probabilities,
-                                save_uncertainty=save_uncertainty,
+                                save_uncertainty=save_uncertainty, output_formats=("nifti", *output_formats),
                                 device=device, precision=precision, prev_stage_dir=prev_stage, part_id=part_id,
                                 num_parts=num_parts, overwrite=not continue_prediction,
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,
