@@ -187,5 +187,6 @@ def predictor_with_backend(pred, backend: str, precision: str = "auto"):
     pred.networks = nets
     pred.sliding = SlidingWindow(nets, pred.config["patch_size"], pred.dataset.num_segmentation_heads, pred.mirror_axes,
                                  pred.device, "fp32")
+    pred.sliding.has_regions = pred.dataset.has_regions
     pred.backend, pred.precision = backend, run_precision
     return pred
