@@ -169,11 +169,14 @@ def test_cli_export_onnx_and_predict(project, tmp_path):
     assert json.loads((out / MANIFEST_NAME).read_text())["folds"][0]["fold"] == 1
     pred_dir = tmp_path / "pred"
     r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(pred_dir), "-m", str(out),
-                                  "--tta", "none", "-npp", "0", "-nps", "0", "--quiet"])
+                                  "--tta", "none", "-npp", "0", "-nps", "0", "--save-uncertainty", "--quiet"])
     assert r.exit_code == 0, r.output
     report = json.loads((pred_dir / "prediction_report.json").read_text())
     assert report["model"]["backend"] == "onnxruntime" and report["model"]["precision"] == "fp32"
     case = report["cases"][0]["case"]
+    # one member (one fold, no TTA): an entropy map, no disagreement map
+    assert (pred_dir / f"{case}_entropy.nii.gz").is_file() and not (pred_dir / f"{case}_disagreement.nii.gz").exists()
+    assert 0 < report["cases"][0]["uncertainty"]["mean_entropy"] < 1
     got = sitk.GetArrayFromImage(sitk.ReadImage(str(pred_dir / f"{case}.nii.gz")))
     ref = _torch(project, folds=[1], tta="none").predict_case(sorted(project["test_images"].glob("*_0000.nii.gz")))
     assert (got == ref.segmentation).mean() >= 0.999
