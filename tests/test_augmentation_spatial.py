@@ -104,7 +104,9 @@ def test_full_transform_matches_given_same_parameters(patch, inp, labels, pad_ro
         ours_grid = ours.grid(SpatialParams(params["affine"], params["elastic_offsets"]), inp, torch.device("cpu"))
         torch.testing.assert_close(ours_grid, params["grid"], rtol=0, atol=1e-6)
         out = ours.apply(Batch(img[None], seg[None]), [SpatialParams(params["affine"], params["elastic_offsets"])])
-        torch.testing.assert_close(out.data[0], ref["image"], rtol=0, atol=1e-5)
+        # grids agree to 1e-6; interpolating values of ~1 off a one-ulp grid difference moves them ~1e-5
+        # (torch 2.15's grid_sample reaches 1.1e-5 here)
+        torch.testing.assert_close(out.data[0], ref["image"], rtol=0, atol=3e-5)
         # a one-ulp grid difference may settle an exact tie differently; anything more is a bug
         assert (out.seg[0] != ref["segmentation"]).float().mean() < 1e-3
 

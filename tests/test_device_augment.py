@@ -150,3 +150,20 @@ def test_prefetcher_thread_gives_the_same_batches_in_order(prepared):  # noqa: F
     it.close()
     import threading
     assert not [t for t in threading.enumerate() if t.name == "oxunet-device-augment" and t.is_alive()]
+
+
+@pytest.mark.parametrize("workers,iters", [(2, 5), (3, 3), (2, 4)])
+def test_persistent_loader_equals_per_epoch_loaders(prepared, workers, iters):  # noqa: F811
+    from oxunet.training.loader import PersistentLoader
+
+    tr = _trainer(prepared, augment_on="workers")
+    loader = PersistentLoader(tr.train_spec, iters, 6, 1, 4, num_workers=workers)
+    for epoch in (1, 2, 3):
+        got = list(loader.epoch(epoch))
+        ref = list(epoch_loader(tr.train_spec, iters, 6, epoch, num_workers=workers))
+        assert len(got) == len(ref) == iters
+        for a, b in zip(got, ref):
+            assert a["keys"] == b["keys"] and torch.equal(a["data"], b["data"])
+    with pytest.raises(ValueError, match="epoch 5 requested"):
+        loader.epoch(5)
+    loader.close()

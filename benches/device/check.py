@@ -114,6 +114,7 @@ def main() -> int:
     ap.add_argument("--cuda-tests", default="", help="pytest -k expression selecting some of the cuda tests")
     ap.add_argument("--iterations", type=int, default=60, help="training steps per timed epoch (GPU)")
     ap.add_argument("--workers", default="2,4,8,16", help="data-loading worker counts to time (GPU)")
+    ap.add_argument("--compare-pin-memory", action="store_true", help="also time 4 workers without pinned memory")
     ap.add_argument("--compare-worker-augmentation", action="store_true",
                     help="also time nnU-Net's way (augmentation in 4 and 16 workers)")
     args = ap.parse_args()
@@ -178,24 +179,23 @@ def main() -> int:
     for name, ds_id, pre_dir, more in sets:
         if name in skip or left() < 60:
             continue
-        out = LOG_DIR / f"{name}.json"
-        extra = (["--no-compile"] if not dry else ["--precision", "fp32"]) + more
-        run_step(name, _bench_argv(ds_id, pre_dir, work / "res", out, device=device, epochs=epochs, iterations=iters,
-                                   workers=workers, extra=extra), min(200, left() - 30), results, out_dir)
-        if out.is_file():
-            results[name] = json.loads(out.read_text())
-        write()
-        # nnU-Net's way for comparison: augmentation in the workers (4 and 16 of them)
-        wname = name + "_workers_augment"
-        if not dry and args.compare_worker_augmentation and wname not in skip and left() > 90:
-            wout = LOG_DIR / f"{wname}.json"
-            run_step(wname, _bench_argv(ds_id, pre_dir, work / "res", wout, device=device, epochs=epochs,
-                                        iterations=iters, workers="4,16",
-                                        extra=["--no-compile", "--augment-on", "workers", "--data-loading-only", *more]),
-                     min(150, left() - 30), results, out_dir)
-            if wout.is_file():
-                results[wname] = json.loads(wout.read_text())
+        def bench(step: str, workers_: str, extra_: list[str], limit: float) -> None:
+            out = LOG_DIR / f"{step}.json"
+            run_step(step, _bench_argv(ds_id, pre_dir, work / "res", out, device=device, epochs=epochs,
+                                       iterations=iters, workers=workers_, extra=[*extra_, *more]),
+                     min(limit, left() - 30), results, out_dir)
+            if out.is_file():
+                results[step] = json.loads(out.read_text())
             write()
+
+        bench(name, workers, ["--no-compile"] if not dry else ["--precision", "fp32"], 200)
+        comparisons = [  # (step, flag, workers, options): what a GPU session measures next to the default
+            (name + "_no_pin", args.compare_pin_memory, "4", ["--no-pin-memory"]),  # the prefetch thread copies
+            (name + "_workers_augment", args.compare_worker_augmentation, "4,16", ["--augment-on", "workers"]),
+        ]
+        for step, wanted, workers_, options in comparisons:
+            if not dry and wanted and step not in skip and left() > 90:
+                bench(step, workers_, ["--no-compile", "--data-loading-only", *options], 150)
 
     # 3. prediction of a CT-like case: on the device vs the Rust export path
     if "predict_ct" not in skip and left() > 30:

@@ -28,20 +28,29 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _epoch(tr, batches, device) -> float:
+def _epoch(tr, batches, device, waits: list | None = None) -> float:
+    """Seconds for one epoch; `waits` gets the seconds the step spent waiting for its batch (the
+    data pipeline's share: zero when the GPU never starves)."""
     _sync(device)
     t0 = time.perf_counter()
-    for b in batches:
+    waited = 0.0
+    it = iter(batches)
+    while True:
+        t = time.perf_counter()
+        b = next(it, None)
+        waited += time.perf_counter() - t
+        if b is None:
+            break
         tr.train_step(b)
     _sync(device)
+    if waits is not None:
+        waits.append(waited)
     return time.perf_counter() - t0
 
 
 def _synthetic_batch(tr):
     """One real batch, augmented and moved to the device once (nnU-Net's noDataLoading trainer
     reuses one dummy batch the same way)."""
-    import torch
-
     from ..training.device_augment import augment_batch
     from ..training.loader import epoch_loader
 
@@ -65,6 +74,7 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
                 num_workers: Sequence[int] = (12,), data_loading: bool = True, no_data_loading: bool = True,
                 device="cuda", precision: str = "auto", compile: bool | None = None, augment_on: str | None = None,
                 batch_size: int | None = None, plans_name: str = "nnUNetPlans", seed: int = 0, quiet: bool = False,
+                pin_memory: bool | None = None,
                 output: str | os.PathLike | None = None, log=print) -> dict:
     """Times ``epochs`` epochs of ``iterations`` training steps per setting; returns (and writes) the result."""
     import torch
@@ -82,7 +92,7 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
     t_build = time.perf_counter()
     tr._build()
     tr.network.train()
-    pin = tr.device.type == "cuda"
+    pin = tr.device.type == "cuda" if pin_memory is None else bool(pin_memory)
     runs = []
 
     def report(run: dict) -> None:
@@ -99,15 +109,18 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
         report(_run("no data loading", None, times, iterations))
     if data_loading:
         for n in num_workers:
-            times = []
+            times, waits = [], []
             for e in range(epochs):
-                times.append(_epoch(tr, tr.train_batches(e, pin, num_workers=int(n)), tr.device))
-            report(_run(f"data loading, {n} workers", int(n), times, iterations))
+                times.append(_epoch(tr, tr.train_batches(e, pin, num_workers=int(n)), tr.device, waits))
+            run = _run(f"data loading, {n} workers", int(n), times, iterations)
+            run["waiting_for_data_s"] = waits
+            report(run)
+        tr.close_loaders()
     result = {
         "format": RESULT_FORMAT, "version": 1, "dataset": tr.dataset_name, "configuration": configuration,
         "fold": tr.fold, "plans": plans_name, "patch_size": list(tr.cfg["patch_size"]), "batch_size": tr.batch_size,
         "epochs": epochs, "iterations_per_epoch": iterations, "precision": tr.precision, "compiled": tr.compiled,
-        "augment_on": tr.augment_on, "warmup_s": warm, "setup_s": time.perf_counter() - t_build,
+        "augment_on": tr.augment_on, "pin_memory": pin, "warmup_s": warm, "setup_s": time.perf_counter() - t_build,
         **_environment(tr), "runs": runs,
     }
     if tr.device.type == "cuda":

@@ -54,13 +54,15 @@ def _workers(ctx, param, value) -> tuple[int, ...]:
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile (default: nnU-Net's rule).")
 @click.option("--augment-on", type=click.Choice(["device", "workers"]), default=None)
 @click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--pin-memory/--no-pin-memory", "pin_memory", default=None,
+              help="Pinned host memory for the batches (default: on with CUDA).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Result JSON (default: "
               "RESULTS/DATASET/nnUNetTrainerBenchmark_5epochs__PLANS__CONF/fold_F/benchmark_result.json).")
 @click.option("--preprocessed-dir", type=click.Path(file_okay=False))
 @click.option("--results-dir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def bench_train_command(dataset, configuration, fold, plans_name, epochs, iterations, num_workers, mode, device,
-                        precision, compile_, augment_on, batch_size, output, preprocessed_dir, results_dir, quiet):
+                        precision, compile_, augment_on, batch_size, pin_memory, output, preprocessed_dir, results_dir, quiet):
     """Fastest training epoch with the real data pipeline and with batches already on the device
     (nnU-Net's nnUNetTrainerBenchmark_5epochs and _noDataLoading), written to benchmark_result.json."""
     import torch
@@ -79,7 +81,7 @@ def bench_train_command(dataset, configuration, fold, plans_name, epochs, iterat
                           epochs=epochs, iterations=iterations, num_workers=workers,
                           data_loading=mode != "synthetic", no_data_loading=mode != "real", device=device,
                           precision=precision, compile=compile_, augment_on=augment_on, batch_size=batch_size,
-                          plans_name=plans_name, quiet=quiet, output=output,
+                          plans_name=plans_name, quiet=quiet, output=output, pin_memory=pin_memory,
                           log=lambda m: click.echo(m, err=True))
     except (TrainingError, ValueError) as e:
         raise click.ClickException(str(e)) from None

@@ -314,11 +314,64 @@ class Predictor:
         extras: dict = {}
         self.sliding.disagreement = bool(uncertainty)
         if self.on_device:
+            import torch
+
             from .on_device import sliding_window_on_device
 
-            logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
-            return {"streaming": False, "note": "on device", "seg": None, "probs": None, "logits": None,
-                    "device_logits": logits}
+            try:
+                stream, note = self._use_device_streaming(properties, data.shape[1:], want_probs)
+                if stream:
+                    from .on_device import DeviceStreamingExport
+
+                    sink = DeviceStreamingExport(self.export_plan, properties, data.shape[1:], self.device)
+                    sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times,
+                                             on_slab=sink)
+                    return {"streaming": True, "note": f"on device, streamed: {note}", "seg": None, "probs": None,
+                            "logits": None, "device_stream": sink}
+                logits = sliding_window_on_device(self.sliding, data, self.step_size, self.accumulator_dtype, times)
+                return {"streaming": False, "note": f"on device: {note}", "seg": None, "probs": None,
+                        "logits": None, "device_logits": logits}
+            except torch.OutOfMemoryError:
+                # as nnU-Net: a case too large for the GPU's memory is aggregated and exported on the host
+                self._release_device_memory()
+                warnings.warn("prediction on the device ran out of GPU memory; aggregating and exporting this case "
+                              "on the CPU", stacklevel=2)
+                data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+                out["note"] = "device out of memory: host aggregation and export"
+                return out
+        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+
+    def _use_device_streaming(self, properties: dict, shape, want_probs: bool) -> tuple[bool, str]:
+        """Stream slabs on the device (bounded GPU memory) when asked or when the whole-volume sums
+        would take more than a quarter of the free GPU memory, and only where it is exact."""
+        if self.streaming is False or want_probs:
+            return False, "whole volume" if self.streaming is False else "whole volume (probabilities)"
+        ok, why = streaming_exact(self.export_plan, properties, shape)
+        size = self.dataset.num_segmentation_heads * (2 if self.accumulator_dtype == "float16" else 4) * int(
+            np.prod(shape))
+        budget = self.memory_budget
+        if self.device.type == "cuda":
+            import torch
+
+            budget = torch.cuda.mem_get_info(self.device)[0] // 4
+        if self.streaming == "auto" and size <= budget:
+            return False, f"sums {size / 2**30:.2f} GiB within the budget"
+        if not ok:
+            return False, f"whole volume (slabs not exact: {why})"
+        return True, why
+
+    def _release_device_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _run_network_on_host(self, data, properties: dict, want_probs: bool, probabilities_dtype,
+                             times: StageTimes) -> dict:
         shape = data.shape[1:]
         use_stream, note = self._use_streaming(properties, shape)
         logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
@@ -357,12 +410,30 @@ class Predictor:
                want_probs: bool = False, probabilities_dtype=np.float32, times: StageTimes | None = None) -> PredictionResult:
         """Second half of :meth:`predict_preprocessed`: export (unless streamed) and writing."""
         times = StageTimes() if times is None else times
-        if staged.get("device_logits") is not None:
+        if staged.get("device_stream") is not None:
+            with times.stage("export"):
+                seg, probs = staged.pop("device_stream").result(), None
+        elif staged.get("device_logits") is not None:
             from .on_device import export_on_device
 
+            import torch
+
+            device_logits = staged.pop("device_logits")
             with times.stage("export"):
-                seg, probs = export_on_device(self.export_plan, staged.pop("device_logits"), properties,
-                                              return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
+                try:
+                    seg, probs = export_on_device(self.export_plan, device_logits, properties,
+                                                  return_probabilities=want_probs,
+                                                  probabilities_dtype=probabilities_dtype)
+                except torch.OutOfMemoryError:
+                    warnings.warn("export on the device ran out of GPU memory; exporting this case on the CPU",
+                                  stacklevel=2)
+                    host = np.empty((device_logits.num_channels, *device_logits.shape), np.float32)
+                    for c in range(device_logits.num_channels):  # one channel at a time through GPU memory
+                        host[c] = device_logits.logits(c, c + 1)[0].cpu().numpy()
+                    del device_logits
+                    self._release_device_memory()
+                    seg, probs = export_logits(self.export_plan, host, properties, return_probabilities=want_probs,
+                                               probabilities_dtype=probabilities_dtype)
         elif staged["logits"] is not None:
             with times.stage("export"):
                 seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,
@@ -431,6 +502,10 @@ class Predictor:
             seg_in = prev_stage_seg if not isinstance(prev_stage_seg, os.PathLike) else str(prev_stage_seg)
             if isinstance(seg_in, str) and not Path(seg_in).is_file():
                 raise InferenceError(f"case {case}: previous-stage segmentation {seg_in} not found")
+        if self.on_device and not self.previous_stage:
+            staged = self._preprocess_on_device(images, properties, case)
+            if staged is not None:
+                return staged
         device_kw = {}
         if self.on_device:
             device_kw = dict(resample_data_fn=self._resample_on_device, skip_seg=True)
@@ -456,6 +531,32 @@ class Predictor:
                 data = np.concatenate([data, onehot])
         props.pop("class_locations", None)
         return data, props
+
+    def _preprocess_on_device(self, images, properties, case: str):
+        """Reads on the host, then crops, normalises and resamples on the device; None where the
+        plan needs the CPU pipeline (masked ZScore)."""
+        from ..preprocessing import PreprocessingError
+        from ..preprocessing.normalization import NormalizationError
+        from .device_preprocessing import device_preprocessing_supported, preprocess_on_device
+
+        if not device_preprocessing_supported(self.preprocessing_plan):
+            return None
+        if isinstance(images, np.ndarray):
+            image, props = images, dict(properties or {})
+        else:
+            from ..preprocessing.pipeline import _read
+
+            paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+            try:
+                image, _, props = _read(self.preprocessing_plan, paths, None)
+            except PreprocessingError as e:
+                raise InferenceError(str(e)) from None
+        if image.ndim != 4 or image.shape[0] != self.preprocessing_plan.num_channels:
+            return None  # the CPU pipeline names the problem
+        try:
+            return preprocess_on_device(self.preprocessing_plan, image, props, self.device)
+        except NormalizationError as e:
+            raise InferenceError(f"case {case}: {e}") from None
 
     def _resample_on_device(self, resampling, data, new_shape, current_spacing, new_spacing):
         import torch

@@ -174,3 +174,65 @@ def _inprocess(ds: EpochBatches) -> Iterator[dict]:
     maker = BatchStream(ds.spec)
     for index in range(ds.num_batches):
         yield ds._tag(maker.batch(rng, gen), index)
+
+
+class _Skip(dict):
+    """A worker's placeholder where its share of an epoch is one batch short (never read)."""
+
+
+class MultiEpochBatches(IterableDataset):
+    """The batches of several epochs from workers that live through all of them. Worker ``w``
+    makes, per epoch, the batches ``w, w + n, ...`` of :class:`EpochBatches` from the same seeds,
+    and pads its share to ``ceil(num_batches / n)`` with placeholders so that the DataLoader's
+    round-robin order stays aligned with the batch index across epoch boundaries."""
+
+    def __init__(self, spec: LoaderSpec, num_batches: int, seed: int, epochs: Sequence[int], stream: int,
+                 num_workers: int):
+        self.spec, self.num_batches, self.seed, self.stream = spec, num_batches, seed, stream
+        self.epochs, self.num_workers = list(epochs), num_workers
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, n = (0, 1) if info is None else (info.id, info.num_workers)
+        torch.set_num_threads(1)
+        maker = BatchStream(self.spec)
+        share = -(-self.num_batches // n)
+        for epoch in self.epochs:
+            rng, gen = _seeds(self.seed, epoch, self.stream, wid)
+            tagger = EpochBatches(self.spec, self.num_batches, self.seed, epoch, self.stream)
+            for k in range(share):
+                index = wid + k * n
+                yield tagger._tag(maker.batch(rng, gen), index) if index < self.num_batches else _Skip()
+
+
+class PersistentLoader:
+    """Batches of consecutive epochs from one set of workers: no start-up per epoch, and the
+    workers prepare the next epoch's first batches while the current one ends (validation,
+    checkpoints). ``epoch(e)`` gives exactly what ``epoch_loader(spec, num_batches, seed, e, ...)``
+    gives with the same number of workers; epochs must be read in order, each to its end."""
+
+    def __init__(self, spec: LoaderSpec, num_batches: int, seed: int, first_epoch: int, last_epoch: int, *,
+                 stream: int = 0, num_workers: int = 1, pin_memory: bool = False):
+        self.num_batches = num_batches
+        self.workers = max(1, min(int(num_workers), num_batches))
+        self.share = -(-num_batches // self.workers)
+        self.next_epoch, self.last_epoch = first_epoch, last_epoch
+        ds = MultiEpochBatches(spec, num_batches, seed, range(first_epoch, last_epoch), stream, self.workers)
+        self._it = iter(DataLoader(ds, batch_size=None, num_workers=self.workers, pin_memory=pin_memory,
+                                   prefetch_factor=max(2, 6 // self.workers), persistent_workers=False))
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        if epoch != self.next_epoch or epoch >= self.last_epoch:
+            raise ValueError(f"persistent loader: epoch {epoch} requested, next is {self.next_epoch} "
+                             f"(epochs up to {self.last_epoch - 1})")
+        self.next_epoch += 1
+        return self._epoch()
+
+    def _epoch(self) -> Iterator[dict]:
+        for _ in range(self.workers * self.share):
+            item = next(self._it)
+            if not isinstance(item, _Skip) and item:
+                yield item
+
+    def close(self) -> None:
+        self._it = None  # the DataLoader iterator shuts its workers down when collected

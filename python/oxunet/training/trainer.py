@@ -393,19 +393,42 @@ class Trainer:
         return data, target
 
     def train_batches(self, epoch: int, pin_memory: bool, num_workers: int | None = None):
-        """One epoch of training batches; with ``--augment-on device`` augmented on the device a few
-        batches ahead of the step (a background thread and CUDA stream, :class:`DevicePrefetcher`)."""
-        from .loader import epoch_loader
+        """One epoch of training batches. With workers, they live across epochs (a
+        :class:`~oxunet.training.loader.PersistentLoader`: no start-up per epoch, same batches);
+        with ``--augment-on device`` batches are augmented on the device a few ahead of the step."""
+        from .loader import PersistentLoader, epoch_loader
 
-        batches = epoch_loader(self.train_spec, self.config.iterations_per_epoch, self.seed, epoch,
-                               stream=self.loader_stream(False),
-                               num_workers=self.num_workers if num_workers is None else num_workers,
-                               pin_memory=pin_memory)
-        if self.augment_on == "device":
-            from .device_augment import DevicePrefetcher
+        n = self.num_workers if num_workers is None else num_workers
+        c = self.config
+        if n > 0:
+            pl = getattr(self, "_train_loader", None)
+            if pl is None or pl.next_epoch != epoch or getattr(self, "_train_loader_workers", None) != n:
+                if pl is not None:
+                    pl.close()
+                pl = self._train_loader = PersistentLoader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                                                           max(c.epochs, epoch + 1), stream=self.loader_stream(False),
+                                                           num_workers=n, pin_memory=pin_memory)
+                self._train_loader_workers = n
+            batches = pl.epoch(epoch)
+        else:
+            batches = epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                                   stream=self.loader_stream(False), num_workers=0, pin_memory=pin_memory)
+        return self.augment_on_device(batches)
 
-            batches = DevicePrefetcher(batches, self.train_augmenter, self.device)
-        return batches
+    def augment_on_device(self, batches):
+        """Wraps raw batches in the device prefetcher (``--augment-on device``); others pass through."""
+        if self.augment_on != "device":
+            return batches
+        from .device_augment import DevicePrefetcher
+
+        return DevicePrefetcher(batches, self.train_augmenter, self.device)
+
+    def close_loaders(self) -> None:
+        """Ends the training workers (they otherwise live until the next epoch is asked for)."""
+        pl = getattr(self, "_train_loader", None)
+        if pl is not None:
+            pl.close()
+        self._train_loader = None
 
     def train_step(self, batch: dict) -> float:
         data, target = self._to_device(batch)
@@ -433,12 +456,9 @@ class Trainer:
             validation_checkpoint: str = "checkpoint_final.pth") -> Path:
         """Trains from scratch or resumes; ``stop_after_epochs`` ends this call early (the run can be
         continued); returns the fold folder. Final validation runs once the last epoch is done."""
-        from .loader import epoch_loader
-        from .progress_plot import write_progress_png
-        from .transfer import set_frozen_eval
+        from .distributed import broadcast_object
 
         c = self.config
-        from .distributed import all_gather_objects, broadcast_object
 
         seed = c.seed if c.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         self.seed = int(broadcast_object(seed))  # one seed for all ranks
@@ -461,10 +481,29 @@ class Trainer:
         elif pretrained:
             self.load_pretrained(pretrained)
         pin = self.device.type == "cuda"
+        try:
+            self._epochs(c, pin, stop_after_epochs)
+        finally:
+            self.close_loaders()
+        if stop_after_epochs is not None and self.current_epoch < c.epochs:
+            return self.fold_dir
+        self._save(self.fold_dir / "checkpoint_final.pth", lambda: self._checkpoint(self.current_epoch))
+        self.logger.write_json()
+        if validate and self.is_main:
+            self.run_final_validation(validation_checkpoint)
+        return self.fold_dir
+
+    def _epochs(self, c, pin: bool, stop_after_epochs: int | None) -> None:
+        """The epoch loop: train, validate, log, checkpoint (until the last epoch or `stop_after_epochs`)."""
+        from .distributed import all_gather_objects
+        from .loader import epoch_loader
+        from .progress_plot import write_progress_png
+        from .transfer import set_frozen_eval
+
         n_run = 0
         while self.current_epoch < c.epochs:
             if stop_after_epochs is not None and n_run >= stop_after_epochs:
-                return self.fold_dir
+                return
             epoch = self.current_epoch
             t0 = time.time()
             lr = poly_lr(c.initial_lr, epoch, c.epochs, c.poly_exponent)
@@ -521,11 +560,6 @@ class Trainer:
             n_run += 1
             if self.on_epoch_end is not None and self.is_main:
                 self.on_epoch_end(EpochSummary(epoch, L.log["train_losses"][-1], L.log["val_losses"][-1], dice, ema, lr, t1 - t0))
-        self._save(self.fold_dir / "checkpoint_final.pth", lambda: self._checkpoint(self.current_epoch))
-        self.logger.write_json()
-        if validate and self.is_main:
-            self.run_final_validation(validation_checkpoint)
-        return self.fold_dir
 
     def load_pretrained(self, path: str) -> "TransferReport":
         """Load every fitting tensor of ``path`` (ours or nnU-Net's checkpoint; rules in
