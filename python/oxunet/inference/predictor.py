@@ -311,7 +311,6 @@ class Predictor:
         data = self._check_data(data)
         if uncertainty and self.on_device:
             raise InferenceError("--save-uncertainty runs with the export on the CPU (--export-on cpu)")
-        extras: dict = {}
         self.sliding.disagreement = bool(uncertainty)
         if self.on_device:
             import torch
@@ -337,10 +336,10 @@ class Predictor:
                 warnings.warn("prediction on the device ran out of GPU memory; aggregating and exporting this case "
                               "on the CPU", stacklevel=2)
                 data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
-                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
                 out["note"] = "device out of memory: host aggregation and export"
                 return out
-        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
 
     def _use_device_streaming(self, properties: dict, shape, want_probs: bool) -> tuple[bool, str]:
         """Stream slabs on the device (bounded GPU memory) when asked or when the whole-volume sums
@@ -371,8 +370,9 @@ class Predictor:
             torch.cuda.empty_cache()
 
     def _run_network_on_host(self, data, properties: dict, want_probs: bool, probabilities_dtype,
-                             times: StageTimes) -> dict:
+                             times: StageTimes, uncertainty: bool = False) -> dict:
         shape = data.shape[1:]
+        extras: dict = {}  # the sliding window's member disagreement (--save-uncertainty)
         use_stream, note = self._use_streaming(properties, shape)
         logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
         out = {"streaming": use_stream, "note": note, "seg": None, "probs": None, "logits": None,
