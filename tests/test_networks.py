@@ -191,9 +191,10 @@ def test_short_names_and_class_objects_are_accepted():
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda a: a.update(network_class_name="my_pkg.nets.PlainConvUNet"), "unsupported network class"),
+        # other classes go through the registry (oxunet.networks.registry): only allowed packages are imported
+        (lambda a: a.update(network_class_name="my_pkg.nets.PlainConvUNet"), "package 'my_pkg' is not allowed"),
         (lambda a: a.update(network_class_name="dynamic_network_architectures.architectures.unet.ResidualUNet"),
-         "unsupported network class"),
+         "cannot be built from arch_kwargs"),
         (lambda a: a["arch_kwargs"].update(nonlin="os.system"), "only torch.nn classes"),
         (lambda a: a["arch_kwargs"].update(norm_op="torch.nn.NoSuchNorm"), "does not name a torch.nn class"),
         (lambda a: a["arch_kwargs"].update(conv_op="torch.nn.Conv1d"), "Conv2d or Conv3d"),

@@ -72,9 +72,9 @@ def _ddp_worker(root: str, out: str) -> None:
 
     paths = resolve_paths(preprocessed_dir=f"{root}/pre", results_dir=f"{out}/res", environ={})
     cfg = TrainerConfig(name="tiny", epochs=1, iterations_per_epoch=2, val_iterations=1, num_workers=0,
-                        precision="fp32", seed=None, batch_size=3)
+                        precision="fp32", seed=None, batch_size=3,
+                        batch_dice=True)  # exercise the gathered batch Dice inside the training loss
     tr = Trainer("900", "3d_fullres", 0, paths=paths, config=cfg, quiet=True)
-    tr.cfg["batch_dice"] = True  # exercise the gathered batch Dice inside the training loss
     tr.run(validate=False)
     torch.save({"weights": tr.network.state_dict(), "batch_size": tr.batch_size, "seed": tr.seed, "dice_ok": dice_ok,
                 "oversample": tr.train_spec.oversample_foreground_percent}, f"{out}/rank{r}.pt")

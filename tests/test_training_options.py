@@ -37,8 +37,10 @@ def test_n_proc_da(monkeypatch):
 def test_val_flags_choose_the_checkpoint(prepared, tmp_path, monkeypatch):  # noqa: F811
     calls = []
     summary = {"foreground_mean": {"Dice": 0.5}}
-    monkeypatch.setattr(Trainer, "run_final_validation", lambda self, ck="checkpoint_final.pth": calls.append(("val", ck)) or summary)
-    monkeypatch.setattr(Trainer, "run", lambda self, **kw: calls.append(("run", kw["validation_checkpoint"])))
+    # the flags reach the trainer as its RunOptions (which DDP ranks receive too)
+    monkeypatch.setattr(Trainer, "run_final_validation",
+                        lambda self, ck=None: calls.append(("val", ck or self.options.validation_checkpoint)) or summary)
+    monkeypatch.setattr(Trainer, "run", lambda self, **kw: calls.append(("run", self.options.validation_checkpoint)))
     group = click.Group(commands={"train": train})
     base = ["train", "900", "3d_fullres", "0", "--device", "cpu", "--quiet", "--preprocessed-dir", str(prepared / "pre"),
             "--results-dir", str(tmp_path)]

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from .common import quiet_option
+
+
+def _list_trainers(ctx, _param, value) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from ..training.variants import UNSUPPORTED, VARIANTS
+
+    for name, changes in VARIANTS.items():
+        click.echo(f"{name}  {json.dumps(changes) if changes else '(defaults)'}")
+    for name, why in UNSUPPORTED.items():
+        click.echo(f"{name}  not supported: {why}")
+    ctx.exit()
 
 
 @click.command()
@@ -15,7 +28,10 @@ from .common import quiet_option
 @click.option("-c", "--configuration", help="Configuration, e.g. 3d_fullres (or the second positional).")
 @click.option("-f", "--fold", help="Fold 0-4 or 'all' (or the third positional).")
 @click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True,
-              help="nnU-Net variant name (nnUNetTrainer_250epochs, nnUNetTrainerNoMirroring, ...) or a JSON TrainerConfig file.")
+              help="nnU-Net variant name (nnUNetTrainer_250epochs, nnUNetTrainerNoMirroring, ...; see --list-trainers), "
+              "a JSON TrainerConfig file, or module:Name (a TrainerConfig factory or a Trainer subclass).")
+@click.option("--list-trainers", is_flag=True, expose_value=False, is_eager=True, callback=_list_trainers,
+              help="List the trainer variant names and what each changes, then exit.")
 @click.option("-p", "--plans", "plans_name", default="nnUNetPlans", show_default=True, help="Plans identifier.")
 @click.option("--epochs", type=click.IntRange(1), help="Override the number of epochs (on --continue the poly "
               "schedule is recomputed over the new total).")
@@ -69,7 +85,9 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
     from ..dataset import resolve_paths
     from ..training import distributed as ddp
     from ..training.config import TrainerConfigError, load_trainer_config
-    from ..training.trainer import Trainer, TrainingError
+    from ..training.plugins import trainer_class_for
+    from ..training.run_options import RunOptions
+    from ..training.trainer import TrainingError
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -85,42 +103,42 @@ def train(positional, dataset, configuration, fold, trainer, plans_name, epochs,
         quiet = quiet or ddp.rank() != 0
     try:
         cfg = load_trainer_config(trainer).replace(epochs=epochs, iterations_per_epoch=iters_per_epoch,
-                                                   val_iterations=val_iters, batch_size=batch_size,
-                                                   precision=precision, num_workers=num_workers,
-                                                   freeze=freeze, augment_on=augment_on)
+                                                   val_iterations=val_iters, batch_size=batch_size, freeze=freeze)
         cfg.validate()
+        options = RunOptions(device=device, quiet=quiet, continue_training=continue_training, pretrained=pretrained,
+                             export_probabilities=npz, precision=precision, num_workers=num_workers,
+                             augment_on=augment_on,
+                             validation_checkpoint="checkpoint_best.pth" if val_best else "checkpoint_final.pth")
         paths = resolve_paths(preprocessed_dir=preprocessed_dir, results_dir=results_dir)
         progress = None if quiet or not sys.stderr.isatty() else _progress(cfg.epochs)
-        tr = Trainer(values[0], values[1], values[2], paths=paths, config=cfg, plans_name=plans_name, device=device,
-                     quiet=quiet, on_epoch_end=progress)
+        trainer_cls = trainer_class_for(trainer)
+        tr = trainer_cls(values[0], values[1], values[2], paths=paths, config=cfg, plans_name=plans_name,
+                         options=options, on_epoch_end=progress)
         if not quiet:
             click.echo(f"results: {tr.fold_dir}", err=True)
-        tr.export_probabilities = npz
-        val_checkpoint = "checkpoint_best.pth" if val_best else "checkpoint_final.pth"
         if only_val:
             if under_torchrun and ddp.rank() != 0:
                 return  # the final validation runs on rank 0
-            summary = tr.run_final_validation(val_checkpoint)
+            summary = tr.run_final_validation()
         elif num_gpus > 1:
             try:  # a batch smaller than the number of ranks fails here, before spawning
                 ddp.split_batch(tr.global_batch_size, num_gpus, 0.0)
             except ValueError as e:
                 raise TrainingError(str(e)) from None
-            kwargs = dict(paths=paths, config=cfg, plans_name=plans_name, device=device, quiet=quiet)
+            # every rank gets the same config and run options (--npz, --val-best, precision, workers...)
+            kwargs = dict(paths=paths, config=cfg, plans_name=plans_name, options=options)
             try:
-                ddp.launch(ddp.train_rank, num_gpus, tuple(values), kwargs,
-                           dict(continue_training=continue_training, pretrained=pretrained,
-                                validation_checkpoint=val_checkpoint),
+                ddp.launch(ddp.train_rank_with_class, num_gpus, trainer_cls, tuple(values), kwargs,
                            backend=ddp.backend_for(device))
             except Exception as e:  # a rank failed: its traceback was printed by torch.multiprocessing
                 raise click.ClickException(f"DDP training failed on a rank: {e}") from None
             summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())
         else:
-            tr.run(continue_training=continue_training, pretrained=pretrained, validation_checkpoint=val_checkpoint)
+            tr.run()
             if under_torchrun and ddp.rank() != 0:
                 return
             summary = __import__("json").loads((tr.fold_dir / "validation" / "summary.json").read_text())
-    except (TrainingError, TrainerConfigError) as e:
+    except (TrainingError, TrainerConfigError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     finally:
         if under_torchrun and torch.distributed.is_initialized():

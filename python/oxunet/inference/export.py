@@ -52,17 +52,26 @@ class ExportPlan:
     file_ending: str
 
     @classmethod
-    def from_plans(cls, plans: dict, configuration: str, dataset: DatasetInfo) -> ExportPlan:
-        cfg = resolve_configuration(plans, configuration)
-        tf = tuple(int(i) for i in plans["transpose_forward"])
-        tb = tuple(int(i) for i in plans.get("transpose_backward", np.argsort(tf)))
-        res = Resampling.from_plans(cfg.get("resampling_fn_probabilities", "resample_data_or_seg_to_shape"),
-                                    cfg.get("resampling_fn_probabilities_kwargs"), "probabilities")
-        return cls(tf, tb, tuple(float(s) for s in cfg["spacing"]), res, dataset.has_regions,
+    def from_plans(cls, plans, configuration: str, dataset: DatasetInfo) -> ExportPlan:
+        """From the plans: a typed :class:`~oxunet.planning.model.Plans` (fields read as parsed) or the dict."""
+        if hasattr(plans, "configuration") and hasattr(plans, "transpose_forward"):
+            cfg = plans.configuration(configuration)
+            tf, tb, spacing = tuple(plans.transpose_forward), tuple(plans.transpose_backward), cfg.spacing
+            res = Resampling.from_plans(cfg.resampling_fn_probabilities, dict(cfg.resampling_fn_probabilities_kwargs),
+                                        "probabilities")
+            reader = plans.image_reader_writer
+        else:
+            cfg = resolve_configuration(plans, configuration)
+            tf = tuple(int(i) for i in plans["transpose_forward"])
+            tb = tuple(int(i) for i in plans.get("transpose_backward", np.argsort(tf)))
+            spacing = tuple(float(s) for s in cfg["spacing"])
+            res = Resampling.from_plans(cfg.get("resampling_fn_probabilities", "resample_data_or_seg_to_shape"),
+                                        cfg.get("resampling_fn_probabilities_kwargs"), "probabilities")
+            reader = plans.get("image_reader_writer", "SimpleITKIO")
+        return cls(tf, tb, spacing, res, dataset.has_regions,
                    dataset.regions_class_order, dataset.num_segmentation_heads,
                    np.uint8 if len(dataset.foreground_labels) < 255 else np.uint16,
-                   str(dataset.image_reader_writer or plans.get("image_reader_writer", "SimpleITKIO")),
-                   dataset.file_ending)
+                   str(dataset.image_reader_writer or reader), dataset.file_ending)
 
     def spacings(self, properties: dict) -> tuple[list[float], list[float]]:
         """(current, new) spacing of the export resampling for a case."""

@@ -39,6 +39,7 @@ class ModelFolder:
     checkpoint_name: str
     state_dicts: list[dict] = field(repr=False)
     mirror_axes: tuple[int, ...] | None
+    architecture: dict | None = None  # what an oxunet checkpoint records it was trained with (None: the plans')
 
     @property
     def config(self) -> dict:
@@ -116,7 +117,7 @@ def load_model_folder(model_dir: str | os.PathLike, folds=None, checkpoint: str 
         folds = [folds]
     folds = [f if f == "all" else int(f) for f in folds]
 
-    state_dicts, trainer_name, mirror_axes, ck_config = [], None, None, None
+    state_dicts, trainer_name, mirror_axes, ck_config, architecture = [], None, None, None, None
     for i, f in enumerate(folds):
         path = model_dir / f"fold_{f}" / checkpoint
         if not path.is_file():
@@ -133,6 +134,8 @@ def load_model_folder(model_dir: str | os.PathLike, folds=None, checkpoint: str 
             ck_config = init_args.get("configuration") if isinstance(init_args, dict) else None
             axes = ck.get("inference_allowed_mirroring_axes")
             mirror_axes = tuple(int(a) for a in axes) if axes is not None else None
+            ours = ck.get("oxunet")
+            architecture = ours.get("architecture") if isinstance(ours, dict) else None
         state_dicts.append(network_state_dict(ck))
         del ck
 
@@ -147,4 +150,4 @@ def load_model_folder(model_dir: str | os.PathLike, folds=None, checkpoint: str 
         raise InferenceError(f"{model_dir / 'plans.json'}: unknown configuration {configuration!r} "
                              f"(plans define {', '.join(known)}) [{e}]") from None
     return ModelFolder(model_dir, plans, dataset_json, dataset, configuration, trainer_name, folds, checkpoint,
-                       state_dicts, mirror_axes)
+                       state_dicts, mirror_axes, architecture)

@@ -115,12 +115,17 @@ class Predictor:
                  device="auto", precision: str = "auto", step_size: float = 0.5, tta="all", quiet: bool = False,
                  accumulator_dtype: str = "float16", streaming="auto", memory_budget: int | None = None,
                  trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto",
-                 export_on: str = "auto"):
+                 export_on: str = "auto", architecture: Mapping | None = None):
         if not 0 < float(step_size) <= 1:
             raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
+        typed = plans if hasattr(plans, "configuration") and hasattr(plans, "raw") else None  # planning.model.Plans
+        if typed is not None:
+            plans = typed.raw
         self.plans = plans
         self.configuration = configuration
         self.config = resolve_configuration(plans, configuration)
+        # the network a checkpoint records (trainer variants such as BN or a plugin network), else the plans'
+        self.architecture = dict(architecture) if architecture else self.config["architecture"]
         self.dataset = _dataset_info(dataset_json)
         if self.dataset.raw:
             self.dataset_json = dict(self.dataset.raw)
@@ -141,10 +146,10 @@ class Predictor:
         self.memory_budget = int(memory_budget if memory_budget is not None else env_budget or DEFAULT_MEMORY_BUDGET)
         self.trainer_name = trainer_name
         self.folds = list(folds)
-        self.export_plan = ExportPlan.from_plans(plans, configuration, self.dataset)
+        self.export_plan = ExportPlan.from_plans(typed or plans, configuration, self.dataset)
         from ..preprocessing.configuration import PreprocessingPlan
 
-        self.preprocessing_plan = PreprocessingPlan.from_plans(plans, configuration)
+        self.preprocessing_plan = PreprocessingPlan.from_plans(typed or plans, configuration)
         self.previous_stage = self.config.get("previous_stage")
         self.num_input_channels = self.dataset.num_channels + (
             len(self.dataset.foreground_labels) if self.previous_stage else 0)
@@ -174,7 +179,7 @@ class Predictor:
         else:
             from ..networks import build_network, network_state_dict
 
-            net = build_network(self.config["architecture"], self.num_input_channels,
+            net = build_network(self.architecture, self.num_input_channels,
                                 self.dataset.num_segmentation_heads, deep_supervision=False, initialize=False)
             try:
                 net.load_state_dict(network_state_dict(item))
@@ -210,6 +215,7 @@ class Predictor:
                                          device="cpu", precision="fp32", export_on="cpu", **torch_kwargs)
             return predictor_with_backend(base, backend, kwargs.get("precision", "auto"))
         mf: ModelFolder = load_model_folder(model_dir, folds, checkpoint, configuration=configuration)
+        kwargs.setdefault("architecture", mf.architecture)
         return cls(mf.plans, mf.configuration, mf.dataset, mf.state_dicts, mf.mirror_axes,
                    trainer_name=mf.trainer_name, folds=mf.folds, **kwargs)
 

@@ -38,6 +38,15 @@ def resolve_network_class_name(name: str) -> str:
     )
 
 
+def is_oxunet_network(name: Any) -> bool:
+    """Whether a ``network_class_name`` is one of our U-Nets (else the registry resolves it)."""
+    try:
+        resolve_network_class_name(name)
+    except ArchitectureError:
+        return not isinstance(name, str) or not name  # malformed names fail in parse_architecture
+    return True
+
+
 def op_short_name(op: Any) -> str | None:
     """Last component of a class given as dotted string or as a class object (None stays None)."""
     if op is None:

@@ -91,6 +91,15 @@ def build_network(
     nnU-Net's ``network.apply(network.initialize)`` unless ``initialize`` is False. Switch deep
     supervision later with ``network.decoder.deep_supervision = False``.
     """
+    from .arch import is_oxunet_network
+
+    if hasattr(architecture, "network_class_name") and hasattr(architecture, "to_dict"):  # planning.model.Architecture
+        architecture = architecture.to_dict()
+
+    if not is_oxunet_network(architecture.get("network_class_name")):
+        from .registry import build_foreign_network  # registered / allowed packages only
+
+        return build_foreign_network(architecture, num_input_channels, num_output_channels, deep_supervision, initialize)
     spec = parse_architecture(architecture)
     imports = architecture.get("_kw_requires_import", DEFAULT_IMPORT_KEYS)
     unexpected = [k for k in imports if k not in DEFAULT_IMPORT_KEYS + ("block",)]

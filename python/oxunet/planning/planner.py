@@ -21,7 +21,7 @@ from .vram import conv_feature_map_size
 
 log = logging.getLogger("oxunet.planning")
 
-ANISO_THRESHOLD = 3  # an axis is "anisotropic" when its spacing is > 3x the next largest
+from ..constants import ANISO_THRESHOLD  # noqa: E402 (an axis is "anisotropic" when its spacing is > 3x the next largest)
 BASE_FEATURES = 32
 MAX_FEATURES_3D = 320
 MAX_FEATURES_2D = 512

@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["PlansError", "PreprocessingPlan", "Resampling", "resolve_configuration"]
 
-ANISO_THRESHOLD = 3  # nnU-Net's separate-z threshold; the kernels implement exactly this one
+from ..constants import ANISO_THRESHOLD  # noqa: E402 (nnU-Net's separate-z threshold; the kernels implement exactly this one)
 SUPPORTED_PREPROCESSORS = ("DefaultPreprocessor",)
 
 
@@ -87,27 +87,22 @@ class PreprocessingPlan:
     patch_size: tuple[int, ...] = ()
 
     @classmethod
-    def from_plans(cls, plans: Mapping, configuration: str) -> PreprocessingPlan:
-        """Reads and checks the fields preprocessing needs from a plans dict."""
-        cfg = resolve_configuration(plans, configuration)
+    def from_plans(cls, plans, configuration: str) -> PreprocessingPlan:
+        """Reads and checks the fields preprocessing needs from the plans: a typed
+        :class:`~oxunet.planning.model.Plans` (fields read as parsed) or the plans dict."""
         where = f"plans configuration {configuration!r}"
-
-        def need(key, source=cfg, place=where):
-            if key not in source:
-                raise PlansError(f"{place}: missing {key!r}")
-            return source[key]
-
-        preprocessor = cfg.get("preprocessor_name", "DefaultPreprocessor")
-        if preprocessor not in SUPPORTED_PREPROCESSORS:
-            raise PlansError(f"{where}: preprocessor {preprocessor!r} is not supported (only DefaultPreprocessor)")
-        transpose = tuple(int(i) for i in need("transpose_forward", plans, "plans"))
+        v = _typed_fields(plans, configuration) if hasattr(plans, "transpose_forward") else \
+            _dict_fields(plans, configuration, where)
+        if v["preprocessor_name"] not in SUPPORTED_PREPROCESSORS:
+            raise PlansError(f"{where}: preprocessor {v['preprocessor_name']!r} is not supported (only DefaultPreprocessor)")
+        transpose = tuple(int(i) for i in v["transpose_forward"])
         if sorted(transpose) != [0, 1, 2]:
             raise PlansError(f"plans: transpose_forward must be a permutation of [0, 1, 2], got {list(transpose)}")
-        spacing = _floats(need("spacing"))
+        spacing = _floats(v["spacing"])
         if len(spacing) not in (2, 3) or not all(np.isfinite(s) and s > 0 for s in spacing):
             raise PlansError(f"{where}: spacing must be 2 or 3 positive numbers, got {list(spacing)}")
-        schemes = tuple(str(s) for s in need("normalization_schemes"))
-        use_mask = tuple(bool(b) for b in need("use_mask_for_norm"))
+        schemes = tuple(str(s) for s in v["normalization_schemes"])
+        use_mask = tuple(bool(b) for b in v["use_mask_for_norm"])
         if len(schemes) != len(use_mask):
             raise PlansError(f"{where}: {len(schemes)} normalization_schemes but {len(use_mask)} use_mask_for_norm entries")
         from .normalization import normalization_class
@@ -119,27 +114,24 @@ class PreprocessingPlan:
                 raise PlansError(f"{where}: {e}") from None
         from ..io import io_class_by_name
 
-        reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
+        reader = str(v["image_reader_writer"])
         if io_class_by_name(reader) is None:
             from ..io import IMAGE_IOS
 
             known = ", ".join(c.__name__ for c in IMAGE_IOS)
             raise PlansError(f"plans: image_reader_writer {reader!r} is not supported by oxunet ({known})")
-        props = plans.get("foreground_intensity_properties_per_channel")
-        if props is None:
-            props = plans.get("foreground_intensity_properties_by_modality", {})  # nnU-Net's old key
         return cls(
             configuration=configuration,
-            data_identifier=str(need("data_identifier")),
+            data_identifier=str(v["data_identifier"]),
             spacing=spacing,
             transpose_forward=transpose,
             normalization_schemes=schemes,
             use_mask_for_norm=use_mask,
-            intensity_properties={str(k): dict(v) for k, v in props.items()},
-            resampling_data=Resampling.from_plans(need("resampling_fn_data"), cfg.get("resampling_fn_data_kwargs"), "data"),
-            resampling_seg=Resampling.from_plans(need("resampling_fn_seg"), cfg.get("resampling_fn_seg_kwargs"), "seg"),
+            intensity_properties={str(k): dict(p) for k, p in v["intensity_properties"].items()},
+            resampling_data=Resampling.from_plans(v["resampling_fn_data"], v["resampling_fn_data_kwargs"], "data"),
+            resampling_seg=Resampling.from_plans(v["resampling_fn_seg"], v["resampling_fn_seg_kwargs"], "seg"),
             image_reader_writer=reader,
-            patch_size=tuple(int(p) for p in cfg.get("patch_size", ())),
+            patch_size=tuple(int(p) for p in v["patch_size"]),
         )
 
     @property
@@ -158,3 +150,36 @@ class PreprocessingPlan:
         out.pop("configuration")
         out.pop("patch_size")  # affects no array (kept for storage tuning only)
         return out
+
+
+def _typed_fields(plans, configuration: str) -> dict:
+    """What PreprocessingPlan reads, from a parsed planning.model.Plans."""
+    c = plans.configuration(configuration)
+    return dict(preprocessor_name=c.preprocessor_name, transpose_forward=plans.transpose_forward, spacing=c.spacing,
+                normalization_schemes=c.normalization_schemes, use_mask_for_norm=c.use_mask_for_norm,
+                image_reader_writer=plans.image_reader_writer,
+                intensity_properties=plans.foreground_intensity_properties_per_channel or {},
+                data_identifier=c.data_identifier, resampling_fn_data=c.resampling_fn_data,
+                resampling_fn_data_kwargs=dict(c.resampling_fn_data_kwargs), resampling_fn_seg=c.resampling_fn_seg,
+                resampling_fn_seg_kwargs=dict(c.resampling_fn_seg_kwargs), patch_size=c.patch_size)
+
+
+def _dict_fields(plans: Mapping, configuration: str, where: str) -> dict:
+    """What PreprocessingPlan reads, from a plans dict (partial plans allowed where a default exists)."""
+    cfg = resolve_configuration(plans, configuration)
+
+    def need(key, source=cfg, place=where):
+        if key not in source:
+            raise PlansError(f"{place}: missing {key!r}")
+        return source[key]
+
+    props = plans.get("foreground_intensity_properties_per_channel")
+    if props is None:
+        props = plans.get("foreground_intensity_properties_by_modality", {})  # nnU-Net's old key
+    return dict(preprocessor_name=cfg.get("preprocessor_name", "DefaultPreprocessor"),
+                transpose_forward=need("transpose_forward", plans, "plans"), spacing=need("spacing"),
+                normalization_schemes=need("normalization_schemes"), use_mask_for_norm=need("use_mask_for_norm"),
+                image_reader_writer=plans.get("image_reader_writer", "SimpleITKIO"), intensity_properties=props,
+                data_identifier=need("data_identifier"), resampling_fn_data=need("resampling_fn_data"),
+                resampling_fn_data_kwargs=cfg.get("resampling_fn_data_kwargs"), resampling_fn_seg=need("resampling_fn_seg"),
+                resampling_fn_seg_kwargs=cfg.get("resampling_fn_seg_kwargs"), patch_size=cfg.get("patch_size", ()))

@@ -143,10 +143,9 @@ def preprocess_dataset(
     plans_file = out_root / f"{plans_name}.json"
     if not plans_file.is_file():
         raise FileNotFoundError(f"{plans_file}: plans not found (run planning first, or check --plans-name)")
-    try:
-        plans = json.loads(plans_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise PlansError(f"{plans_file}: cannot be read as JSON ({e})") from None
+    from ..planning.model import Plans
+
+    plans = Plans.load(plans_file)  # parsed and checked once; errors name the file and the field
     info = load_dataset_json(raw_dir / "dataset.json")
     cases = training_cases(raw_dir, info)
     if not cases:
@@ -160,7 +159,7 @@ def preprocess_dataset(
     reports: dict[str, ConfigurationReport] = {}
     for configuration, n in zip(configurations, n_per_config):
         report = reports[configuration] = ConfigurationReport(configuration)
-        if configuration not in plans.get("configurations", {}):
+        if configuration not in plans.configurations:
             report.skipped_reason = f"configuration {configuration!r} is not in {plans_file.name}"
             console.print(f"[yellow]note[/]: {report.skipped_reason}; skipping it")
             continue

@@ -15,7 +15,12 @@ _LAZY = {
 
 _LAZY.update({name: ".config" for name in ("TrainerConfig", "TrainerConfigError", "builtin_config", "load_trainer_config",
                                             "variant_names", "BUILTIN_VARIANTS")})
-_LAZY.update({name: ".trainer" for name in ("Trainer", "TrainingError", "poly_lr")})
+_LAZY.update({name: ".trainer" for name in ("Trainer", "should_compile")})
+_LAZY.update({name: ".fold" for name in ("FoldContext", "TrainingError", "read_fold_context")})
+_LAZY.update({name: ".run_options" for name in ("RunOptions",)})
+_LAZY.update({name: ".schedule" for name in ("poly_lr", "cosine_lr", "warmup_poly_lr", "lr_for_epoch")})
+_LAZY.update({name: ".optim" for name in ("build_optimizer",)})
+_LAZY.update({name: ".loop" for name in ("EpochSummary",)})
 _LAZY.update({name: ".precision" for name in ("resolve_precision", "cpu_has_native_bf16", "PrecisionError", "training_step")})
 _LAZY.update({name: ".loader" for name in ("LoaderSpec", "epoch_loader", "default_num_workers")})
 

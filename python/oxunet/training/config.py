@@ -1,26 +1,29 @@
 """Trainer variants as configuration: one dataclass instead of one subclass per variant.
 
-nnU-Net selects behaviour with trainer class names (``-tr nnUNetTrainer_250epochs``); we map
-those names to :class:`TrainerConfig` values (:data:`BUILTIN_VARIANTS`, :func:`variant_names`)
-and accept a JSON file with the same fields plus a ``name`` for anything else.
-
-Built-in names: ``nnUNetTrainer``, ``nnUNetTrainer_{1,5,10,20,50,100,250,500,750,2000,4000,8000}epochs``,
-``nnUNetTrainerNoMirroring``, ``nnUNetTrainerDA5``, ``nnUNetTrainerDiceCELoss_noSmooth``,
-``nnUNetTrainer_probabilisticOversampling`` (+ ``_010``/``_033``), ``nnUNetTrainerCELoss``,
-``nnUNetTrainerDiceLoss``, ``nnUNetTrainerTopk10Loss``, ``nnUNetTrainerNoDeepSupervision``.
+nnU-Net selects behaviour with trainer class names (``-tr nnUNetTrainer_250epochs``); we map every
+class name nnunetv2 2.8.1 ships to :class:`TrainerConfig` values (:mod:`.variants`, listed by
+:func:`variant_names`) and accept a JSON file with the same fields plus a ``name`` (and an optional
+``base``: a built-in name to start from) for anything else. ``-tr module:Class`` loads user code
+(:mod:`.plugins`). Torch-free: reading and checking a config imports no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from ..inference.runtime import PRECISIONS  # torch-free import: one list of precision names
+from .kinds import INTERPOLATION_ORDERS, LOSS_KINDS, LR_SCHEDULES, NORMS, OPTIMIZERS, FreezeError, parse_freeze
+from .variants import UNSUPPORTED, VARIANTS
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+
+# mirror axes: "auto" (nnU-Net's rule: every spatial axis unless the preset turns mirroring off),
+# None (no mirroring), a list of spatial axes, or {"2": [...], "3": [...]} keyed by patch dimensionality
+MirrorAxes = Union[str, None, list, dict]
 
 
 class TrainerConfigError(ValueError):
@@ -35,20 +38,40 @@ class TrainerConfig:
     epochs: int = 1000
     iterations_per_epoch: int = 250
     val_iterations: int = 50
+    # optimizer and schedule (nnUNetTrainer: SGD Nesterov 0.99, lr 1e-2, wd 3e-5, poly 0.9 per epoch)
+    optimizer: str = "sgd"
     initial_lr: float = 1e-2
     weight_decay: float = 3e-5
     momentum: float = 0.99
+    nesterov: bool = True
+    lr_schedule: str = "poly"
     poly_exponent: float = 0.9
+    warmup_epochs: int = 50  # warmup_poly: linear increase over these epochs, then poly over the rest
     grad_clip: float = 12.0
+    # loss
     loss: str = "dice_ce"
     loss_smooth: float = 1e-5
+    label_smoothing: float = 0.0
+    topk_percent: float = 10.0
+    batch_dice: bool | None = None  # None: the plan's
     deep_supervision: bool = True
-    deep_supervision_weights: list[float] | None = None
-    augmentation: str = "default"
+    deep_supervision_weights: list[float] | None = None  # None: nnU-Net's 1/2**i, lowest 0
+    # augmentation
+    augmentation: str = "default"  # a preset name or a JSON preset file (augmentation.presets.preset_to_json)
+    mirror_axes: MirrorAxes = "auto"  # training mirroring, and test-time mirroring unless inference_mirror_axes
+    inference_mirror_axes: MirrorAxes = "same"  # "same": as mirror_axes
+    dummy_2d: bool | None = None  # None: nnU-Net's rule (3D patch with max/patch[0] > 3)
+    seg_interpolation_order: int | None = None  # None: the preset's (1, per label); 0: nearest
+    image_interpolation_order: int | None = None  # None: the preset's (1); 0: nearest
+    # sampling
     # None with probabilistic oversampling: the deterministic scheme's effective fraction (nnU-Net)
     oversample_foreground_percent: float | None = 0.33
     probabilistic_oversampling: bool = False
     batch_size: int | None = None  # None: the plan's
+    # network
+    norm: str | None = None  # None: the plan's; "batch" (nnUNetTrainerBN) or "instance"
+    network: str | None = None  # None: the plan's network_class_name; else a registered name or module:Class
+    # run
     num_workers: int | None = None  # None: nnUNet_n_proc_DA or min(12, cpu count)
     precision: str = "auto"
     checkpoint_interval: int = 1  # checkpoint_latest.pth every N epochs (nnU-Net: 50)
@@ -57,45 +80,105 @@ class TrainerConfig:
     seed: int | None = None  # None: drawn once and stored in the checkpoint
     freeze: str | int | None = None  # "encoder" or N: train only later layers (oxunet.training.transfer)
     augment_on: str | None = None  # "device" | "workers"; None: device on CUDA, workers elsewhere
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
 
+    def _fail(self, text: str) -> None:
+        raise TrainerConfigError(f"trainer {self.name!r}: {text}")
+
     def validate(self) -> None:
-        def positive(key: str, allow_zero: bool = False) -> None:
+        def integer(key: str, minimum: int = 1) -> None:
             v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
-                raise TrainerConfigError(f"trainer {self.name!r}: {key} must be an integer >= {0 if allow_zero else 1}, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+                self._fail(f"{key} must be an integer >= {minimum}, got {v!r}")
+
+        def choice(key: str, options) -> None:
+            if getattr(self, key) not in options:
+                self._fail(f"{key} must be one of {list(options)}, got {getattr(self, key)!r}")
 
         for key in ("epochs", "iterations_per_epoch", "checkpoint_interval"):
-            positive(key)
-        positive("val_iterations", allow_zero=True)
+            integer(key)
+        integer("val_iterations", 0)
+        integer("warmup_epochs", 0)
         if self.batch_size is not None:
-            positive("batch_size")
+            integer("batch_size")
         if self.num_workers is not None:
-            positive("num_workers", allow_zero=True)
-        if self.precision not in PRECISIONS:
-            raise TrainerConfigError(f"trainer {self.name!r}: precision must be one of {PRECISIONS}, got {self.precision!r}")
-        from .losses import LOSS_KINDS
-
-        if self.loss not in LOSS_KINDS:
-            raise TrainerConfigError(f"trainer {self.name!r}: unknown loss {self.loss!r} (known: {', '.join(LOSS_KINDS)})")
+            integer("num_workers", 0)
+        choice("precision", PRECISIONS)
+        choice("loss", LOSS_KINDS)
+        choice("optimizer", OPTIMIZERS)
+        choice("lr_schedule", LR_SCHEDULES)
+        for key in ("seg_interpolation_order", "image_interpolation_order"):
+            choice(key, (None, *INTERPOLATION_ORDERS))
+        choice("norm", (None, *NORMS))
+        choice("augment_on", (None, "device", "workers"))
+        if self.lr_schedule == "warmup_poly" and not 0 < self.warmup_epochs < self.epochs:
+            self._fail(f"warmup_epochs must be in (0, epochs={self.epochs}) for warmup_poly, got {self.warmup_epochs}")
         p = self.oversample_foreground_percent
         if p is None and not self.probabilistic_oversampling:
-            raise TrainerConfigError(f"trainer {self.name!r}: oversample_foreground_percent may be null only with probabilistic_oversampling")
+            self._fail("oversample_foreground_percent may be null only with probabilistic_oversampling")
         if p is not None and not 0.0 <= p <= 1.0:
-            raise TrainerConfigError(f"trainer {self.name!r}: oversample_foreground_percent must be in [0, 1], got {p!r}")
-        from .transfer import TransferError, parse_freeze
-
+            self._fail(f"oversample_foreground_percent must be in [0, 1], got {p!r}")
         try:
             self.freeze = parse_freeze(self.freeze)
-        except TransferError as e:
-            raise TrainerConfigError(f"trainer {self.name!r}: {e}") from None
-        if self.augment_on not in (None, "device", "workers"):
-            raise TrainerConfigError(f"trainer {self.name!r}: augment_on must be 'device' or 'workers', got {self.augment_on!r}")
-        if self.initial_lr <= 0:
-            raise TrainerConfigError(f"trainer {self.name!r}: initial_lr must be > 0, got {self.initial_lr!r}")
+        except FreezeError as e:
+            self._fail(str(e))
+        for key in ("initial_lr",):
+            if not isinstance(getattr(self, key), (int, float)) or getattr(self, key) <= 0:
+                self._fail(f"{key} must be > 0, got {getattr(self, key)!r}")
+        for key in ("weight_decay", "momentum", "label_smoothing", "grad_clip", "loss_smooth"):
+            v = getattr(self, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                self._fail(f"{key} must be a number >= 0, got {v!r}")
+        if not 0 <= self.label_smoothing < 1:
+            self._fail(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not 0 < self.topk_percent <= 100:
+            self._fail(f"topk_percent must be in (0, 100], got {self.topk_percent!r}")
+        w = self.deep_supervision_weights
+        if w is not None and (not isinstance(w, (list, tuple)) or not w or any(
+                not isinstance(x, (int, float)) or x < 0 for x in w) or not any(x > 0 for x in w)):
+            self._fail(f"deep_supervision_weights must be a list of numbers >= 0 with one > 0, got {w!r}")
+        self._check_mirror("mirror_axes", self.mirror_axes, "auto")
+        self._check_mirror("inference_mirror_axes", self.inference_mirror_axes, "same")
+        if not isinstance(self.augmentation, str) or not self.augmentation:
+            self._fail(f"augmentation must be a preset name or a JSON preset file, got {self.augmentation!r}")
+
+    def _check_mirror(self, key: str, value: MirrorAxes, keyword: str) -> None:
+        def axes_ok(a) -> bool:
+            return isinstance(a, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 3
+                                                        for x in a) and len(set(a)) == len(a)
+
+        if value is None or value == keyword or axes_ok(value):
+            return
+        if isinstance(value, dict) and set(value) <= {"2", "3"} and all(v is None or axes_ok(v) for v in value.values()):
+            return
+        self._fail(f"{key} must be {keyword!r}, null, a list of spatial axes or {{\"2\": [...], \"3\": [...]}}, "
+                   f"got {value!r}")
+
+    def mirror_axes_for(self, dim: int, preset_mirrors: bool = True, inference: bool = False) -> tuple[int, ...] | None:
+        """The mirror axes for a ``dim``-D patch: training's, or test-time's with ``inference``."""
+        value = self.inference_mirror_axes if inference else self.mirror_axes
+        if inference and value == "same":
+            return self.mirror_axes_for(dim, preset_mirrors)
+        if value == "auto":
+            return tuple(range(dim)) if preset_mirrors else None
+        if isinstance(value, dict):
+            value = value.get(str(dim), list(range(dim)))
+        if not value:
+            return None
+        bad = [a for a in value if a >= dim]
+        if bad:
+            raise TrainerConfigError(f"trainer {self.name!r}: mirror axes {list(value)} do not exist in a {dim}D patch")
+        return tuple(int(a) for a in value)
+
+    def oversample_for(self, global_batch_size: int) -> float:
+        """The foreground oversampling fraction; with probabilistic oversampling and no explicit value,
+        the deterministic scheme's effective fraction for this batch (nnUNetTrainer_probabilisticOversampling)."""
+        if self.oversample_foreground_percent is not None:
+            return self.oversample_foreground_percent
+        b = int(global_batch_size)
+        return sum(j >= round(b * (1 - 0.33)) for j in range(b)) / b
 
     def replace(self, **changes: Any) -> "TrainerConfig":
         """A copy with `changes` (None values are ignored, so CLI flags can be passed straight)."""
@@ -108,11 +191,12 @@ class TrainerConfig:
     def from_dict(cls, d: dict[str, Any], source: str = "trainer config") -> "TrainerConfig":
         d = dict(d)
         d.pop("version", None)
+        if d.get("extra") == {}:
+            d.pop("extra")  # version-1 configs (checkpoints) carried an always-empty, never-read 'extra'
         base = d.pop("base", None)
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TrainerConfigError(f"{source}: unknown field(s) {unknown} (known: {sorted(known)})")
+        for key in sorted(set(d) - known):
+            raise TrainerConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})")
         start = builtin_config(base) if base else cls()
         try:
             return dataclasses.replace(start, **d)
@@ -120,45 +204,24 @@ class TrainerConfig:
             raise TrainerConfigError(f"{source}: {e}") from None
 
 
-_EPOCH_VARIANTS = (1, 5, 10, 20, 50, 100, 250, 500, 750, 2000, 4000, 8000)
-
-
-def _builtins() -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {"nnUNetTrainer": {}}
-    for e in _EPOCH_VARIANTS:
-        out[f"nnUNetTrainer_{e}epochs"] = {"epochs": e}
-    out["nnUNetTrainerNoMirroring"] = {"augmentation": "no-mirroring"}
-    out["nnUNetTrainerDA5"] = {"augmentation": "da5"}
-    out["nnUNetTrainerDiceCELoss_noSmooth"] = {"loss_smooth": 0.0}
-    out["nnUNetTrainer_probabilisticOversampling"] = {"probabilistic_oversampling": True, "oversample_foreground_percent": None}
-    out["nnUNetTrainer_probabilisticOversampling_010"] = {"probabilistic_oversampling": True, "oversample_foreground_percent": 0.10}
-    out["nnUNetTrainer_probabilisticOversampling_033"] = {"probabilistic_oversampling": True, "oversample_foreground_percent": 0.33}
-    out["nnUNetTrainerCELoss"] = {"loss": "ce"}
-    out["nnUNetTrainerDiceLoss"] = {"loss": "dice"}
-    out["nnUNetTrainerTopk10Loss"] = {"loss": "topk"}
-    out["nnUNetTrainerNoDeepSupervision"] = {"deep_supervision": False}
-    return out
-
-
-BUILTIN_VARIANTS: dict[str, dict[str, Any]] = _builtins()
-
-
 def variant_names() -> list[str]:
-    return list(BUILTIN_VARIANTS)
+    return list(VARIANTS)
 
 
 def builtin_config(name: str) -> TrainerConfig:
-    if name not in BUILTIN_VARIANTS:
+    if name in UNSUPPORTED:
+        raise TrainerConfigError(f"trainer {name!r} is an nnU-Net variant oxunet cannot run: {UNSUPPORTED[name]}")
+    if name not in VARIANTS:
         raise TrainerConfigError(
-            f"unknown trainer {name!r}: oxunet has no class discovery; use one of {', '.join(variant_names())} "
-            "or a JSON file with TrainerConfig fields (and a 'name')"
+            f"unknown trainer {name!r}: use an nnU-Net variant name (`oxunet train --list-trainers`; e.g. "
+            f"nnUNetTrainer_250epochs), a JSON file with TrainerConfig fields (and a 'name'), or module:Class"
         )
-    return TrainerConfig(name=name, **BUILTIN_VARIANTS[name])
+    return TrainerConfig(name=name, **VARIANTS[name])
 
 
 def load_trainer_config(spec: str | Path) -> TrainerConfig:
-    """A built-in variant name, or a JSON file (fields of :class:`TrainerConfig`, optional ``base``:
-    a built-in name to start from)."""
+    """A built-in variant name, a JSON file (fields of :class:`TrainerConfig`, optional ``base``:
+    a built-in name to start from), or ``module:Class`` / ``module:function`` (see :mod:`.plugins`)."""
     text = str(spec)
     if text.endswith(".json") or Path(text).is_file():
         path = Path(text)
@@ -169,4 +232,12 @@ def load_trainer_config(spec: str | Path) -> TrainerConfig:
         if not isinstance(d, dict) or not isinstance(d.get("name"), str):
             raise TrainerConfigError(f"{path}: a trainer config is a JSON object with a string 'name'")
         return TrainerConfig.from_dict(d, str(path))
+    if ":" in text and text not in VARIANTS:
+        from .plugins import load_trainer_plugin
+
+        return load_trainer_plugin(text)
     return builtin_config(text)
+
+
+# names kept for callers of the first version
+BUILTIN_VARIANTS = VARIANTS

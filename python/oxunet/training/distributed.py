@@ -170,13 +170,23 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
-def train_rank(trainer_args: tuple, trainer_kwargs: dict, run_kwargs: dict) -> None:
+def train_rank(trainer_args: tuple, trainer_kwargs: dict, run_kwargs: dict | None = None) -> None:
     """One rank of a DDP training (the process group is already joined): build the Trainer, run it.
-    Ranks other than 0 are quiet."""
+    ``trainer_kwargs["options"]`` (a RunOptions) carries every run flag (``--npz``, ``--val-best``...)
+    to this rank; ranks other than 0 are quiet."""
     from .trainer import Trainer
 
     kwargs = dict(trainer_kwargs)
     if rank() != 0:
         kwargs["quiet"] = True
         kwargs["on_epoch_end"] = None
-    Trainer(*trainer_args, **kwargs).run(**run_kwargs)
+    Trainer(*trainer_args, **kwargs).run(**(run_kwargs or {}))
+
+
+def train_rank_with_class(trainer_cls: type, trainer_args: tuple, trainer_kwargs: dict) -> None:
+    """:func:`train_rank` for a Trainer subclass (``-tr module:Class``); the class must be importable."""
+    kwargs = dict(trainer_kwargs)
+    if rank() != 0:
+        kwargs["quiet"] = True
+        kwargs["on_epoch_end"] = None
+    trainer_cls(*trainer_args, **kwargs).run()

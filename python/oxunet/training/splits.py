@@ -53,8 +53,10 @@ def random_80_20(identifiers: list[str], fold: int) -> tuple[list[str], list[str
     return [keys[i] for i in idx_tr], [keys[i] for i in range(len(keys)) if i not in chosen]
 
 
-def load_or_create_splits(preprocessed_dataset_dir: str | Path, identifiers: list[str]) -> list[dict[str, list[str]]]:
-    """Reads ``splits_final.json`` or writes nnU-Net's default 5-fold split there."""
+def load_or_create_splits(preprocessed_dataset_dir: str | Path, identifiers: list[str],
+                          write: bool = True) -> list[dict[str, list[str]]]:
+    """Reads ``splits_final.json`` or makes nnU-Net's default 5-fold split (written there unless
+    ``write`` is False)."""
     path = Path(preprocessed_dataset_dir) / SPLITS_FILE
     if path.is_file():
         try:
@@ -70,14 +72,22 @@ def load_or_create_splits(preprocessed_dataset_dir: str | Path, identifiers: lis
                 raise SplitsError(f"{path}: fold {i} names case(s) that are not in the dataset: {unknown[:5]}")
         return splits
     splits = kfold_splits(identifiers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(splits, indent=4))
+    if write:
+        write_splits(path, splits)
     return splits
 
 
-def train_val_keys(preprocessed_dataset_dir: str | Path, identifiers: list[str], fold: int | str) -> tuple[list[str], list[str]]:
-    """Training and validation cases of ``fold`` (an int or ``"all"``), as nnU-Net's do_split."""
+def write_splits(path: str | Path, splits: list[dict[str, list[str]]]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(splits, indent=4))
+
+
+def train_val_keys(preprocessed_dataset_dir: str | Path, identifiers: list[str], fold: int | str,
+                   write: bool = True) -> tuple[list[str], list[str]]:
+    """Training and validation cases of ``fold`` (an int or ``"all"``), as nnU-Net's do_split
+    (``write=False``: a missing splits file is computed, not written)."""
     if fold == "all":
         keys = sorted(identifiers)
         return keys, keys
@@ -85,7 +95,7 @@ def train_val_keys(preprocessed_dataset_dir: str | Path, identifiers: list[str],
         if not fold.isdigit():
             raise SplitsError(f"fold: expected an integer or 'all', got {fold!r}")
         fold = int(fold)
-    splits = load_or_create_splits(preprocessed_dataset_dir, identifiers)
+    splits = load_or_create_splits(preprocessed_dataset_dir, identifiers, write=write)
     if fold < len(splits):
         tr, val = splits[fold]["train"], splits[fold]["val"]
     else:

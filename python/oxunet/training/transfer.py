@@ -144,14 +144,14 @@ def _encoder_stage_modules(network: nn.Module) -> list[nn.Module]:
 
 
 def parse_freeze(value: str | int | None) -> str | int | None:
-    """``None``, ``'encoder'`` or a positive stage count (also given as a string)."""
-    if value is None or value == "encoder":
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    if isinstance(value, str) and value.isdigit() and int(value) >= 1:
-        return int(value)
-    raise TransferError(f"--freeze: expected 'encoder' or a positive number of encoder stages, got {value!r}")
+    """``None``, ``'encoder'`` or a positive stage count (also given as a string); see kinds.parse_freeze."""
+    from .kinds import FreezeError
+    from .kinds import parse_freeze as parse
+
+    try:
+        return parse(value)
+    except FreezeError as e:
+        raise TransferError(str(e)) from None
 
 
 def frozen_modules(network: nn.Module, freeze: str | int | None) -> list[nn.Module]:

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ...constants import ANISO_THRESHOLD
 from .._validate import FLOAT_DTYPES, LABEL_DTYPES, array, int_tuple, spacing
 from ..errors import KernelShapeError, KernelTypeError, KernelValueError
 
-ANISO_THRESHOLD = 3.0
 ORDERS = (0, 1, 3)
 
 __all__ = ["ANISO_THRESHOLD", "resample_data", "resample_seg", "separate_z_axis"]

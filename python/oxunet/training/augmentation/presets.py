@@ -8,6 +8,7 @@ receive it from the builder; a preset only fixes probabilities and ranges.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -199,3 +200,46 @@ def preset_from_json(data: dict) -> Preset:
         mirror=bool(data.get("mirror", True)),
         cascade_p_per_label=float(data.get("cascade_p_per_label", 0.5)),
     )
+
+
+def load_preset(spec: str | Preset) -> Preset:
+    """A preset by name, or read from a JSON file (:func:`preset_to_json`'s format) when ``spec``
+    ends with ``.json`` or names a file; errors name the file."""
+    import json
+    from pathlib import Path
+
+    if isinstance(spec, Preset):
+        return spec
+    if spec in PRESETS:
+        return PRESETS[spec]
+    path = Path(spec)
+    if not (spec.endswith(".json") or path.is_file()):
+        return get_preset(spec)  # raises with the known names
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read augmentation preset ({e})") from None
+    try:
+        return preset_from_json(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not an augmentation preset ({e!r})") from None
+
+
+def with_interpolation(preset: Preset, seg_order: int | None = None, image_order: int | None = None) -> Preset:
+    """``preset`` with its spatial steps resampling segmentations / images with order 0 (nearest) or
+    1 (linear; per label for segmentations), as nnU-Net's DASegOrd0 / DA5ord0 trainers."""
+    modes = {0: "nearest", 1: "bilinear"}
+    changes = {}
+    if seg_order is not None:
+        changes["seg_mode"] = modes[seg_order]
+    if image_order is not None:
+        changes["image_mode"] = modes[image_order]
+    if not changes:
+        return preset
+
+    def apply(s):
+        if isinstance(s, OneOf):
+            return OneOf(tuple(apply(x) for x in s.steps))
+        return Step(s.op, s.p, {**s.args, **changes}) if s.op == "spatial" else s
+
+    return dataclasses.replace(preset, steps=tuple(apply(s) for s in preset.steps))

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# nnunetv2.configuration.ANISO_THRESHOLD: a 3D patch this much longer in-plane than along axis 0
-# is augmented slice-wise ("dummy 2D").
-ANISO_THRESHOLD = 3
+from ...constants import ANISO_THRESHOLD  # a 3D patch this much longer in-plane than along axis 0: dummy 2D
 # get_patch_size's hard-coded scale range in nnUNetTrainer (not the augmentation's 0.7-1.4).
 DEFAULT_PATCH_SCALE_RANGE = (0.85, 1.25)
 
