@@ -201,7 +201,8 @@ def export_onnx(model_dir, output_dir, folds=None, checkpoint: str = "checkpoint
         "output": {"name": "logits", "num_heads": pred.dataset.num_segmentation_heads, "dtype": "float32",
                    "ndim": ndim + 2},
         "check": {"rtol": CHECK_RTOL, "against": "torch fp32 on seeded windows"},
-        "folds": entries, "plans": pred.plans, "dataset_json": pred.dataset_json,
+        "folds": entries, "plans": getattr(pred.plans, "raw", pred.plans),  # typed plans keep their JSON dict
+        "dataset_json": pred.dataset_json,
     }
     path = output_dir / MANIFEST_NAME
     with atomic_path(path) as tmp:
