@@ -101,11 +101,13 @@ def _trivial_network(heads: int):
     return torch.nn.Conv3d(1, heads, 1).eval()
 
 
-def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, streaming: str, trivial: bool = False) -> dict:
+def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, streaming: str, trivial: bool = False,
+                backend: str = "torch") -> dict:
     from oxunet.inference import Predictor
 
+    # another backend: the torch networks are converted to ONNX here, before the timed case
     p = Predictor.from_model_folder(model, device="cpu", precision=precision, tta=tta, quiet=True,
-                                    streaming={"auto": "auto", "on": True, "off": False}[streaming])
+                                    streaming={"auto": "auto", "on": True, "off": False}[streaming], backend=backend)
     if trivial:
         p.sliding.networks = [_trivial_network(p.dataset.num_segmentation_heads)]
     files = sorted(Path(inp).glob("*_0000.nii.gz"))
@@ -114,7 +116,8 @@ def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, stream
     res = p.predict_case(files, Path(out) / files[0].name.replace("_0000.nii.gz", ""))
     times = dict(res.times)
     times["total"] = time.perf_counter() - t0
-    return {"times": times, "precision": p.precision, "streaming": res.streaming, "note": res.streaming_note}
+    return {"times": times, "precision": p.precision, "backend": p.backend, "streaming": res.streaming,
+            "note": res.streaming_note}
 
 
 def worker_nnunet(model: str, inp: str, out: str, tta: str, trivial: bool = False) -> dict:
@@ -212,6 +215,8 @@ def main() -> None:
                     "(measures preprocessing/aggregation/export and memory without the network's cost)")
     ap.add_argument("--ct-classes", type=int, default=21, help="CT case: classes incl. background (memory: try 51)")
     ap.add_argument("--ct-slices", type=int, default=200, help="CT case: slices of 512x512 (memory: try 400)")
+    ap.add_argument("--backends", default="", help="also run these CPU backends, e.g. 'onnxruntime,openvino' "
+                    "(each in fp32; openvino also in bf16 where the CPU has it); voxel agreement with oxunet fp32")
     ap.add_argument("--rss-limit-gib", type=float, default=None,
                     help="kill a predictor whose process tree RSS passes this (report it as over the limit)")
     args = ap.parse_args()
@@ -228,6 +233,13 @@ def main() -> None:
         for name, (model, inp, tta) in cases.items():
             runs = {"oxunet auto": ("ours", dict(precision="auto", streaming="auto")),
                     "oxunet fp32": ("ours", dict(precision="fp32", streaming="auto"))}
+            for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+                runs[f"{backend} fp32"] = ("ours", dict(precision="fp32", streaming="auto", backend=backend))
+                if backend == "openvino":
+                    from oxunet.inference.runtime import cpu_has_native_bf16
+
+                    if cpu_has_native_bf16():
+                        runs["openvino bf16"] = ("ours", dict(precision="bf16", streaming="auto", backend=backend))
             if name == "ct":
                 runs["oxunet auto stream"] = ("ours", dict(precision="auto", streaming="on"))
                 runs["oxunet auto whole"] = ("ours", dict(precision="auto", streaming="off"))
@@ -247,9 +259,16 @@ def main() -> None:
                 results[name][label] = run_child(kind, payload, args.rss_limit_gib)
                 results[name][label]["output"] = str(out)
                 print(f"{name:12s} {label:19s} {_fmt(results[name][label])}", flush=True)
+            if "oxunet fp32" in results[name]:
+                seg = next(Path(inp).glob("*_0000.nii.gz")).name.replace("_0000", "")
+                for label in [k for k in runs if not k.startswith(("oxunet", "nnunetv2"))]:
+                    agree = _agreement(Path(results[name][label]["output"]) / seg,
+                                       Path(results[name]["oxunet fp32"]["output"]) / seg)
+                    results[name][label]["agreement_with_oxunet_fp32"] = agree
+                    print(f"{name:12s} {label:19s} voxel agreement with oxunet fp32 (torch): {agree}")
             if "nnunetv2 fp32" in results[name]:
                 seg = next(Path(inp).glob("*_0000.nii.gz")).name.replace("_0000", "")
-                for label in [k for k in runs if k.startswith("oxunet")]:
+                for label in [k for k in runs if not k.startswith("nnunetv2")]:
                     agree = _agreement(Path(results[name][label]["output"]) / seg,
                                        Path(results[name]["nnunetv2 fp32"]["output"]) / seg)
                     results[name][label]["agreement_with_nnunetv2"] = agree

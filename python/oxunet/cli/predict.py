@@ -11,10 +11,12 @@ from .common import multi_value_command, quiet_option
 
 @click.command(cls=multi_value_command("-f", "--folds"))
 @click.option("-i", "--input", "input_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder of raw images CASE_XXXX<ending> (nnU-Net layout).")
+              help="Folder of raw images CASE_XXXX<ending> (nnU-Net layout), or of DICOM series (searched "
+                   "recursively; one case per SeriesInstanceUID, slices ordered by position).")
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("-m", "--model", "model_dir", type=click.Path(file_okay=False),
-              help="Trained-model folder (TRAINER__PLANS__CONFIG, ours or nnU-Net v2's) instead of -d/-c/-tr/-p.")
+              help="Trained-model folder (TRAINER__PLANS__CONFIG, ours or nnU-Net v2's), or an ONNX export of one, "
+                   "instead of -d/-c/-tr/-p.")
 @click.option("-d", "--dataset", help="Dataset id or name (with -c).")
 @click.option("-c", "--configuration", help="Configuration, e.g. 3d_fullres.")
 @click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True, help="Trainer name.")
@@ -26,6 +28,14 @@ from .common import multi_value_command, quiet_option
 @click.option("--disable-tta", "--disable_tta", "disable_tta", is_flag=True, help="Same as --tta none.")
 @click.option("--save-probabilities", "--save_probabilities", "save_probabilities", is_flag=True,
               help="Also write CASE.npz (probabilities) and CASE.json (properties).")
+@click.option("--output-format", "output_formats", multiple=True, type=click.Choice(["nifti", "dicom-seg", "rtstruct"]),
+              help="DICOM input: also write CASE_seg.dcm (DICOM-SEG, highdicom) and/or CASE_rtstruct.dcm (RTSTRUCT) "
+                   "per series, referencing it, with the dataset's label names; repeatable. The segmentation in the "
+                   "model's file format is always written.")
+@click.option("--save-uncertainty", is_flag=True,
+              help="Also write CASE_entropy (normalised entropy of the averaged probabilities, 0..1) and, with several "
+                   "folds or TTA, CASE_disagreement (variance of the members' probabilities, summed over classes); "
+                   "per-case summaries go to prediction_report.json.")
 @click.option("--probabilities-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Type of the saved probabilities (float16 halves the .npz files).")
 @click.option("--prev-stage", "-prev_stage_predictions", "prev_stage", type=click.Path(file_okay=False),
@@ -38,6 +48,11 @@ from .common import multi_value_command, quiet_option
               type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino"]), default=None,
+              help="What runs the network (CPU for the ONNX runtimes; preprocessing, aggregation and export are the "
+                   "same Rust kernels): torch (default for a trained-model folder), onnxruntime (default for a folder "
+                   "from `oxunet export-model --format onnx`) or openvino. A trained-model folder with an ONNX runtime "
+                   "is converted when loaded. --precision: onnxruntime fp32 only; openvino fp32/bf16/fp16 hints.")
 @click.option("--streaming", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Slab-wise export as the sliding window finishes slabs (bounded memory for many classes / large "
                    "volumes); only where it equals the whole-volume export exactly. auto: when the logits exceed "
@@ -54,9 +69,9 @@ from .common import multi_value_command, quiet_option
 @click.option("--results-dir", type=click.Path(file_okay=False), help="[$OXUNET_RESULTS or $nnUNet_results]")
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
-            tta, disable_tta, save_probabilities, probabilities_dtype, prev_stage, part_id, num_parts,
-            continue_prediction, device, precision, streaming, export_on, npp, nps, nnunet_verbose, nnunet_no_bar,
-            nnunet_not_on_device, results_dir, quiet) -> None:
+            tta, disable_tta, save_probabilities, output_formats, save_uncertainty, probabilities_dtype, prev_stage,
+            part_id, num_parts, continue_prediction, device, precision, backend, streaming, export_on, npp, nps,
+            nnunet_verbose, nnunet_no_bar, nnunet_not_on_device, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     from .common import warn_ignored
 
@@ -95,6 +110,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
             raise click.UsageError(f"--tta: expected all, none or axes like 0,1,2; got {tta!r}") from None
 
     from ..inference import InferenceError, predict_folder
+    from ..inference.runtime import PrecisionError
 
     if fold_list is None and Path(model_dir).is_dir():
         from ..inference.model_folder import default_folds
@@ -107,12 +123,14 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
     try:
         report = predict_folder(input_dir, output_dir, model_dir, fold_list, checkpoint=checkpoint, step_size=step_size,
                                 tta="none" if disable_tta else tta, save_probabilities=save_probabilities,
+                                save_uncertainty=save_uncertainty, output_formats=("nifti", *output_formats),
                                 device=device, precision=precision, prev_stage_dir=prev_stage, part_id=part_id,
                                 num_parts=num_parts, overwrite=not continue_prediction,
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,
                                 probabilities_dtype=probabilities_dtype,
-                                streaming={"auto": "auto", "on": True, "off": False}[streaming], export_on=export_on)
-    except InferenceError as e:
+                                streaming={"auto": "auto", "on": True, "off": False}[streaming], export_on=export_on,
+                                **({"backend": backend} if backend else {}))
+    except (InferenceError, PrecisionError) as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
         click.echo(f"{len(report['cases'])} case(s) predicted into {output_dir} in {report['seconds']:.1f} s "

@@ -11,8 +11,18 @@ _results_dir = click.option("--results-dir", type=click.Path(file_okay=False), h
 
 
 @click.command("export-model", cls=multi_value_command("-c", "--configurations", "-f", "--folds", "-chk", "--chk", "--checkpoints"))
-@click.option("-d", "--dataset", required=True, help="Dataset id or folder name.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Zip file to write.")
+@click.option("-d", "--dataset", help="Dataset id or folder name.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Zip file to write (--format zip) or folder (--format onnx).")
+@click.option("--format", "fmt", type=click.Choice(["zip", "onnx"]), default="zip", show_default=True,
+              help="zip: nnU-Net's model zip. onnx: per fold the network as ONNX (fold_N.onnx, opset 18, dynamic batch "
+                   "and spatial axes where possible) plus oxunet_model.json with the plans, dataset.json, mirror axes "
+                   "and folds; runs with `oxunet predict -m FOLDER --backend onnxruntime|openvino`.")
+@click.option("-m", "--model", "model_dir", type=click.Path(file_okay=False),
+              help="--format onnx: a trained-model folder (TRAINER__PLANS__CONFIG) instead of -d/-c/-tr/-p.")
+@click.option("--opset", default=18, show_default=True, type=click.IntRange(17, 23), help="--format onnx: ONNX opset.")
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
+              help="--format onnx: torch.export-based (torch's recommended) or the TorchScript tracer (faster).")
 @click.option("-c", "--configurations", multiple=True,
               help="Configurations: -c 2d 3d_fullres [default: those of 3d_lowres 3d_fullres 2d 3d_cascade_fullres that were trained].")
 @click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True, help="Trainer name in the model folder name.")
@@ -26,14 +36,22 @@ _results_dir = click.option("--results-dir", type=click.Path(file_okay=False), h
 @click.option("--raw-dir", type=click.Path(file_okay=False), hidden=True)
 @_results_dir
 @quiet_option
-def export_model(dataset, output, configurations, trainer, plans, folds, checkpoints, not_strict, crossval_predictions,
-                 no_validation, raw_dir, results_dir, quiet) -> None:
-    """Zip trained model folders (plans, dataset.json, fingerprint, fold checkpoints) for sharing.
+def export_model(dataset, output, fmt, model_dir, opset, exporter, configurations, trainer, plans, folds, checkpoints,
+                 not_strict, crossval_predictions, no_validation, raw_dir, results_dir, quiet) -> None:
+    """Zip trained model folders (plans, dataset.json, fingerprint, fold checkpoints) for sharing,
+    or (--format onnx) write one configuration's folds as ONNX files for runtimes without torch.
 
     The zip installs with `oxunet install-model` and with nnU-Net's install_pretrained_model_from_zip.
     """
     from ..dataset import resolve_paths
     from ..sharing import ModelSharingError, export_model as export
+
+    if fmt == "onnx":
+        _export_onnx(dataset, output, model_dir, configurations, trainer, plans, folds, checkpoints, opset, exporter,
+                     results_dir, quiet)
+        return
+    if model_dir is not None or dataset is None:
+        raise click.UsageError("--format zip takes -d DATASET (and -c/-tr/-p), not -m")
 
     try:
         names = export(dataset, output, resolve_paths(raw_dir=raw_dir, results_dir=results_dir),
@@ -47,6 +65,42 @@ def export_model(dataset, output, configurations, trainer, plans, folds, checkpo
         models = sorted({"/".join(n.split("/")[:2]) for n in names if n.count("/") >= 2})
         click.echo(f"{len(names)} file(s) from {', '.join(models)}", err=True)
     click.echo(output)
+
+
+def _export_onnx(dataset, output, model_dir, configurations, trainer, plans, folds, checkpoints, opset, exporter,
+                 results_dir, quiet) -> None:
+    from ..inference import InferenceError
+    from ..inference.onnx_export import export_onnx
+
+    if model_dir is None:
+        if not dataset or len(configurations) != 1:
+            raise click.UsageError("--format onnx takes -m MODEL_FOLDER, or -d DATASET with one -c CONFIGURATION")
+        from ..dataset import DatasetNotFoundError, dataset_name, resolve_paths
+
+        paths = resolve_paths(results_dir=results_dir)
+        try:
+            model_dir = paths.require("results") / dataset_name(dataset, paths) / f"{trainer}__{plans}__{configurations[0]}"
+        except (FileNotFoundError, DatasetNotFoundError) as e:
+            raise click.ClickException(str(e)) from None
+    elif dataset or configurations:
+        raise click.UsageError("-m cannot be combined with -d/-c")
+    if len(checkpoints) > 1:
+        raise click.UsageError("--format onnx exports one checkpoint per fold")
+    fold_list = [f if f == "all" else int(f) for f in folds] or None
+    try:
+        manifest = export_onnx(model_dir, output, fold_list, checkpoints[0] if checkpoints else "checkpoint_final.pth",
+                               opset=opset, exporter=exporter)
+    except InferenceError as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        import json
+
+        m = json.loads(manifest.read_text())
+        worst = max(e["max_relative_difference"] for e in m["folds"])
+        axes = "dynamic batch and spatial axes" if m["input"]["dynamic_spatial_axes"] else "fixed patch"
+        click.echo(f"{len(m['folds'])} fold(s) as ONNX opset {opset} ({axes}); max relative difference to torch "
+                   f"{worst:.1e}", err=True)
+    click.echo(manifest)
 
 
 @click.command("install-model")

@@ -168,8 +168,10 @@ class _RunningLabels:
     region painting (sigmoid > 0.5, later regions overwrite). Writes into `out` when given (a
     zeroed label array of `shape`); `scratch` lends the float32 work buffers."""
 
-    def __init__(self, ep: ExportPlan, shape, out: np.ndarray | None = None, scratch: Scratch | None = None):
+    def __init__(self, ep: ExportPlan, shape, out: np.ndarray | None = None, scratch: Scratch | None = None,
+                 entropy=None):
         self.ep = ep
+        self.entropy = entropy  # an uncertainty.RunningEntropy fed the same chunks (--save-uncertainty)
         dtype = np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16)
         self.seg = np.zeros(shape, dtype) if out is None else out
         self.scratch = scratch if scratch is not None else Scratch()
@@ -179,6 +181,8 @@ class _RunningLabels:
         if self.ep.has_regions:
             import torch
 
+            if self.entropy is not None:
+                self.entropy.feed(first, chunk)
             for k in range(chunk.shape[0]):
                 p = torch.sigmoid(torch.from_numpy(np.asarray(chunk[k], dtype=np.float32))).numpy()
                 self.seg[p > 0.5] = self.ep.regions_class_order[first + k]
@@ -189,6 +193,8 @@ class _RunningLabels:
             buf = self.scratch.get("chunk32", chunk.shape, np.float32)
             cast_into(chunk, buf)
             chunk = buf
+        if self.entropy is not None:
+            self.entropy.feed(first, chunk)
         if self.best is None:
             self.best = self.scratch.get("best", chunk.shape[1:], np.float32)
             self.best[...] = chunk[0]
@@ -207,6 +213,14 @@ def _uncrop(ep: ExportPlan, seg_cropped: np.ndarray, properties: dict) -> np.nda
     return full.transpose(ep.transpose_backward)
 
 
+def _uncrop_map(ep: ExportPlan, values: np.ndarray, properties: dict) -> np.ndarray:
+    """A float32 map of the cropped region into the input's geometry (0 outside the crop)."""
+    full = np.zeros(properties["shape_before_cropping"], dtype=np.float32)
+    bbox = properties["bbox_used_for_cropping"]
+    full[tuple(slice(int(a), int(b)) for a, b in bbox)] = values
+    return full.transpose(ep.transpose_backward)
+
+
 def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, dtype) -> np.ndarray:
     out = np.zeros((probs.shape[0], *properties["shape_before_cropping"]), dtype=dtype)
     if not ep.has_regions:
@@ -221,22 +235,30 @@ def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, d
 
 
 def export_logits(ep: ExportPlan, logits: np.ndarray, properties: dict, *, return_probabilities: bool = False,
-                  probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+                  probabilities_dtype=np.float32, uncertainty: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Segmentation (input axis order, ``shape_before_cropping`` transposed back) and, if asked,
-    probabilities ``(C, *input order)`` from network-space logits ``(C, *shape)`` (float16/32)."""
+    probabilities ``(C, *input order)`` from network-space logits ``(C, *shape)`` (float16/32).
+    With an `uncertainty` dict, its ``"entropy"`` receives the normalised entropy map (input geometry)."""
+    from .uncertainty import RunningEntropy, entropy_from_probabilities
+
     target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
     cs, ns = ep.spacings(properties)
     if return_probabilities:
         probs = _nonlin(ep, _resample(ep, logits, target, cs, ns))
         seg = _labels_from_probabilities(ep, probs)
+        if uncertainty is not None:
+            uncertainty["entropy"] = _uncrop_map(ep, entropy_from_probabilities(probs, ep.has_regions), properties)
         full_probs = _uncrop_probabilities(ep, probs, properties, probabilities_dtype)
         del probs
         return _uncrop(ep, seg, properties), full_probs
     per_channel = int(np.prod(target)) * 4
     step = max(1, CHUNK_BYTES // max(per_channel, 1))
-    run = _RunningLabels(ep, target)
+    ent = RunningEntropy(target, ep.num_heads, ep.has_regions) if uncertainty is not None else None
+    run = _RunningLabels(ep, target, entropy=ent)
     for c0 in range(0, logits.shape[0], step):
         run.feed(c0, _resample(ep, logits[c0:c0 + step], target, cs, ns))
+    if ent is not None:
+        uncertainty["entropy"] = _uncrop_map(ep, ent.finish(), properties)
     return _uncrop(ep, run.seg, properties), None
 
 
@@ -292,7 +314,8 @@ class StreamingExport:
     """
 
     def __init__(self, ep: ExportPlan, properties: dict, net_shape, *, logits_dtype=np.float32,
-                 return_probabilities: bool = False, probabilities_dtype=np.float32, times=None):
+                 return_probabilities: bool = False, probabilities_dtype=np.float32, times=None,
+                 uncertainty: bool = False):
         ok, why = streaming_exact(ep, properties, net_shape)
         if not ok:
             raise ValueError(f"streaming export is not exact for this case: {why}")
@@ -303,6 +326,8 @@ class StreamingExport:
         self.logits_dtype = logits_dtype
         self.seg = np.zeros(self.target, np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16))
         self.probs = np.zeros((ep.num_heads, *self.target), probabilities_dtype) if return_probabilities else None
+        self.entropy = np.zeros(self.target, np.float32) if uncertainty else None
+        self.uncertainty: dict | None = None
         same_depth = self.target[0] == self.net_shape[0] or ep.resampling.fn == "no_resampling_hack"
         self.scratch = Scratch()
         self.source = None if same_depth else _axis0_source(ep, self.net_shape[0], self.target[0], self.cs, self.ns)
@@ -331,18 +356,32 @@ class StreamingExport:
                 p = _nonlin(self.ep, res)
                 self.probs[:, o0:o1] = p
                 self.seg[o0:o1] = _labels_from_probabilities(self.ep, p)
+                if self.entropy is not None:
+                    from .uncertainty import entropy_from_probabilities
+
+                    self.entropy[o0:o1] = entropy_from_probabilities(p, self.ep.has_regions)
                 continue
             # labels: a few channels at a time, so the resampled copy stays small
             step = max(1, SLAB_CHUNK_BYTES // max(1, int(np.prod(shape)) * 4))
             out = self.seg[o0:o1]
             out.fill(0)
-            run = _RunningLabels(self.ep, shape, out=out, scratch=self.scratch)
+            ent = None
+            if self.entropy is not None:
+                from .uncertainty import RunningEntropy
+
+                ent = RunningEntropy(shape, self.ep.num_heads, self.ep.has_regions, out=self.entropy[o0:o1])
+            run = _RunningLabels(self.ep, shape, out=out, scratch=self.scratch, entropy=ent)
             for c0 in range(0, slab.shape[0], step):
                 part = take_planes(slab, slice(c0, c0 + step), pick, self.logits_dtype, self.scratch)
                 run.feed(c0, _resample(self.ep, part, shape, self.cs, self.ns))
+            if ent is not None:
+                ent.finish()
 
     def result(self, probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
         seg = _uncrop(self.ep, self.seg, self.properties)
+        if self.entropy is not None:
+            self.uncertainty = {"entropy": _uncrop_map(self.ep, self.entropy, self.properties)}
+            self.entropy = None
         probs = None
         if self.probs is not None:
             probs = _uncrop_probabilities(self.ep, self.probs, self.properties, probabilities_dtype)

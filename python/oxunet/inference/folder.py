@@ -70,7 +70,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                    step_size: float = 0.5, tta="all", save_probabilities: bool = False, device="auto",
                    precision: str = "auto", prev_stage_dir=None, part_id: int = 0, num_parts: int = 1,
                    overwrite: bool = True, num_processes_preprocessing: int = 2, num_processes_export: int = 2,
-                   quiet: bool = False, probabilities_dtype="float32", predictor=None, **predictor_kwargs) -> dict:
+                   quiet: bool = False, probabilities_dtype="float32", predictor=None, save_uncertainty: bool = False,
+                   output_formats=("nifti",), **predictor_kwargs) -> dict:
     """Predicts every case of `input_dir` (nnU-Net's raw layout) into `output_dir`.
 
     One segmentation per case, ``{case}{file_ending}`` with the input's geometry, written
@@ -79,6 +80,11 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
     ``dataset.json``, ``plans.json``, ``predict_from_raw_data_args.json`` (as nnU-Net) and
     ``prediction_report.json`` (per-case seconds per stage and peak memory). Returns the report.
     `probabilities_dtype`: 'float32' (nnU-Net's) or 'float16' for the ``.npz`` files.
+    `save_uncertainty`: ``{case}_entropy`` / ``{case}_disagreement`` maps beside each segmentation
+    and per-case summaries under ``uncertainty`` in the report (:mod:`.uncertainty`).
+    `input_dir` may also be a folder of DICOM series (one case per series, :mod:`.dicom_input`);
+    `output_formats` then may add 'dicom-seg' and/or 'rtstruct' (``{case}_seg.dcm``,
+    ``{case}_rtstruct.dcm``) to the segmentation in the model's file format ('nifti').
     `predictor` reuses an existing :class:`~oxunet.inference.Predictor` (then `model_dir` may be None).
     """
     from .predictor import Predictor
@@ -89,7 +95,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
         step_size=step_size, tta=tta, save_probabilities=save_probabilities, device=str(device), precision=precision,
         prev_stage_dir=prev_stage_dir, part_id=part_id, num_parts=num_parts, overwrite=overwrite,
         num_processes_preprocessing=num_processes_preprocessing, num_processes_export=num_processes_export,
-        probabilities_dtype=str(probabilities_dtype)).items()}
+        probabilities_dtype=str(probabilities_dtype), save_uncertainty=save_uncertainty,
+        output_formats=list(output_formats)).items()}
     import numpy as np
 
     if np.dtype(probabilities_dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
@@ -104,6 +111,57 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
         predictor = Predictor.from_model_folder(model_dir, folds, checkpoint=checkpoint, device=device,
                                                 precision=precision, step_size=step_size, tta=tta, quiet=quiet,
                                                 **predictor_kwargs)
+    ds = predictor.dataset
+    from .dicom_input import DICOM_FORMATS, find_dicom_series, is_dicom_folder, stage_dicom_input
+
+    bad = [f for f in output_formats if f not in ("nifti", *DICOM_FORMATS)]
+    if bad:
+        raise InferenceError(f"output formats must be among nifti, {', '.join(DICOM_FORMATS)}; got {bad}")
+    dicom_out = [f for f in output_formats if f in DICOM_FORMATS]
+    series, staging = {}, None
+    if is_dicom_folder(input_dir):
+        import tempfile
+
+        staging = Path(tempfile.mkdtemp(prefix="oxunet-dicom-in-"))
+        try:
+            series = stage_dicom_input(find_dicom_series(input_dir), staging, ds.file_ending, ds.num_channels)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        input_dir = staging
+    elif dicom_out:
+        raise InferenceError(f"{input_dir}: --output-format {' '.join(dicom_out)} needs DICOM series as input")
+    try:
+        report = _predict_cases(predictor, input_dir, output_dir, args, prev_stage_dir, part_id, num_parts, overwrite,
+                                num_processes_preprocessing, num_processes_export, quiet, save_probabilities,
+                                probabilities_dtype, save_uncertainty, t_start)
+        for entry in report["cases"]:
+            if series:
+                entry["dicom"] = _wrap(entry["case"], write_dicom_outputs, entry["case"],
+                                       predictor.output_path(output_dir / entry["case"]), series[entry["case"]],
+                                       output_dir, dicom_out, predictor.dataset_json)
+    finally:
+        if staging is not None:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    _write_json(output_dir / "prediction_report.json", report)
+    return report
+
+
+def write_dicom_outputs(case, seg_file, series, output_dir, formats, dataset_json) -> dict:
+    from .dicom_input import write_dicom_outputs as write
+
+    out = write(case, seg_file, series, output_dir, formats, dataset_json) if formats else {"files": []}
+    out.setdefault("series_instance_uid", series[1].series_instance_uid)
+    return out
+
+
+def _predict_cases(predictor, input_dir, output_dir, args, prev_stage_dir, part_id, num_parts, overwrite,
+                   num_processes_preprocessing, num_processes_export, quiet, save_probabilities, probabilities_dtype,
+                   save_uncertainty, t_start) -> dict:
     ds = predictor.dataset
     cases = collect_cases(input_dir, ds.file_ending, ds.num_channels, list(ds.channel_names.values()))
     if predictor.previous_stage:
@@ -172,7 +230,8 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
             else:
                 data, props, times = _wrap(case, prepare, case)
             predictor._reset_peaks()  # peak GPU memory / RSS per case
-            staged = _wrap(case, predictor.run_network, data, props, save_probabilities, probabilities_dtype, times=times)
+            staged = _wrap(case, predictor.run_network, data, props, save_probabilities, probabilities_dtype, times=times,
+                           uncertainty=save_uncertainty)
             del data
             if exp_pool is not None:
                 pending_exp.append((case, exp_pool.submit(export, case, staged, props, times), t0))
@@ -190,10 +249,10 @@ def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: 
                 pool.shutdown(wait=True, cancel_futures=True)
     report = {"format": REPORT_FORMAT, "version": 1, "args": args, "model": {
         "configuration": predictor.configuration, "trainer": predictor.trainer_name, "folds": predictor.folds,
-        "device": str(predictor.device), "precision": predictor.precision, "mirror_axes": list(predictor.mirror_axes)},
+        "device": str(predictor.device), "precision": predictor.precision, "backend": getattr(predictor, "backend", "torch"),
+        "mirror_axes": list(predictor.mirror_axes)},
         "cases": reports, "skipped": skipped, "seconds": round(time.perf_counter() - t_start, 3),
         "peak_rss_bytes": peak_rss_bytes()}
-    _write_json(output_dir / "prediction_report.json", report)
     return report
 
 

@@ -47,13 +47,16 @@ class PredictionResult:
     output_file: Path | None = None
     peak_gpu_memory_bytes: int | None = None
     on_device: bool = False
+    uncertainty: dict | None = field(default=None, repr=False)  # name → float32 map (input geometry)
+    uncertainty_summary: dict | None = None
 
     def report(self) -> dict:
         return {"output_file": str(self.output_file) if self.output_file else None,
                 "seconds": {k: round(v, 4) for k, v in self.times.items()}, "peak_rss_bytes": self.peak_rss_bytes,
                 "peak_gpu_memory_bytes": self.peak_gpu_memory_bytes, "on_device": self.on_device,
                 "streaming": self.streaming, "streaming_note": self.streaming_note,
-                "shape": list(self.segmentation.shape)}
+                "shape": list(self.segmentation.shape),
+                **({"uncertainty": self.uncertainty_summary} if self.uncertainty_summary is not None else {})}
 
 
 def _dataset_info(dataset_json) -> DatasetInfo:
@@ -152,6 +155,7 @@ class Predictor:
             len(self.dataset.foreground_labels) if self.previous_stage else 0)
         import torch
 
+        self.backend = "torch"  # from_onnx_model / from_model_folder(backend=...) set onnxruntime / openvino
         given_modules = any(isinstance(n, torch.nn.Module) for n in networks)
         self.networks = [self._as_network(n, i) for i, n in enumerate(networks)]
         if not self.networks:
@@ -160,11 +164,16 @@ class Predictor:
             channels_last = self.device.type == "cpu" and self.precision == "bf16" and not given_modules
         self.sliding = SlidingWindow(self.networks, self.config["patch_size"], self.dataset.num_segmentation_heads,
                                      self.mirror_axes, self.device, self.precision, channels_last=bool(channels_last))
+        self.sliding.has_regions = self.dataset.has_regions
 
     # ------------------------------------------------------------------ construction
     def _as_network(self, item, index: int):
         import torch
 
+        from .backends import RuntimeNetwork
+
+        if isinstance(item, RuntimeNetwork):  # an ONNX runtime's network: used as it is
+            return item
         if isinstance(item, torch.nn.Module):
             net = item
         else:
@@ -187,11 +196,49 @@ class Predictor:
     @classmethod
     def from_model_folder(cls, model_dir, folds=None, *, checkpoint: str = "checkpoint_final.pth",
                           configuration: str | None = None, **kwargs) -> Predictor:
-        """A predictor for a trained-model folder (oxunet's or nnU-Net v2's); see the class doc for kwargs."""
+        """A predictor for a trained-model folder (oxunet's or nnU-Net v2's) or an ONNX export of one
+        (``oxunet export-model --format onnx``); see the class doc for kwargs. `backend`: 'torch'
+        (default for torch folders), 'onnxruntime' (default for ONNX folders) or 'openvino'; a torch
+        folder with another backend is converted to ONNX (checked against torch) when loaded."""
+        from .onnx_export import is_onnx_model_dir
+
+        backend = kwargs.pop("backend", None)
+        if is_onnx_model_dir(model_dir):
+            return cls.from_onnx_model(model_dir, folds, backend=backend or "onnxruntime", **kwargs)
+        if backend not in (None, "torch"):
+            from .backends import predictor_with_backend
+
+            if str(kwargs.get("device", "cpu")) not in ("cpu", "auto") or kwargs.get("export_on") == "device":
+                raise InferenceError(f"--backend {backend} runs on the CPU (device cpu, export on the CPU)")
+            torch_kwargs = {k: v for k, v in kwargs.items() if k not in ("precision", "device", "export_on")}
+            base = cls.from_model_folder(model_dir, folds, checkpoint=checkpoint, configuration=configuration,
+                                         device="cpu", precision="fp32", export_on="cpu", **torch_kwargs)
+            return predictor_with_backend(base, backend, kwargs.get("precision", "auto"))
         mf: ModelFolder = load_model_folder(model_dir, folds, checkpoint, configuration=configuration)
         kwargs.setdefault("architecture", mf.architecture)
         return cls(mf.plans, mf.configuration, mf.dataset, mf.state_dicts, mf.mirror_axes,
                    trainer_name=mf.trainer_name, folds=mf.folds, **kwargs)
+
+    @classmethod
+    def from_onnx_model(cls, model_dir, folds=None, *, backend: str = "onnxruntime", precision: str = "auto",
+                        **kwargs) -> Predictor:
+        """A predictor for a folder written by ``oxunet export-model --format onnx``, run by
+        onnxruntime or OpenVINO on the CPU (torch runs no network here)."""
+        from .backends import backend_networks, resolve_backend_precision
+        from .onnx_export import load_onnx_model
+
+        if backend == "torch":
+            raise InferenceError(f"{model_dir}: an ONNX model runs with --backend onnxruntime or openvino, not torch")
+        if kwargs.get("device", "cpu") not in ("cpu", "auto") or kwargs.get("export_on", "cpu") == "device":
+            raise InferenceError(f"--backend {backend} runs on the CPU (device cpu, export on the CPU)")
+        kwargs.update(device="cpu", export_on="cpu", channels_last=False)
+        model = load_onnx_model(model_dir, folds)
+        run_precision = resolve_backend_precision(backend, precision)
+        nets = backend_networks(backend, [model.fold_file(f) for f in model.folds], run_precision)
+        pred = cls(model.plans, model.configuration, model.dataset_json, nets, model.mirror_axes, precision="fp32",
+                   trainer_name=model.manifest.get("trainer_name", "nnUNetTrainer"), folds=model.folds, **kwargs)
+        pred.backend, pred.precision = backend, run_precision
+        return pred
 
     @classmethod
     def from_networks(cls, plans: dict, configuration: str, dataset_json, networks_or_state_dicts: Sequence,
@@ -245,27 +292,32 @@ class Predictor:
 
     def predict_preprocessed(self, data: np.ndarray, properties: dict, output_file=None,
                              save_probabilities: bool = False, *, return_probabilities: bool | None = None,
-                             probabilities_dtype=np.float32, times: StageTimes | None = None) -> PredictionResult:
+                             probabilities_dtype=np.float32, times: StageTimes | None = None,
+                             save_uncertainty: bool = False) -> PredictionResult:
         """Predicts a preprocessed case and exports it to the original geometry.
 
         `properties` as preprocessing stores them (``spacing``, ``shape_before_cropping``,
         ``bbox_used_for_cropping``, ``shape_after_cropping_and_before_resampling``, ``sitk_stuff``...).
         With `output_file` the segmentation is written (plus ``.npz``/``.json`` with
-        `save_probabilities`)."""
+        `save_probabilities`). `save_uncertainty`: entropy and member-disagreement maps
+        (:mod:`.uncertainty`) in ``result.uncertainty``, written beside the segmentation."""
         times = StageTimes() if times is None else times
         t0 = time.perf_counter()
         want_probs = bool(save_probabilities if return_probabilities is None else return_probabilities or save_probabilities)
-        staged = self.run_network(data, properties, want_probs, probabilities_dtype, times)
+        staged = self.run_network(data, properties, want_probs, probabilities_dtype, times, uncertainty=save_uncertainty)
         res = self.finish(staged, properties, output_file, save_probabilities, want_probs, probabilities_dtype, times)
         res.times["total"] = res.times.get("total", 0.0) + time.perf_counter() - t0
         return res
 
     def run_network(self, data, properties: dict, want_probs: bool, probabilities_dtype=np.float32,
-                    times: StageTimes | None = None) -> dict:
+                    times: StageTimes | None = None, uncertainty: bool = False) -> dict:
         """First half of :meth:`predict_preprocessed` (sliding window; with streaming also the
         export): a dict for :meth:`finish`, which may run in another thread."""
         times = StageTimes() if times is None else times
         data = self._check_data(data)
+        if uncertainty and self.on_device:
+            raise InferenceError("--save-uncertainty runs with the export on the CPU (--export-on cpu)")
+        self.sliding.disagreement = bool(uncertainty)
         if self.on_device:
             import torch
 
@@ -290,10 +342,10 @@ class Predictor:
                 warnings.warn("prediction on the device ran out of GPU memory; aggregating and exporting this case "
                               "on the CPU", stacklevel=2)
                 data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
-                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
                 out["note"] = "device out of memory: host aggregation and export"
                 return out
-        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times)
+        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
 
     def _use_device_streaming(self, properties: dict, shape, want_probs: bool) -> tuple[bool, str]:
         """Stream slabs on the device (bounded GPU memory) when asked or when the whole-volume sums
@@ -324,18 +376,23 @@ class Predictor:
             torch.cuda.empty_cache()
 
     def _run_network_on_host(self, data, properties: dict, want_probs: bool, probabilities_dtype,
-                             times: StageTimes) -> dict:
+                             times: StageTimes, uncertainty: bool = False) -> dict:
         shape = data.shape[1:]
+        extras: dict = {}  # the sliding window's member disagreement (--save-uncertainty)
         use_stream, note = self._use_streaming(properties, shape)
         logits_dtype = np.float16 if self.accumulator_dtype == "float16" else np.float32
-        out = {"streaming": use_stream, "note": note, "seg": None, "probs": None, "logits": None}
+        out = {"streaming": use_stream, "note": note, "seg": None, "probs": None, "logits": None,
+               "uncertainty": {} if uncertainty else None, "extras": extras}
         if use_stream:
             sink = StreamingExport(self.export_plan, properties, shape, logits_dtype=logits_dtype,
-                                   return_probabilities=want_probs, probabilities_dtype=probabilities_dtype, times=times)
+                                   return_probabilities=want_probs, probabilities_dtype=probabilities_dtype, times=times,
+                                   uncertainty=uncertainty)
             self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
-                             on_slabs=sink, times=times)
+                             on_slabs=sink, times=times, extras=extras)
             with times.stage("export"):
                 out["seg"], out["probs"] = sink.result(probabilities_dtype)
+                if uncertainty:
+                    out["uncertainty"] = dict(sink.uncertainty)
         else:
             # the aggregator still streams: finished slabs go straight into one float16 (nnU-Net's
             # logits dtype) or float32 array, so no float32 copy of the whole volume is ever made
@@ -351,7 +408,7 @@ class Predictor:
                                 cast_into(slab[c], logits[c, x0:x1])
 
             self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
-                             on_slabs=keep, times=times)
+                             on_slabs=keep, times=times, extras=extras)
             out["logits"] = logits
         return out
 
@@ -386,9 +443,16 @@ class Predictor:
         elif staged["logits"] is not None:
             with times.stage("export"):
                 seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,
-                                           return_probabilities=want_probs, probabilities_dtype=probabilities_dtype)
+                                           return_probabilities=want_probs, probabilities_dtype=probabilities_dtype,
+                                           uncertainty=staged.get("uncertainty"))
         else:
             seg, probs = staged["seg"], staged["probs"]
+        maps = staged.get("uncertainty")
+        summary = None
+        if maps is not None:
+            with times.stage("export"):
+                maps, summary = self._uncertainty_maps(maps, staged.get("extras", {}).get("disagreement"), seg,
+                                                       properties)
         out_path = None
         if output_file is not None:
             with times.stage("export"):
@@ -397,11 +461,30 @@ class Predictor:
                 write_segmentation(self.export_plan, seg, out_path, properties)
                 if save_probabilities:
                     save_probabilities_files(probs, properties, self._stem(out_path))
+                if maps is not None:
+                    from .uncertainty import write_uncertainty_maps
+
+                    write_uncertainty_maps(self._stem(out_path), maps, properties, self.dataset.file_ending)
         from .on_device import peak_gpu_memory
 
         return PredictionResult(seg, probs if want_probs else None, properties, dict(times), peak_rss_bytes(),
                                 staged["streaming"], staged["note"], out_path, peak_gpu_memory(self.device),
-                                self.on_device)
+                                self.on_device, maps, summary)
+
+    def _uncertainty_maps(self, maps: dict, disagreement, seg, properties: dict) -> tuple[dict, dict]:
+        """Adds the member disagreement (network space → input geometry, resampled like the
+        probabilities, one channel) to the entropy map; returns the maps and their summary."""
+        from .export import _resample, _uncrop_map
+        from .uncertainty import summarize
+
+        maps = dict(maps)
+        if disagreement is not None:
+            ep = self.export_plan
+            target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
+            cs, ns = ep.spacings(properties)
+            d = _resample(ep, np.ascontiguousarray(disagreement[None], dtype=np.float32), target, cs, ns)[0]
+            maps["disagreement"] = _uncrop_map(ep, np.clip(d, 0, None), properties)
+        return maps, summarize(maps["entropy"], maps.get("disagreement"), seg)
 
     def output_path(self, output_file) -> Path:
         p = Path(output_file)
@@ -516,7 +599,8 @@ class Predictor:
         reset_peak_gpu_memory(self.device)
 
     def predict_case(self, image_files: Sequence, output_file=None, *, save_probabilities: bool = False,
-                     prev_stage_seg=None, return_probabilities: bool | None = None) -> PredictionResult:
+                     prev_stage_seg=None, return_probabilities: bool | None = None,
+                     save_uncertainty: bool = False) -> PredictionResult:
         """Preprocesses, predicts and exports one case given as channel files (``CASE_0000.nii.gz`` ...)."""
         self._reset_peaks()
         times = StageTimes()
@@ -528,12 +612,13 @@ class Predictor:
         with times.stage("preprocessing"):
             data, props = self.preprocess([str(f) for f in image_files], None, prev_stage_seg, case=case)
         res = self.predict_preprocessed(data, props, output_file, save_probabilities,
-                                        return_probabilities=return_probabilities, times=times)
+                                        return_probabilities=return_probabilities, times=times,
+                                        save_uncertainty=save_uncertainty)
         res.times["total"] = time.perf_counter() - t0
         return res
 
     def predict_array(self, image: np.ndarray, spacing: Sequence[float], *, return_probabilities: bool = False,
-                      prev_stage_seg: np.ndarray | None = None) -> PredictionResult:
+                      prev_stage_seg: np.ndarray | None = None, return_uncertainty: bool = False) -> PredictionResult:
         """In memory: `image` ``(C, Z, Y, X)`` or ``(Z, Y, X)`` with its `spacing` (array axis order)
         → segmentation of the same shape (and probabilities ``(heads, Z, Y, X)``)."""
         self._reset_peaks()
@@ -549,7 +634,7 @@ class Predictor:
         with times.stage("preprocessing"):
             data, props = self.preprocess(image, {"spacing": [float(s) for s in spacing]}, prev_stage_seg, "<array>")
         res = self.predict_preprocessed(data, props, None, False, return_probabilities=return_probabilities,
-                                        times=times)
+                                        times=times, save_uncertainty=return_uncertainty)
         res.times["total"] = time.perf_counter() - t0
         return res
 

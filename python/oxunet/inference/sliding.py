@@ -77,6 +77,8 @@ class SlidingWindow:
         self.combos = mirror_combinations(mirror_axes)
         self.device = device
         self.precision = precision
+        self.has_regions = False
+        self.disagreement = False  # also aggregate the members' disagreement (--save-uncertainty)
 
     @property
     def full_patch(self) -> tuple[int, ...]:
@@ -109,12 +111,36 @@ class SlidingWindow:
         out = total[0]
         return out.cpu() if to_cpu and out.device.type != "cpu" else out
 
+    @property
+    def num_members(self) -> int:
+        return len(self.networks) * (len(self.combos) + 1)
+
+    def predict_window_members(self, x):
+        """As :meth:`predict_window` (fp32 mean, on the CPU), plus the members' disagreement
+        ``(1, *patch)`` (:func:`~oxunet.inference.uncertainty.member_disagreement`) as a last channel."""
+        import torch
+
+        from .uncertainty import member_disagreement
+
+        members = []
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            for net in self.networks:
+                members.append(net(x)[0].float())
+                for axes in self.combos:
+                    dims = [a + 2 for a in axes]
+                    members.append(torch.flip(net(torch.flip(x, dims)), dims)[0].float())
+            stacked = torch.stack(members)
+            out = torch.cat([stacked.mean(0), member_disagreement(stacked, self.has_regions)[None]])
+        return out.cpu()
+
     def run(self, data: np.ndarray, step_size: float = 0.5, *, accumulator_dtype: str = "float16",
             streaming: bool = False, on_slabs: Callable[[list], None] | None = None,
-            times: StageTimes | None = None) -> Aggregator:
+            times: StageTimes | None = None, extras: dict | None = None) -> Aggregator:
         """Predicts every window of `data` ``(C, Z, Y, X)`` float32 and returns the aggregator
         (call ``finalize()``/``argmax()``). With `streaming`, finished slabs of normalised
-        float32 logits are handed to `on_slabs` as they complete (the last ones after ``flush``)."""
+        float32 logits are handed to `on_slabs` as they complete (the last ones after ``flush``).
+        With ``self.disagreement`` (and several members), ``extras["disagreement"]`` receives the
+        Gaussian-averaged member disagreement ``(Z, Y, X)`` float32 (one channel, aggregated aside)."""
         import torch
 
         times = StageTimes() if times is None else times
@@ -125,6 +151,9 @@ class SlidingWindow:
         agg = Aggregator(self.num_heads, shape, full, "gaussian", dtype=accumulator_dtype, streaming=streaming,
                          output="logits")
         two_d = len(self.patch_size) == 2
+        spread = None
+        if self.disagreement and self.num_members > 1:
+            spread = Aggregator(1, shape, full, "gaussian", dtype="float32", output="logits")
         for net in self.networks:
             net.eval()
         for start in window_starts(shape, self.patch_size, step_size):
@@ -138,10 +167,13 @@ class SlidingWindow:
             if self.channels_last:
                 x = x.contiguous(memory_format=self.memory_format)
             t1 = time.perf_counter()
-            pred = self.predict_window(x)
+            pred = self.predict_window(x) if spread is None else self.predict_window_members(x)
             t2 = time.perf_counter()
             if two_d:
                 pred = pred[:, None]
+            if spread is not None:
+                spread.add(pred[-1:], list(start))
+                pred = pred[:-1]
             agg.add(pred, list(start))
             ready = agg.pop_ready() if streaming else None
             t3 = time.perf_counter()
@@ -154,4 +186,7 @@ class SlidingWindow:
                 rest = agg.flush()
             if on_slabs is not None and rest:
                 on_slabs(rest)
+        if spread is not None and extras is not None:
+            with times.stage("aggregation"):
+                extras["disagreement"] = np.asarray(spread.finalize(), np.float32)[0]
         return agg
