@@ -134,7 +134,11 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
         batch_size=budget.batch_size, num_workers=budget.num_workers, precision=precision, seed=budget.seed)
     trainer = Trainer(name, CONFIGURATION, 0, paths=paths, config=config, plans_name=plans["plans_name"],
                       device=device, quiet=True, on_epoch_end=progress.epoch)
-    fold_dir = trainer.run(continue_training=True, validate=False)
+    from ..training.checkpoint import find_resume_checkpoint
+
+    # resume an interrupted demo; a first run starts quietly (no "nothing to continue from" warning)
+    resume = find_resume_checkpoint(trainer.fold_dir) is not None
+    fold_dir = trainer.run(continue_training=resume, validate=False)
     model_dir = fold_dir.parent
     timings["train"] = time.perf_counter() - t
 
