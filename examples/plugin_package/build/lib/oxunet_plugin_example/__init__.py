@@ -1,1 +1,0 @@
-"""Example oxunet plugin: a custom network and a custom loss (see README.md)."""
