@@ -10,6 +10,7 @@ images, and both validation folders are scored by the same evaluator (nnunetv2's
     python benches/train_accuracy.py --work $W nnunetv2                # nnUNetTrainer subclass, fp32
     python benches/train_accuracy.py --work $W oxunet --precision fp32
     python benches/train_accuracy.py --work $W oxunet --precision auto
+    python benches/train_accuracy.py --work $W oxunet --precision fp32 --seed 1   # a fixed seed: own run folder
     python benches/train_accuracy.py --work $W report                  # Dice + epoch times, JSON
 
 ``--threads`` pins torch's intra-op threads per run (runs side by side on a small machine share
@@ -129,16 +130,19 @@ def run_nnunetv2(args) -> None:
 def run_oxunet(args) -> None:
     env = _env(args.work, "oxunet")
     env["OMP_NUM_THREADS"] = str(args.threads)
-    trainer = f"oxunetBench_{args.precision}"
-    cfg = args.work / f"{trainer}.json"  # a trainer config named after the run, so both runs get their own folder
-    cfg.write_text(json.dumps({"name": trainer, "base": "nnUNetTrainer"}))
+    trainer = f"oxunetBench_{args.precision}" + ("" if args.seed is None else f"_seed{args.seed}")
+    cfg = args.work / f"{trainer}.json"  # a trainer config named after the run, so every run gets its own folder
+    config = {"name": trainer, "base": "nnUNetTrainer"}
+    if args.seed is not None:
+        config["seed"] = args.seed
+    cfg.write_text(json.dumps(config))
     cmd = [sys.executable, "-m", "oxunet.cli", "train", "4", CONFIG, "0", "--epochs", str(args.epochs),
            "--iters-per-epoch", str(args.iters), "--val-iters", str(args.val_iters), "--batch-size",
            str(args.batch_size), "--precision", args.precision, "--device", "cpu", "--num-workers", str(args.workers),
            "-tr", str(cfg), "--quiet"]
     t0 = time.time()
     subprocess.run(cmd, env=env, check=True)
-    _record(args.work, f"oxunet_{args.precision}", {"wall_s": time.time() - t0, "threads": args.threads,
+    _record(args.work, trainer.replace("oxunetBench", "oxunet", 1), {"wall_s": time.time() - t0, "threads": args.threads,
                                                      "workers": args.workers})
 
 
@@ -176,8 +180,8 @@ def report(args) -> None:
     p = _paths(args.work)
     runs = json.loads((args.work / "runs.json").read_text()) if (args.work / "runs.json").is_file() else {}
     folds = {"nnunetv2": p["res_nn"] / DATASET / f"nnUNetTrainerBench__nnUNetPlans__{CONFIG}" / "fold_0"}
-    for prec in ("fp32", "auto"):
-        folds[f"oxunet_{prec}"] = p["res_ox"] / DATASET / f"oxunetBench_{prec}__nnUNetPlans__{CONFIG}" / "fold_0"
+    for run in sorted((p["res_ox"] / DATASET).glob(f"oxunetBench_*__nnUNetPlans__{CONFIG}")):
+        folds[run.name.split("__")[0].replace("oxunetBench", "oxunet", 1)] = run / "fold_0"
     gt = p["pre_nn"] / DATASET / "gt_segmentations"
     result = {}
     for name, fold in folds.items():
@@ -208,6 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--workers", type=int, default=1, help="data-augmentation worker processes")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16"])
+    ap.add_argument("--seed", type=int, help="oxunet's training seed (default: drawn once and stored)")
     ap.add_argument("step", choices=["setup", "nnunetv2", "oxunet", "report"])
     args = ap.parse_args(argv)
     args.work = args.work.resolve()
