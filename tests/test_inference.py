@@ -62,6 +62,51 @@ def test_tta_all_is_the_mean_over_flips(project):
     np.testing.assert_allclose(fewer, pair, rtol=1e-4, atol=1e-4)
 
 
+class _NotMirrorSymmetric(torch.nn.Module):
+    """Output depends on the position and on the sample, exactly (no rounding): any mix-up of
+    copies, flips or batch rows in the batched TTA changes it."""
+
+    def forward(self, x):
+        ramp = torch.arange(x.shape[-1], dtype=x.dtype).expand_as(x)
+        return torch.cat([x * 2 + ramp, x.sum(dim=(2, 3, 4), keepdim=True).expand_as(x)], 1)
+
+
+def test_tta_batch_gives_the_same_members(project):
+    from oxunet.inference.sliding import SlidingWindow
+
+    x = torch.from_numpy(np.random.default_rng(2).integers(-8, 8, (1, 1, 6, 7, 5)).astype(np.float32))
+    one = SlidingWindow([_NotMirrorSymmetric()], (6, 7, 5), 2, (0, 1, 2), torch.device("cpu"), "fp32", tta_batch=1)
+    ref = [m.clone() for m in one._members(_NotMirrorSymmetric(), x)]
+    assert len(ref) == 8 and all(m.shape == (1, 2, 6, 7, 5) for m in ref)
+    for size in (None, 3, 8):
+        batched = SlidingWindow([_NotMirrorSymmetric()], (6, 7, 5), 2, (0, 1, 2), torch.device("cpu"), "fp32",
+                                tta_batch=size)
+        got = list(batched._members(_NotMirrorSymmetric(), x))
+        assert all(torch.equal(a, b) for a, b in zip(ref, got)), size
+        assert torch.equal(batched.predict_window(x), one.predict_window(x))
+    # a real U-Net: the same logits whatever the batch, up to the convolutions' rounding
+    data = np.random.default_rng(3).standard_normal((1, 16, 16, 16)).astype(np.float32)
+    seq = _predictor(project, tta="all", accumulator_dtype="float32", tta_batch=1)
+    assert seq.sliding.tta_batch == 1
+    auto = _predictor(project, tta="all", accumulator_dtype="float32")
+    assert auto.sliding.tta_batch == 8  # a tiny patch: every copy in one call on the CPU
+    np.testing.assert_allclose(auto.predict_logits(data), seq.predict_logits(data), rtol=1e-4, atol=1e-4)
+    with pytest.raises(InferenceError, match="tta_batch"):
+        _predictor(project, tta_batch=0)
+
+
+def test_tta_batch_auto_keeps_large_patches_one_at_a_time(project):
+    big = Predictor.__new__(Predictor)
+    big.mirror_axes, big.device = (0, 1, 2), torch.device("cpu")
+    big.architecture = {"arch_kwargs": {"features_per_stage": [32, 64]}}
+    big.config = {"patch_size": [128, 128, 128]}  # ~800 MB of first-stage activations per copy
+    assert big._tta_batch("auto") == 1
+    big.config = {"patch_size": [40, 56, 40]}  # Hippocampus: ~34 MB per copy
+    assert big._tta_batch("auto") == 8 and big._tta_batch(3) == 3 and big._tta_batch(20) == 8
+    big.device = torch.device("meta")  # not the CPU: one copy per call
+    assert big._tta_batch("auto") == 1
+
+
 def test_fold_ensemble_is_the_mean_of_logits(project):
     data = np.random.default_rng(1).standard_normal((1, 20, 27, 18)).astype(np.float32)
     kw = dict(tta="none", accumulator_dtype="float32")

@@ -60,6 +60,10 @@ from .common import multi_value_command, quiet_option
 @click.option("--export-on", type=click.Choice(["auto", "device", "cpu"]), default="auto", show_default=True,
               help="Where resampling, aggregation and export run: device (torch, next to the network; the default on "
                    "CUDA) or cpu (the Rust kernels).")
+@click.option("--tta-batch", default="auto", show_default=True,
+              help="Mirrored copies of a window per network call: auto (on the CPU as many as fit 1 GiB of "
+                   "first-stage activations, e.g. all 8 for small patches; 1 on GPUs) or a number (1: nnU-Net's one "
+                   "at a time). The same members either way; fewer, larger calls run faster on CPUs.")
 @click.option("-npp", "--num-processes-preprocessing", "npp", default=2, show_default=True, type=click.IntRange(0))
 @click.option("-nps", "--num-processes-export", "nps", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--verbose", "nnunet_verbose", is_flag=True, hidden=True, help="nnU-Net's; no effect here (warns).")
@@ -70,8 +74,8 @@ from .common import multi_value_command, quiet_option
 @quiet_option
 def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, plans_name, folds, checkpoint, step_size,
             tta, disable_tta, save_probabilities, output_formats, save_uncertainty, probabilities_dtype, prev_stage,
-            part_id, num_parts, continue_prediction, device, precision, backend, streaming, export_on, npp, nps,
-            nnunet_verbose, nnunet_no_bar, nnunet_not_on_device, results_dir, quiet) -> None:
+            part_id, num_parts, continue_prediction, device, precision, backend, streaming, export_on, tta_batch,
+            npp, nps, nnunet_verbose, nnunet_no_bar, nnunet_not_on_device, results_dir, quiet) -> None:
     """Predict a folder of raw images with a trained model."""
     from .common import warn_ignored
 
@@ -109,6 +113,10 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
         except ValueError:
             raise click.UsageError(f"--tta: expected all, none or axes like 0,1,2; got {tta!r}") from None
 
+    if tta_batch != "auto":
+        if not tta_batch.isdigit() or int(tta_batch) < 1:
+            raise click.UsageError(f"--tta-batch: expected auto or a number >= 1, got {tta_batch!r}")
+        tta_batch = int(tta_batch)
     from ..inference import InferenceError, predict_folder
     from ..inference.runtime import PrecisionError
 
@@ -129,7 +137,7 @@ def predict(input_dir, output_dir, model_dir, dataset, configuration, trainer, p
                                 num_processes_preprocessing=npp, num_processes_export=nps, quiet=quiet,
                                 probabilities_dtype=probabilities_dtype,
                                 streaming={"auto": "auto", "on": True, "off": False}[streaming], export_on=export_on,
-                                **({"backend": backend} if backend else {}))
+                                tta_batch=tta_batch, **({"backend": backend} if backend else {}))
     except (InferenceError, PrecisionError) as e:
         raise click.ClickException(str(e)) from None
     if not quiet:

@@ -186,7 +186,7 @@ def predictor_with_backend(pred, backend: str, precision: str = "auto"):
         nets = backend_networks(backend, onnx_files_for_model_folder(pred, tmp), run_precision)
     pred.networks = nets
     pred.sliding = SlidingWindow(nets, pred.config["patch_size"], pred.dataset.num_segmentation_heads, pred.mirror_axes,
-                                 pred.device, "fp32")
+                                 pred.device, "fp32", tta_batch=pred.sliding.tta_batch)
     pred.sliding.has_regions = pred.dataset.has_regions
     pred.backend, pred.precision = backend, run_precision
     return pred

@@ -8,6 +8,7 @@ SimpleITK images go in and come out (:meth:`predict_array`, :meth:`predict_sitk`
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -23,11 +24,14 @@ from .export import (ExportPlan, StreamingExport, cast_into, export_logits, save
                      write_segmentation)
 from .model_folder import InferenceError, ModelFolder, load_model_folder
 from .runtime import StageTimes, peak_rss_bytes, reset_peak_rss, resolve_device, resolve_precision
-from .sliding import SlidingWindow
+from .sliding import SlidingWindow, mirror_combinations
 
 __all__ = ["PredictionResult", "Predictor"]
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # logits bytes above which streaming="auto" streams (OXUNET_PREDICT_MEMORY_BUDGET)
+# tta_batch="auto" on the CPU: mirrored copies per network call while the first stage's activations
+# (patch voxels x features x 4 bytes x ~3 live tensors per copy) stay under this
+TTA_BATCH_BUDGET = 1 << 30
 
 
 @dataclass
@@ -105,6 +109,9 @@ class Predictor:
         about twice as fast), True or False.
     streaming : 'auto' (stream when the logits would exceed `memory_budget` bytes and slab-wise
         export is exact), True (stream whenever exact), False.
+    tta_batch : mirrored copies of a window per network call: 'auto' (on the CPU as many as keep the
+        first stage's activations under 1 GiB, e.g. all 8 for Hippocampus; 1 elsewhere), or a
+        number (1: nnU-Net's one at a time). The same members either way.
     export_on : 'auto' (the device on CUDA, else the CPU), 'device' or 'cpu'. On the device, the
         preprocessing's resampling, the Gaussian aggregation and the export's resampling and
         argmax run in torch where the network runs (:mod:`oxunet.inference.on_device`); 'cpu'
@@ -115,7 +122,7 @@ class Predictor:
                  device="auto", precision: str = "auto", step_size: float = 0.5, tta="all", quiet: bool = False,
                  accumulator_dtype: str = "float16", streaming="auto", memory_budget: int | None = None,
                  trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto",
-                 export_on: str = "auto", architecture: Mapping | None = None):
+                 export_on: str = "auto", architecture: Mapping | None = None, tta_batch="auto"):
         if not 0 < float(step_size) <= 1:
             raise InferenceError(f"step_size must be in (0, 1], got {step_size}")
         typed = plans if hasattr(plans, "configuration") and hasattr(plans, "raw") else None  # planning.model.Plans
@@ -163,8 +170,25 @@ class Predictor:
         if channels_last == "auto":  # never re-layout a caller's module (e.g. a trainer's network) unasked
             channels_last = self.device.type == "cpu" and self.precision == "bf16" and not given_modules
         self.sliding = SlidingWindow(self.networks, self.config["patch_size"], self.dataset.num_segmentation_heads,
-                                     self.mirror_axes, self.device, self.precision, channels_last=bool(channels_last))
+                                     self.mirror_axes, self.device, self.precision, channels_last=bool(channels_last),
+                                     tta_batch=self._tta_batch(tta_batch))
         self.sliding.has_regions = self.dataset.has_regions
+
+    def _tta_batch(self, tta_batch) -> int:
+        copies = len(mirror_combinations(self.mirror_axes)) + 1
+        if tta_batch != "auto":
+            try:
+                n = int(tta_batch)
+            except (TypeError, ValueError):
+                n = 0
+            if n < 1:
+                raise InferenceError(f"tta_batch must be 'auto' or a number >= 1, got {tta_batch!r}")
+            return min(n, copies)
+        if self.device.type != "cpu":
+            return 1  # GPU memory is the scarce thing there; the calls are already fast
+        features = (self.architecture.get("arch_kwargs") or {}).get("features_per_stage") or [32]
+        per_copy = math.prod(int(p) for p in self.config["patch_size"]) * int(features[0]) * 4 * 3
+        return max(1, min(copies, TTA_BATCH_BUDGET // max(per_copy, 1)))
 
     # ------------------------------------------------------------------ construction
     def _as_network(self, item, index: int):

@@ -60,10 +60,17 @@ class SlidingWindow:
     mirror_axes : spatial axes to mirror for TTA (() or None: no TTA).
     device, precision : where the networks run and the autocast mode ('fp32', 'bf16', 'fp16').
     channels_last : run the networks on channels-last tensors (faster bf16 convolutions on CPU).
+    tta_batch : how many of a window's mirrored copies go through the network in one call. 1 is
+        nnU-Net's one flip at a time; more gives the same members (each copy is its own sample:
+        instance norm, no batch statistics) from fewer, larger calls, which CPU convolutions run
+        much faster for small patches. None: every copy at once.
     """
 
     def __init__(self, networks, patch_size: Sequence[int], num_heads: int, mirror_axes, device, precision: str,
-                 channels_last: bool = False):
+                 channels_last: bool = False, tta_batch: int | None = 1):
+        if tta_batch is not None and int(tta_batch) < 1:
+            raise ValueError(f"tta_batch must be at least 1, got {tta_batch}")
+        self.tta_batch = None if tta_batch is None else int(tta_batch)
         self.networks = list(networks)
         self.channels_last = bool(channels_last)
         if self.channels_last:  # oneDNN's bf16 convolutions run ~2x faster on channels-last tensors
@@ -93,12 +100,12 @@ class SlidingWindow:
         total = None
         with torch.inference_mode(), autocast(self.precision, self.device):
             for net in self.networks:
-                pred = net(x)
+                members = self._members(net, x)
+                pred = next(members)
                 if self.combos:
                     pred = pred.float()
-                    for axes in self.combos:
-                        dims = [a + 2 for a in axes]
-                        pred += torch.flip(net(torch.flip(x, dims)), dims)
+                    for member in members:  # in nnU-Net's order, so the float sums are its sums
+                        pred += member
                     pred /= len(self.combos) + 1
                 if len(self.networks) == 1:
                     total = pred
@@ -110,6 +117,24 @@ class SlidingWindow:
                 total /= len(self.networks)
         out = total[0]
         return out.cpu() if to_cpu and out.device.type != "cpu" else out
+
+    def _members(self, net, x):
+        """The network's outputs ``(1, heads, *patch)`` on `x` and on each mirrored copy (flipped
+        back), in nnU-Net's order, computed `tta_batch` copies per call."""
+        import torch
+
+        flips = [None] + [[a + 2 for a in axes] for axes in self.combos]
+        size = len(flips) if self.tta_batch is None else self.tta_batch
+        for i in range(0, len(flips), size):
+            chunk = flips[i:i + size]
+            inputs = [x if dims is None else torch.flip(x, dims) for dims in chunk]
+            batch = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+            if self.channels_last and len(inputs) > 1:
+                batch = batch.contiguous(memory_format=self.memory_format)
+            out = net(batch)
+            for j, dims in enumerate(chunk):
+                member = out[j:j + 1]
+                yield member if dims is None else torch.flip(member, dims)
 
     @property
     def num_members(self) -> int:
@@ -125,10 +150,7 @@ class SlidingWindow:
         members = []
         with torch.inference_mode(), autocast(self.precision, self.device):
             for net in self.networks:
-                members.append(net(x)[0].float())
-                for axes in self.combos:
-                    dims = [a + 2 for a in axes]
-                    members.append(torch.flip(net(torch.flip(x, dims)), dims)[0].float())
+                members.extend(m[0].float() for m in self._members(net, x))
             stacked = torch.stack(members)
             out = torch.cat([stacked.mean(0), member_disagreement(stacked, self.has_regions)[None]])
         return out.cpu()
