@@ -27,7 +27,7 @@ def labels_have_regions(labels: Labels) -> bool:
 
 def all_label_values(labels: Labels) -> list[int]:
     """Sorted unique label values (regions flattened), the ignore label excluded."""
-    out = set()
+    out: set[int] = set()
     for name, v in labels.items():
         if name == "ignore":
             continue

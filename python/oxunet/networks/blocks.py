@@ -257,6 +257,8 @@ class StackedResidualBlocks(nn.Module):
 
         def make(cin: int, stride: IntOrSeq) -> nn.Module:
             if block is BottleneckD:
+                if bottleneck_channels is None:
+                    raise ValueError("bottleneck_channels is required with BottleneckD blocks")
                 return BottleneckD(conv_op, cin, bottleneck_channels, output_channels, kernel_size, stride, *rest)
             return BasicBlockD(conv_op, cin, output_channels, kernel_size, stride, *rest)
 
