@@ -234,8 +234,8 @@ def center_crop(x: torch.Tensor, patch_size: Sequence[int], pad_value: float) ->
     starts = [s // 2 - p // 2 for s, p in zip(in_shape, patch_size)]
     src = tuple(slice(max(0, st), min(s, st + p)) for st, s, p in zip(starts, in_shape, patch_size))
     if all(st >= 0 and st + p <= s for st, s, p in zip(starts, in_shape, patch_size)):
-        return x[(slice(None), *src)]
+        return x[(slice(None),) + src]
     out = torch.full((x.shape[0], *patch_size), pad_value, dtype=x.dtype, device=x.device)
     dst = tuple(slice(sl.start - st, sl.stop - st) for sl, st in zip(src, starts))
-    out[(slice(None), *dst)] = x[(slice(None), *src)]
+    out[(slice(None),) + dst] = x[(slice(None),) + src]
     return out
