@@ -120,7 +120,7 @@ class Scratch:
     every new one pays its page faults again (dearly on virtual machines); same-shaped buffers are
     reused instead."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._bufs: dict[str, np.ndarray] = {}
 
     def get(self, key: str, shape, dtype) -> np.ndarray:

@@ -132,7 +132,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _resnet_d_skip(conv_op, input_channels, output_channels, stride, norm_op, norm_op_kwargs):
+def _resnet_d_skip(conv_op, input_channels, output_channels, stride, norm_op,
+                   norm_op_kwargs) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
     """ResNet-D shortcut: avg-pool when strided, then 1x1 conv + norm when the width changes."""
     ops: list[nn.Module] = []
     if any(s != 1 for s in stride):
