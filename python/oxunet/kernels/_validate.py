@@ -127,7 +127,6 @@ def check_resample_args(name: str, arr, dtypes, new_shape, current_spacing, new_
     return arr, new_shape, current_spacing, new_spacing, order, order_z, force_separate_z
 
 
-
 # ----------------------------------------------------------------------------------------------
 # cropping (crop_to_nonzero); label values shared with the components filters
 
@@ -163,7 +162,6 @@ def check_crop_to_nonzero_args(data, seg, nonzero_label) -> tuple[np.ndarray, np
         seg = native(seg)
     nonzero_label = label_value("nonzero_label", nonzero_label, seg.dtype if seg is not None else np.int8)
     return native(data), seg, nonzero_label
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +221,6 @@ def check_min_size(min_size) -> int:
     if int(min_size) < 0:
         raise KernelValueError(f"min_size: must be >= 0, got {int(min_size)}")
     return int(min_size)
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -452,7 +449,6 @@ def as_generator(rng, name: str = "rng") -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(check_seed(rng, name))
-
 
 
 def check_batch_size(batch_size) -> int:
