@@ -10,30 +10,15 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
-from inference_models import random_network, tiny_project, write_model_folder
+from inference_models import random_network, write_model_folder
 
 from oxunet.inference import InferenceError, Predictor, load_model_folder, predict_folder
 from oxunet.inference.export import ExportPlan, streaming_exact
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pred")
-    proj = tiny_project(root)
-    proj["root"] = root
-    proj["model"] = write_model_folder(root / "models" / "nnUNetTrainer__nnUNetPlans__3d_fullres", proj["plans"],
-                                       proj["dataset_json"], "3d_fullres", folds=(0, 1), nnunet=False, seed=11)
-    return proj
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+# `project` (tiny dataset + two-fold model folder) comes from tests/conftest.py
 
 
 def _predictor(project, **kw):

@@ -11,8 +11,6 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from inference_models import tiny_project, write_model_folder
-
 from oxunet.inference import InferenceError, Predictor
 from oxunet.inference.backends import resolve_backend_precision
 from oxunet.inference.onnx_export import (CHECK_RTOL, MANIFEST_NAME, OnnxExportError, export_network_onnx, export_onnx,
@@ -22,23 +20,14 @@ from oxunet.inference.runtime import PrecisionError
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx")
-    proj = tiny_project(root)
-    proj["root"] = root
-    proj["model"] = write_model_folder(root / "models" / "nnUNetTrainer__nnUNetPlans__3d_fullres", proj["plans"],
-                                       proj["dataset_json"], "3d_fullres", folds=(0, 1), nnunet=False, seed=11)
-    proj["onnx"] = export_onnx(proj["model"], root / "onnx", exporter="torchscript").parent
-    return proj
+def project(project):
+    """tests/conftest.py's project plus ``proj["onnx"]``, its model exported to ONNX."""
+    project["onnx"] = export_onnx(project["model"], project["root"] / "onnx", exporter="torchscript").parent
+    return project
 
 
 def _torch(project, **kw):

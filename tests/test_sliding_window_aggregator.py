@@ -13,7 +13,7 @@ from peers import require
 import oxunet.kernels as k
 import oxunet.kernels.reference as r
 from oxunet.kernels import KernelShapeError, KernelTypeError, KernelValueError
-from oxunet.kernels.sliding_window import _prediction_array
+from oxunet.kernels._validate import prediction_array as _prediction_array
 
 torch = require("torch")
 

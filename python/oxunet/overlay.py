@@ -24,7 +24,8 @@ _GAP = 4  # pixels between tiles
 
 
 def label_colour(value: int) -> tuple[int, int, int]:
-    return tuple(int(c) for c in PALETTE[(int(value) - 1) % len(PALETTE)])
+    r, g, b = (int(c) for c in PALETTE[(int(value) - 1) % len(PALETTE)])
+    return r, g, b
 
 
 def choose_slices(shape: Sequence[int], axis: int, count: int, label: np.ndarray | None = None) -> list[int]:
@@ -35,8 +36,8 @@ def choose_slices(shape: Sequence[int], axis: int, count: int, label: np.ndarray
     if label is not None and np.any(label > 0):
         other = tuple(a for a in range(label.ndim) if a != axis)
         fg = np.count_nonzero(label > 0, axis=other)
-        top = np.argsort(-fg, kind="stable")[:count]
-        top = [int(i) for i in top if fg[i] > 0] or [int(np.argmax(fg))]
+        most = np.argsort(-fg, kind="stable")[:count]
+        top = [int(i) for i in most if fg[i] > 0] or [int(np.argmax(fg))]
         return sorted(top)
     if count == 1:
         return [n // 2]
@@ -71,7 +72,7 @@ def _resize_nearest(tile: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
     return tile[rows][:, cols]
 
 
-def _tile_shape(shape2d: tuple[int, int], spacing2d: tuple[float, float], min_size: int) -> tuple[int, int]:
+def _tile_shape(shape2d: Sequence[int], spacing2d: Sequence[float], min_size: int) -> tuple[int, int]:
     """Output size giving square physical pixels, enlarged so the shorter side is >= min_size."""
     h_mm, w_mm = shape2d[0] * spacing2d[0], shape2d[1] * spacing2d[1]
     px = min(spacing2d)  # finest spacing kept
@@ -229,7 +230,7 @@ def overlay_dataset(dataset_dir: str | Path, out_dir: str | Path, cases: int = 5
 
     dataset_dir = Path(dataset_dir)
     info = load_dataset_json(dataset_dir / "dataset.json")
-    results = []
+    results: list[tuple[str, Path | None, str | None]] = []
     for case, entry in list(training_cases(dataset_dir, info).items())[:cases]:
         label = entry["label"] if entry["label"] is not None and Path(entry["label"]).is_file() else None
         try:

@@ -50,6 +50,8 @@ def _preprocessed_case(folder: str, case: str, channel: int, spacing, out: str, 
     h = open_case(folder, case)
     if not 0 <= channel < h.data.shape[0]:
         raise ValueError(f"case {case}: channel {channel} out of range (0..{h.data.shape[0] - 1})")
+    if h.seg is None:
+        raise ValueError(f"case {case}: has no stored segmentation to overlay")
     return _write(np.asarray(h.data[channel]), np.asarray(h.seg[0]), spacing, out, alpha)
 
 
@@ -68,9 +70,9 @@ def overlay_pngs(dataset: str | int, output_dir: str | Path, paths, *, num_proce
         info = load_dataset_json(raw / "dataset.json")
         if not 0 <= channel < info.num_channels:
             raise ValueError(f"channel {channel} out of range: {name} has {info.num_channels} channel(s)")
-        jobs = [(entry["images"][channel], entry["label"], str(out / f"{case}.png"), alpha)
-                for case, entry in training_cases(raw, info).items()]
-        return map_cases(_raw_case, jobs, num_processes, "overlays (raw)", quiet=quiet)
+        raw_jobs = [(entry["images"][channel], entry["label"], str(out / f"{case}.png"), alpha)
+                    for case, entry in training_cases(raw, info).items()]
+        return map_cases(_raw_case, raw_jobs, num_processes, "overlays (raw)", quiet=quiet)
     from .planning import load_plans, resolve_configuration
     from .preprocessing.storage import list_cases
 

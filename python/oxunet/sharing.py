@@ -60,9 +60,10 @@ def model_files(
     """
     root = results / dataset
     explicit = configurations is not None
+    chosen: Sequence[str] = configurations if configurations is not None else DEFAULT_CONFIGURATIONS
     files: list[Path] = []
     found = 0
-    for cfg in configurations if explicit else DEFAULT_CONFIGURATIONS:
+    for cfg in chosen:
         model = root / f"{trainer}__{plans}__{cfg}"
         if not model.is_dir():
             if explicit and strict:
@@ -97,7 +98,7 @@ def model_files(
             files += sorted(p for p in cv.iterdir() if p.is_file() and (crossval_predictions or p.name in SUMMARY_FILES))
         files += [model / n for n in MODEL_FILES]
     if not found:
-        tried = ", ".join(configurations if explicit else DEFAULT_CONFIGURATIONS)
+        tried = ", ".join(chosen)
         raise ModelSharingError(f"{root}: no trained model of {trainer}__{plans} for configuration(s) {tried}")
     files += _ensemble_files(root, trainer, plans, configurations or DEFAULT_CONFIGURATIONS, crossval_predictions)
     files += [root / n for n in ("inference_information.json", "inference_information.txt") if (root / n).is_file()]
@@ -106,7 +107,8 @@ def model_files(
 
 def _ensemble_files(root: Path, trainer: str, plans: str, configurations: Sequence[str], everything: bool) -> list[Path]:
     # ensembles whose members are all among the exported models (nnU-Net: ensemble___<id>___<id>...___<folds>)
-    ens_root, files = root / "ensembles", []
+    ens_root = root / "ensembles"
+    files: list[Path] = []
     if not ens_root.is_dir():
         return files
     for ens in sorted(p for p in ens_root.iterdir() if p.is_dir()):

@@ -109,7 +109,8 @@ def bench_train(dataset, configuration: str, fold=0, *, paths, epochs: int = 5, 
         report(_run("no data loading", None, times, iterations))
     if data_loading:
         for n in num_workers:
-            times, waits = [], []
+            times = []
+            waits: list[float] = []
             for e in range(epochs):
                 times.append(_epoch(tr, tr.train_batches(e, pin, num_workers=int(n)), tr.device, waits))
             run = _run(f"data loading, {n} workers", int(n), times, iterations)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -131,7 +132,13 @@ def _ignored_param(flag: str, arity: int | str) -> click.Option:
     return click.Option([flag, name], multiple=arity == "+", default=None, hidden=True)
 
 
-class _AliasMixin:
+if TYPE_CHECKING:  # the mixin only ever sits in front of a click.Command (see build_alias)
+    _MixinBase = click.Command
+else:
+    _MixinBase = object
+
+
+class _AliasMixin(_MixinBase):
     """Mixed in front of the copied command's own class: rewrites nnU-Net's positional and list
     syntax before click parses, and drops (with a warning) the flags oxunet does not implement."""
 
@@ -186,8 +193,9 @@ def build_alias(alias: Alias) -> click.Command:
     """The ``oxunet_<verb>`` command: a copy of the oxunet command with nnU-Net's flag names added."""
     path, target = resolve_command(alias)
     verb = NNUNET_VERBS[alias.verb]
-    cmd = copy.copy(target)
-    cmd.__class__ = type(f"Alias{type(target).__name__}", (_AliasMixin, type(target)), {})
+    copied = copy.copy(target)
+    copied.__class__ = type(f"Alias{type(target).__name__}", (_AliasMixin, type(target)), {})
+    cmd = cast(_AliasMixin, copied)  # its class now has the mixin in front
     cmd.name = alias.name
     cmd.context_settings = {**target.context_settings, **HELP_SETTINGS}
     cmd.params = [copy.copy(p) for p in target.params]

@@ -47,7 +47,8 @@ def nnunet_renames(mapping: dict[str, str | tuple[str, ...]]):
     name is simpler where it reads well; this is for the rest."""
 
     def attach(cmd: click.Command) -> click.Command:
-        cmd.nnunet_renames = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in mapping.items()}
+        # click has no slot for it: aliases.py reads it back with getattr
+        cmd.nnunet_renames = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in mapping.items()}  # type: ignore[attr-defined]
         return cmd
 
     return attach

@@ -10,8 +10,8 @@ from .dataset_json import DatasetInfo
 
 
 def _resolve(root: Path, p: str) -> Path:
-    p = Path(os.path.expandvars(p)).expanduser()
-    return p if p.is_absolute() else root / p
+    path = Path(os.path.expandvars(p)).expanduser()
+    return path if path.is_absolute() else root / path
 
 
 def images_by_case(folder: Path, file_ending: str) -> dict[str, list[Path]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Union
@@ -27,7 +28,7 @@ def labels_have_regions(labels: Labels) -> bool:
 
 def all_label_values(labels: Labels) -> list[int]:
     """Sorted unique label values (regions flattened), the ignore label excluded."""
-    out = set()
+    out: set[int] = set()
     for name, v in labels.items():
         if name == "ignore":
             continue
@@ -106,7 +107,7 @@ def _label_value(path: Path, name: str, value) -> int | tuple[int, ...]:
     raise DatasetJsonError(f"{path}: label {name!r} has value {value!r}, expected an integer or a list of integers")
 
 
-def load_dataset_json(path: str | Path) -> DatasetInfo:
+def load_dataset_json(path: str | os.PathLike) -> DatasetInfo:
     """Reads and checks dataset.json (structure only; files are checked by verification)."""
     path = Path(path)
     if not path.is_file():

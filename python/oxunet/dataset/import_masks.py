@@ -20,12 +20,16 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._workers import map_cases
 from ..io import atomic_path
 from ..errors import DatasetError
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 OVERLAP_POLICIES = ("error", "last-wins", "regions")
 MASK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".gipl")
@@ -90,7 +94,7 @@ def cases_from_csv(csv_file: str | Path) -> dict[str, CaseSource]:
     return cases
 
 
-def _read(path: Path):
+def _read(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
     if not path.is_file():
@@ -110,7 +114,7 @@ def _check_geometry(case: str, ref, ref_path: Path, img, path: Path) -> None:
         raise ImportMasksError(f"case {case}: {path.name} origin/direction differ from image {ref_path.name} (not aligned)")
 
 
-def _structure_bits(case: str, source: CaseSource, label_order: list[str]) -> tuple[np.ndarray, object, list[str]]:
+def _structure_bits(case: str, source: CaseSource, label_order: list[str]) -> tuple[np.ndarray, sitk.Image, list[str]]:
     """Bit s of the returned uint32 array is set where structure ``label_order[s]`` is."""
     import SimpleITK as sitk
 
@@ -137,7 +141,7 @@ def _scan_case(case: str, source: CaseSource, label_order: list[str], policy: st
     combos, counts = np.unique(bits, return_counts=True)
     overlaps = {int(c): int(n) for c, n in zip(combos, counts) if bin(int(c)).count("1") > 1}
     if overlaps and policy == "error":
-        worst = max(overlaps, key=overlaps.get)
+        worst = max(overlaps, key=lambda c: overlaps[c])
         names = [label_order[s] for s in range(len(label_order)) if worst >> s & 1]
         total = sum(overlaps.values())
         raise ImportMasksError(

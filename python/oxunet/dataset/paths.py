@@ -62,7 +62,7 @@ def dataset_name(dataset: str | int, paths: Paths) -> str:
     if not text.isdigit():
         raise DatasetNotFoundError(f"dataset {text!r}: expected an id like 4 or a folder name like Dataset004_Hippocampus")
     prefix = f"Dataset{int(text):03d}_"
-    found = set()
+    found: set[str] = set()
     for root in (paths.raw, paths.preprocessed, paths.results):
         if root is not None and root.is_dir():
             found.update(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix))

@@ -96,7 +96,10 @@ def _check_case(case: str, entry: dict, info: DatasetInfo, reader_name: str) -> 
         reason = incomplete_reason(f)
         if reason:
             out.append(Problem(case, "error", f"{Path(f).name}: {reason}"))
-    io = io_class_by_name(reader_name)()
+    io_class = io_class_by_name(reader_name)
+    if io_class is None:  # the name comes from a reader already selected, so this is a bug
+        raise DatasetError(f"unknown image reader {reader_name!r}")
+    io = io_class()
     try:
         data, props = io.read_images(entry["images"])
     except ImageReadError as e:

@@ -10,7 +10,10 @@ so a log shows how far a run got.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def _dice_text(names: Sequence[str], dice: Sequence[float]) -> str:
@@ -41,14 +44,14 @@ class PlainProgress:
 class RichProgress:
     """A live rich display on ``console`` (stderr): one line per step, a bar for the epochs."""
 
-    def __init__(self, console):
+    def __init__(self, console) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"),
                                  BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
                                  console=console, transient=False)
         self.progress.start()
-        self.task = None
+        self.task: TaskID | None = None  # the current step's
         self.label_names: Sequence[str] = ()
         self._name = self._last = ""
         self._t0 = 0.0
@@ -67,7 +70,8 @@ class RichProgress:
 
     def epoch(self, summary) -> None:
         self._last = f": loss {summary.train_loss:.3f}, pseudo-Dice {_dice_text(self.label_names, summary.pseudo_dice)}"
-        self.progress.update(self.task, advance=1, description=self._name + self._last)
+        if self.task is not None:  # epochs come within a step
+            self.progress.update(self.task, advance=1, description=self._name + self._last)
 
     def close(self) -> None:
         self._finish()

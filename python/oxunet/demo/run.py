@@ -75,7 +75,8 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     budget = budget or DemoBudget()
     progress = progress or PlainProgress(log)
     work = Path(work_dir).resolve()
-    paths = Paths(raw=work / "raw", preprocessed=work / "preprocessed", results=work / "results")
+    raw_root, pre_root = work / "raw", work / "preprocessed"
+    paths = Paths(raw=raw_root, preprocessed=pre_root, results=work / "results")
     nproc = num_processes or max(1, min(4, os.cpu_count() or 1))
     timings: dict[str, float] = {}
     memory: dict[str, float] = {}
@@ -94,12 +95,12 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
 
     t = step("dataset", "dataset")
     if data is None:
-        folder = make_demo_dataset(paths.raw)
+        folder = make_demo_dataset(raw_root)
         name = folder.name
     else:
-        name = _link_dataset(Path(data), paths.raw)
+        name = _link_dataset(Path(data), raw_root)
     name = dataset_name(name, paths)
-    raw_dir = paths.raw / name
+    raw_dir = raw_root / name
     info = load_dataset_json(raw_dir / "dataset.json")
     timings["dataset"] = time.perf_counter() - t
 
@@ -179,7 +180,7 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
 
     t = step("report", "report")
     stages = [Stage(k, v, memory.get(k), workers.get(k)) for k, v in timings.items()]
-    report = write_report(model_dir, work / "report.html", raw_dir=paths.raw, stages=stages,
+    report = write_report(model_dir, work / "report.html", raw_dir=raw_root, stages=stages,
                           summaries={"0": eval_file}, title=f"oxunet demo: {name}, fold 0")
     timings["report"] = time.perf_counter() - t
     peaks("report")
@@ -189,8 +190,8 @@ def run_demo(work_dir: str | Path, data: str | Path | None = None, budget: DemoB
     dice = {names.get(str(k), str(k)): float(v["Dice"]) for k, v in summary["mean"].items()}
     dice["mean"] = float(summary["foreground_mean"]["Dice"])
     artefacts = {
-        "raw dataset": raw_dir, "plans": paths.preprocessed / name / f"{plans['plans_name']}.json",
-        "preprocessed": paths.preprocessed / name, "model folder": model_dir, "training log": fold_dir / "training_log.json",
+        "raw dataset": raw_dir, "plans": pre_root / name / f"{plans['plans_name']}.json",
+        "preprocessed": pre_root / name, "model folder": model_dir, "training log": fold_dir / "training_log.json",
         "predictions": pred_dir, "evaluation": eval_file, "report": report, "progress plot": fold_dir / "progress.png"}
     result = DemoResult(work, name, artefacts=artefacts, dice=dice, seconds=timings, peak_rss_mib=memory,
                         worker_peak_rss_mib=workers)

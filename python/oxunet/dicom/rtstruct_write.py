@@ -85,7 +85,7 @@ def write_rtstruct(labels: np.ndarray | sitk.Image, series: tuple[sitk.Image, Se
     pd = pydicom()
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ImplicitVRLittleEndian, generate_uid
 
     from ..io import atomic_path
     from .seg import _check_same_grid
@@ -106,7 +106,7 @@ def write_rtstruct(labels: np.ndarray | sitk.Image, series: tuple[sitk.Image, Se
     first = meta.datasets[0]
     now = datetime.datetime.now()
     file_meta = FileMetaDataset()
-    file_meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
+    file_meta.MediaStorageSOPClassUID = UID(RTSTRUCT_SOP_CLASS)
     file_meta.MediaStorageSOPInstanceUID = generate_uid()
     # implicit VR: 32-bit element lengths, so a long contour's ContourData (DS) may pass 64 KiB
     file_meta.TransferSyntaxUID = ImplicitVRLittleEndian

@@ -43,7 +43,7 @@ def load_case_properties(stem: str | os.PathLike) -> dict:
 
 def average_probabilities(files: Sequence[str]) -> np.ndarray:
     """float32 mean of the ``probabilities`` arrays, summed in nnU-Net's order."""
-    avg = None
+    avg: np.ndarray | None = None
     for f in files:
         try:
             with np.load(f) as z:
@@ -56,6 +56,8 @@ def average_probabilities(files: Sequence[str]) -> np.ndarray:
             if p.shape != avg.shape:
                 raise EnsembleError(f"{f}: probabilities shape {p.shape} differs from {files[0]} {avg.shape}")
             avg += p
+    if avg is None:
+        raise EnsembleError("no probability files to average")
     avg /= len(files)
     return avg
 

@@ -253,12 +253,13 @@ def find_best_configuration(
             "selected_model_or_models": selected,
         },
     }
-    info["commands"] = inference_commands(info, num_processes)
+    commands = inference_commands(info, num_processes)
+    info["commands"] = commands
     write_json(info, results / "inference_information.json")
     text = ["***Run inference like this:***", ""]
     if len(selected) > 1:
         text.append("An ensemble won. Predict with each member (probabilities are needed), then ensemble:")
-    text += info["commands"]
+    text += commands
     with open(results / ".inference_instructions.tmp", "w") as f:
         f.write("\n".join(text) + "\n")
     os.replace(results / ".inference_instructions.tmp", results / "inference_instructions.txt")

@@ -43,7 +43,7 @@ def infer_file_ending(folder: str | os.PathLike) -> str:
                 break
     if not counts:
         raise EvaluationError(f"{folder}: no image files (looked for {', '.join(KNOWN_ENDINGS)})")
-    return max(counts, key=counts.get)
+    return max(counts, key=lambda e: counts[e])
 
 
 def write_json(obj, path: str | os.PathLike, sort_keys: bool = True) -> None:

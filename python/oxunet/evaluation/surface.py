@@ -87,6 +87,7 @@ def surface_metrics(
     if not ref_any or not pred_any:
         return {"HD95": float("inf"), "ASSD": float("inf"), "NSD": 0.0}
     box = _bounding_box(reference | prediction)
+    assert box is not None  # both masks have voxels
     ref_crop = _crop_with_margin(reference, box)
     pred_crop = _crop_with_margin(prediction, box)
     d_pred, d_ref = directed_distances(pred_crop, ref_crop, [float(s) for s in spacing])

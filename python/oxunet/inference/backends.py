@@ -158,7 +158,7 @@ def backend_networks(backend: str, onnx_files, precision: str, threads: int | No
     raise InferenceError(f"backend {backend!r} does not run ONNX files")
 
 
-def onnx_files_for_model_folder(pred, out_dir: os.PathLike, exporter: str = "torchscript") -> list[Path]:
+def onnx_files_for_model_folder(pred, out_dir: str | os.PathLike, exporter: str = "torchscript") -> list[Path]:
     """Converts the torch networks of a built predictor to ONNX files in `out_dir` (same checks
     as ``oxunet export-model --format onnx``), for predicting a torch model folder with another runtime."""
     from .onnx_export import export_network_onnx, spatial_multiple

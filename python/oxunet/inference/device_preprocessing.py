@@ -85,7 +85,7 @@ def preprocess_on_device(plan: PreprocessingPlan, image: np.ndarray, properties:
     nonzero = (x != 0).any(0)  # NaN != 0 holds: NaN counts as nonzero, as in the kernel
     bbox = _bbox(nonzero)
     del nonzero
-    x = x[(slice(None), *(slice(a, b) for a, b in bbox))]
+    x = x[(slice(None),) + tuple(slice(a, b) for a, b in bbox)]
     properties["bbox_used_for_cropping"] = bbox
     properties["shape_after_cropping_and_before_resampling"] = [int(s) for s in x.shape[1:]]
     target = plan.target_spacing(spacing)

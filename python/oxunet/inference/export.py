@@ -73,6 +73,13 @@ class ExportPlan:
                    np.uint8 if len(dataset.foreground_labels) < 255 else np.uint16,
                    str(dataset.image_reader_writer or reader), dataset.file_ending)
 
+    @property
+    def region_order(self) -> tuple[int, ...]:
+        """``regions_class_order`` of a region-based dataset (dataset.json must give it there)."""
+        if self.regions_class_order is None:
+            raise ValueError("dataset.json: regions need a regions_class_order")
+        return self.regions_class_order
+
     def spacings(self, properties: dict) -> tuple[list[float], list[float]]:
         """(current, new) spacing of the export resampling for a case."""
         new = [float(properties["spacing"][i]) for i in self.transpose_forward]
@@ -113,7 +120,7 @@ class Scratch:
     every new one pays its page faults again (dearly on virtual machines); same-shaped buffers are
     reused instead."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._bufs: dict[str, np.ndarray] = {}
 
     def get(self, key: str, shape, dtype) -> np.ndarray:
@@ -157,7 +164,7 @@ def _nonlin(ep: ExportPlan, logits: np.ndarray) -> np.ndarray:
 def _labels_from_probabilities(ep: ExportPlan, probs: np.ndarray) -> np.ndarray:
     if ep.has_regions:
         seg = np.zeros(probs.shape[1:], np.uint16)
-        for i, c in enumerate(ep.regions_class_order):
+        for i, c in enumerate(ep.region_order):
             seg[probs[i] > 0.5] = c
         return seg
     return probs.argmax(0)
@@ -175,7 +182,7 @@ class _RunningLabels:
         dtype = np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16)
         self.seg = np.zeros(shape, dtype) if out is None else out
         self.scratch = scratch if scratch is not None else Scratch()
-        self.best = None
+        self.best: np.ndarray | None = None
 
     def feed(self, first: int, chunk: np.ndarray) -> None:
         if self.ep.has_regions:
@@ -185,7 +192,7 @@ class _RunningLabels:
                 self.entropy.feed(first, chunk)
             for k in range(chunk.shape[0]):
                 p = torch.sigmoid(torch.from_numpy(np.asarray(chunk[k], dtype=np.float32))).numpy()
-                self.seg[p > 0.5] = self.ep.regions_class_order[first + k]
+                self.seg[p > 0.5] = self.ep.region_order[first + k]
             return
         start = 0
         # float32 even for float16 logits: exact, and numpy compares float16 ~30x slower
@@ -195,15 +202,16 @@ class _RunningLabels:
             chunk = buf
         if self.entropy is not None:
             self.entropy.feed(first, chunk)
-        if self.best is None:
-            self.best = self.scratch.get("best", chunk.shape[1:], np.float32)
-            self.best[...] = chunk[0]
+        best = self.best
+        if best is None:
+            best = self.best = self.scratch.get("best", chunk.shape[1:], np.float32)
+            best[...] = chunk[0]
             start = 1
         for k in range(start, chunk.shape[0]):
             value = chunk[k]
-            better = value > self.best
+            better = value > best
             self.seg[better] = first + k
-            np.maximum(self.best, value, out=self.best)
+            np.maximum(best, value, out=best)
 
 
 def _uncrop(ep: ExportPlan, seg_cropped: np.ndarray, properties: dict) -> np.ndarray:
@@ -226,7 +234,8 @@ def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, d
     if not ep.has_regions:
         out[0] = 1
     bbox = properties["bbox_used_for_cropping"]
-    out[(slice(None), *(slice(int(a), int(b)) for a, b in bbox))] = probs
+    inside = (slice(None), *(slice(int(a), int(b)) for a, b in bbox))
+    out[inside] = probs
     return out.transpose([0, *(i + 1 for i in ep.transpose_backward)])
 
 
@@ -257,7 +266,7 @@ def export_logits(ep: ExportPlan, logits: np.ndarray, properties: dict, *, retur
     run = _RunningLabels(ep, target, entropy=ent)
     for c0 in range(0, logits.shape[0], step):
         run.feed(c0, _resample(ep, logits[c0:c0 + step], target, cs, ns))
-    if ent is not None:
+    if ent is not None and uncertainty is not None:  # ent exists exactly when uncertainty is asked for
         uncertainty["entropy"] = _uncrop_map(ep, ent.finish(), properties)
     return _uncrop(ep, run.seg, properties), None
 

@@ -166,7 +166,8 @@ def load_model_folder(model_dir: str | os.PathLike, folds=None, checkpoint: str 
         folds = [folds]
     folds = [f if f == "all" else int(f) for f in folds]
 
-    state_dicts, trainer_name, mirror_axes, ck_config, architecture = [], None, None, None, None
+    state_dicts, mirror_axes, ck_config, architecture = [], None, None, None
+    trainer_name = "nnUNetTrainer"  # the first checkpoint's, below
     for i, f in enumerate(folds):
         path = model_dir / f"fold_{f}" / checkpoint
         if not path.is_file():

@@ -112,7 +112,7 @@ def sliding_window_on_device(sliding, data, step_size: float = 0.5, accumulator_
         t1 = time.perf_counter()
         e0 = _event(cuda)
         box = tuple(slice(s + l_, s + l_ + p) for s, l_, p in zip(start, lo, full))
-        x = data[(slice(None), *box)][None]
+        x = data[(slice(None),) + box][None]
         if two_d:
             x = x[:, :, 0]
         if sliding.channels_last:
@@ -130,7 +130,7 @@ def sliding_window_on_device(sliding, data, step_size: float = 0.5, accumulator_
         w = weight[win]
         # float32 products added into the accumulator: one rounding per add in float16 mode, as the
         # Rust aggregator's float16 sums (in-place add computes in float32, then casts)
-        sums[(slice(None), *vol)].add_(pred[(slice(None), *win)].float() * w)
+        sums[(slice(None),) + vol].add_(pred[(slice(None),) + win].float() * w)
         weights[vol].add_(w)
         if cuda:
             marks.append((e0, e1, _event(cuda)))
@@ -235,7 +235,7 @@ def export_on_device(ep: ExportPlan, logits: DeviceLogits, properties: dict, *, 
             chunk = resample(logits.logits(c0, c0 + step))
             if ep.has_regions:
                 for k in range(chunk.shape[0]):
-                    seg[torch.sigmoid(chunk[k]) > 0.5] = int(ep.regions_class_order[c0 + k])
+                    seg[torch.sigmoid(chunk[k]) > 0.5] = int(ep.region_order[c0 + k])
                 continue
             for k in range(chunk.shape[0]):
                 if best is None:
@@ -253,7 +253,7 @@ def _labels_from(ep: ExportPlan, probs):
 
     if ep.has_regions:
         seg = torch.zeros(probs.shape[1:], dtype=torch.int16, device=probs.device)
-        for i, c in enumerate(ep.regions_class_order):
+        for i, c in enumerate(ep.region_order):
             seg[probs[i] > 0.5] = int(c)
         return seg
     return probs.argmax(0)
@@ -329,7 +329,7 @@ class DeviceStreamingExport:
                 chunk = self._resample(planes[c0:c0 + step], shape)
                 for k in range(chunk.shape[0]):
                     if self.ep.has_regions:
-                        out[torch.sigmoid(chunk[k]) > 0.5] = int(self.ep.regions_class_order[c0 + k])
+                        out[torch.sigmoid(chunk[k]) > 0.5] = int(self.ep.region_order[c0 + k])
                     elif best is None:
                         best = chunk[k].clone()
                     else:

@@ -81,6 +81,7 @@ def _torch_export(net, example, path: Path, opset: int, exporter: str, dynamic: 
                 shapes = ({a: d for a in [0, *range(2, example.ndim)]},)
             prog = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, input_names=["input"],
                                      output_names=["logits"], dynamic_shapes=shapes, verbose=False)
+            assert prog is not None  # dynamo=True always returns the program
             prog.save(str(path))
         else:
             axes = None

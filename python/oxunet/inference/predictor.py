@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -416,7 +417,7 @@ class Predictor:
             with times.stage("export"):
                 out["seg"], out["probs"] = sink.result(probabilities_dtype)
                 if uncertainty:
-                    out["uncertainty"] = dict(sink.uncertainty)
+                    out["uncertainty"] = dict(sink.uncertainty or {})  # set by result() when asked for
         else:
             # the aggregator still streams: finished slabs go straight into one float16 (nnU-Net's
             # logits dtype) or float32 array, so no float32 copy of the whole volume is ever made
@@ -538,9 +539,10 @@ class Predictor:
             staged = self._preprocess_on_device(images, properties, case)
             if staged is not None:
                 return staged
-        device_kw = {}
+        device_kw: dict[str, Any] = {}
         if self.on_device:
             device_kw = dict(resample_data_fn=self._resample_on_device, skip_seg=True)
+        data: Any  # numpy, or a torch tensor on the device
         try:
             data, seg, props = preprocess_case(images, seg_in, properties, self.preprocessing_plan, case=case,
                                                class_keys=[], **device_kw)
@@ -551,6 +553,7 @@ class Predictor:
 
             data = torch.from_numpy(data).to(self.device)
         if self.previous_stage:
+            assert seg is not None  # preprocessed from seg_in, which a cascade stage requires
             labels = self.dataset.foreground_labels
             onehot = np.zeros((len(labels), *seg.shape[1:]), np.float32)
             for i, lab in enumerate(labels):

@@ -113,6 +113,7 @@ class SlidingWindow:
                     total = pred.float()
                 else:
                     total += pred
+            assert total is not None, "SlidingWindow has no networks"
             if len(self.networks) > 1:
                 total /= len(self.networks)
         out = total[0]

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["RunningEntropy", "UNCERTAIN_ENTROPY", "entropy_from_probabilities", "member_disagreement", "summarize",
            "write_uncertainty_maps"]
@@ -45,7 +49,10 @@ class RunningEntropy:
     def __init__(self, shape, num_heads: int, has_regions: bool, out: np.ndarray | None = None):
         self.num_heads, self.has_regions = int(num_heads), has_regions
         self.out = np.zeros(shape, np.float32) if out is None else out
-        self.m = self.s = self.t = None  # running max, sum exp(l - m), sum exp(l - m) * l
+        # running max, sum exp(l - m), sum exp(l - m) * l (regions: only s, the summed entropy)
+        self.m: torch.Tensor | None = None
+        self.s: torch.Tensor | None = None
+        self.t: torch.Tensor | None = None
 
     def feed(self, first: int, chunk: np.ndarray) -> None:
         import torch
@@ -60,19 +67,20 @@ class RunningEntropy:
             self.s += h
             return
         m_chunk = c.amax(0)
-        if self.m is None:
+        s, t = self.s, self.t  # the same tensors: updated in place
+        if self.m is None or s is None or t is None:  # the first chunk (m, s and t are set together)
             self.m = m_chunk.clone()
-            self.s = torch.zeros_like(m_chunk)
-            self.t = torch.zeros_like(m_chunk)
+            s = self.s = torch.zeros_like(m_chunk)
+            t = self.t = torch.zeros_like(m_chunk)
         else:
             new_m = torch.maximum(self.m, m_chunk)
             scale = torch.exp(self.m - new_m)
-            self.s *= scale
-            self.t *= scale
+            s *= scale
+            t *= scale
             self.m = new_m
         e = torch.exp(c - self.m)
-        self.s += e.sum(0)
-        self.t += (e * c).sum(0)
+        s += e.sum(0)
+        t += (e * c).sum(0)
 
     def finish(self) -> np.ndarray:
         import torch
@@ -82,6 +90,7 @@ class RunningEntropy:
         if self.has_regions:
             h = self.s / self.num_heads
         else:  # H = log Z - sum_c p_c l_c with Z = exp(m) * s
+            assert self.m is not None and self.t is not None  # set with s by feed
             h = (self.m + self.s.log() - self.t / self.s) / math.log(max(self.num_heads, 2))
         torch.from_numpy(self.out).copy_(h.clamp_(0, 1))
         return self.out
@@ -142,5 +151,6 @@ def write_uncertainty_maps(stem: Path, maps: dict, properties: dict, file_ending
     path = stem.with_name(f"{stem.name}_uncertainty.npz")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v, np.float32) for k, v in maps.items()})
+            arrays: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in maps.items()}
+            np.savez_compressed(f, **arrays)
     return [path]

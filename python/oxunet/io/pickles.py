@@ -17,6 +17,7 @@ def _register_defaults() -> None:
     import builtins
     import codecs
     import collections
+    import importlib
 
     import numpy as np
 
@@ -27,9 +28,9 @@ def _register_defaults() -> None:
     _ALLOWED[("_codecs", "encode")] = codecs.encode  # how protocol 2 stores bytes (numpy buffers)
     _ALLOWED[("collections", "OrderedDict")] = collections.OrderedDict
     try:  # numpy >= 2 stores numpy._core, older numpy.core; both names must load with either numpy
-        from numpy._core import multiarray
+        multiarray = importlib.import_module("numpy._core.multiarray")
     except ImportError:  # pragma: no cover - numpy < 2
-        from numpy.core import multiarray
+        multiarray = importlib.import_module("numpy.core.multiarray")
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         _ALLOWED[(module, "_reconstruct")] = multiarray._reconstruct
         _ALLOWED[(module, "scalar")] = multiarray.scalar

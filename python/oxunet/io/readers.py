@@ -46,7 +46,7 @@ def _label_dtype(seg: np.ndarray) -> np.dtype:
 class SimpleITKIO(ImageIO):
     """.nii.gz/.nii/.nrrd/.mha/.gipl through SimpleITK; spacing reversed to numpy axis order."""
 
-    supported_file_endings = (".nii.gz", ".nrrd", ".mha", ".gipl")
+    supported_file_endings: tuple[str, ...] = (".nii.gz", ".nrrd", ".mha", ".gipl")
 
     def read_images(self, paths):
         import SimpleITK as sitk

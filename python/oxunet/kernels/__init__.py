@@ -2,7 +2,9 @@
 
 Arrays are channel-first as in nnU-Net: data ``(c, x, y, z)`` (or ``(c, x, y)`` in 2D).
 Every function here has a pure NumPy/SciPy twin of the same signature in
-:mod:`oxunet.kernels.reference`, which is the parity oracle and the benchmark baseline.
+:mod:`oxunet.kernels.reference`, which is the parity oracle and the benchmark baseline. Both
+call the argument checks of :mod:`oxunet.kernels._validate`, so they reject bad input with the
+same exception and message; the twins and the checks import without the Rust extension.
 
 This module never imports torch (the aggregator accepts torch tensors duck-typed).
 """

@@ -5,43 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._guarded import core as _core
-from . import _validate
-from .errors import KernelShapeError, KernelTypeError, KernelValueError
+from ._validate import check_crop_to_nonzero_args
 
 __all__ = ["crop_to_nonzero"]
-
-
-def _native(a: np.ndarray) -> np.ndarray:
-    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
-
-
-def _label_value(name: str, value, dtype) -> int:
-    """An integer (not bool) that fits `dtype`."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise KernelTypeError(f"{name}: expected an integer, got {value!r}")
-    info = np.iinfo(dtype)
-    if not info.min <= int(value) <= info.max:
-        raise KernelValueError(
-            f"{name}: {int(value)} does not fit the seg dtype {np.dtype(dtype).name} ([{info.min}, {info.max}])"
-        )
-    return int(value)
-
-
-def check_crop_to_nonzero_args(data, seg, nonzero_label) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Validates the arguments of :func:`crop_to_nonzero` (shared with the reference twin)."""
-    data = _validate.array("data", data, _validate.FLOAT_DTYPES, ndim=(3, 4))
-    if 0 in data.shape:
-        raise KernelShapeError(f"data: every axis must have at least one element, got shape {data.shape}")
-    if seg is not None:
-        seg = _validate.array("seg", seg, _validate.LABEL_DTYPES, ndim=(data.ndim,))
-        if seg.shape[1:] != data.shape[1:] or seg.shape[0] < 1:
-            raise KernelShapeError(
-                f"seg: expected shape (k, {', '.join(map(str, data.shape[1:]))}) with k >= 1 to match data "
-                f"{data.shape}, got {seg.shape}"
-            )
-        seg = _native(seg)
-    nonzero_label = _label_value("nonzero_label", nonzero_label, seg.dtype if seg is not None else np.int8)
-    return _native(data), seg, nonzero_label
 
 
 def crop_to_nonzero(

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._guarded import core as _core
-from ._validate import FLOAT_DTYPES, LABEL_DTYPES
-from .reference.resampling import check_resample_args, separate_z_axis
+from ._validate import FLOAT_DTYPES, LABEL_DTYPES, check_resample_args
+from .reference.resampling import separate_z_axis
 
 __all__ = ["resample_data", "resample_seg", "separate_z_axis"]
 

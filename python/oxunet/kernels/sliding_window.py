@@ -6,180 +6,28 @@
   then normalises (:meth:`Aggregator.finalize`) or labels (:meth:`Aggregator.argmax`) it;
   a streaming mode hands finished slabs back so memory stays bounded.
 
-The argument checks here are shared with the NumPy twins in
+The argument checks (:mod:`oxunet.kernels._validate`) are shared with the NumPy twins in
 :mod:`oxunet.kernels.reference.sliding_window`, so both reject bad input identically.
 """
 
 from __future__ import annotations
 
-import math
-import sys
 import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ._guarded import core as _core
-from ._validate import array, int_tuple
-from .errors import KernelShapeError, KernelTypeError, KernelValueError
+from ._validate import (
+    check_aggregator_args,
+    check_gaussian_args,
+    check_starts_args,
+    check_window,
+    labels_dtype,
+    prediction_array,
+)
 
 __all__ = ["Aggregator", "gaussian_importance_map", "sliding_window_starts"]
-
-_WEIGHTINGS = ("gaussian", "constant")
-_OUTPUTS = ("logits", "labels")
-_UNCOVERED = ("error", "zero")
-MAX_CHANNELS = 65536
-
-# ---------------------------------------------------------------------------------------------
-# argument checks (shared with the reference twin)
-
-
-def _positive_float(name: str, value) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        raise KernelTypeError(f"{name}: expected a number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise KernelTypeError(f"{name}: expected a number, got {value!r}") from None
-    if not (math.isfinite(out) and out > 0):
-        raise KernelValueError(f"{name}: must be positive and finite, got {value!r}")
-    return out
-
-
-def _choice(name: str, value, choices: Sequence[str]) -> str:
-    if not isinstance(value, str):
-        raise KernelTypeError(f"{name}: expected one of {list(choices)}, got {value!r}")
-    if value not in choices:
-        raise KernelValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
-    return value
-
-
-def _float_dtype(name: str, value) -> np.dtype:
-    """float32 or float16, given as a string, a numpy type or a dtype."""
-    try:
-        dt = np.dtype(value)
-    except TypeError:
-        dt = None
-    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float16)):
-        raise KernelTypeError(f"{name}: {value!r} is not supported (expected 'float32' or 'float16')")
-    return dt
-
-
-def _check_starts_args(image_size, patch_size, step_size):
-    image_size = int_tuple("image_size", image_size, minimum=0)
-    if not image_size:
-        raise KernelShapeError("image_size: needs at least one axis")
-    patch_size = int_tuple("patch_size", patch_size, length=len(image_size), minimum=1)
-    if isinstance(step_size, (bool, np.bool_)):
-        raise KernelTypeError(f"step_size: expected a number, got {step_size!r}")
-    try:
-        step = float(step_size)
-    except (TypeError, ValueError):
-        raise KernelTypeError(f"step_size: expected a number, got {step_size!r}") from None
-    if not (0 < step <= 1):
-        raise KernelValueError(f"step_size: must be in (0, 1], got {step_size!r}")
-    if any(i < p for i, p in zip(image_size, patch_size)):
-        raise KernelValueError(
-            f"image_size: {image_size} is smaller than patch_size {patch_size} along some axis "
-            "(pad the image to at least the patch size first, as nnU-Net does)"
-        )
-    return image_size, patch_size, step
-
-
-def _check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype):
-    patch_size = int_tuple("patch_size", patch_size, minimum=1)
-    if not patch_size:
-        raise KernelShapeError("patch_size: needs at least one axis")
-    return (
-        patch_size,
-        _positive_float("sigma_scale", sigma_scale),
-        _positive_float("value_scaling_factor", value_scaling_factor),
-        _float_dtype("dtype", dtype),
-    )
-
-
-def _check_aggregator_args(
-    num_channels, shape, patch_size, weighting, dtype, streaming, output, uncovered, sigma_scale, value_scaling_factor
-) -> dict:
-    if isinstance(num_channels, (bool, np.bool_)) or not isinstance(num_channels, (int, np.integer)):
-        raise KernelTypeError(f"num_channels: expected an integer, got {num_channels!r}")
-    if not 1 <= int(num_channels) <= MAX_CHANNELS:
-        raise KernelValueError(f"num_channels: must be between 1 and {MAX_CHANNELS}, got {num_channels}")
-    shape = int_tuple("shape", shape, minimum=1)
-    if len(shape) not in (2, 3):
-        raise KernelShapeError(f"shape: expected 2 or 3 spatial axes, got {shape}")
-    patch_size = int_tuple("patch_size", patch_size, length=len(shape), minimum=1)
-    if not isinstance(streaming, (bool, np.bool_)):
-        raise KernelTypeError(f"streaming: expected True or False, got {streaming!r}")
-    return dict(
-        num_channels=int(num_channels),
-        shape=shape,
-        patch_size=patch_size,
-        weighting=_choice("weighting", weighting, _WEIGHTINGS),
-        dtype=_float_dtype("dtype", dtype).name,
-        streaming=bool(streaming),
-        output=_choice("output", output, _OUTPUTS),
-        uncovered=_choice("uncovered", uncovered, _UNCOVERED),
-        sigma_scale=_positive_float("sigma_scale", sigma_scale),
-        value_scaling_factor=_positive_float("value_scaling_factor", value_scaling_factor),
-    )
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _prediction_array(prediction) -> tuple[np.ndarray, str]:
-    """A numpy view of `prediction` (no copy) and its kind: 'f32', 'f16' or 'bf16' (raw bits, int16).
-
-    torch CPU tensors are read in place: float32/float16 through ``tensor.detach().numpy()``,
-    bfloat16 through ``tensor.detach().view(torch.int16).numpy()`` (converted in Rust).
-    """
-    if _is_torch(prediction):
-        torch = sys.modules["torch"]
-        if not isinstance(prediction, torch.Tensor):
-            raise KernelTypeError(f"prediction: expected a numpy array or a torch tensor, got {type(prediction).__name__}")
-        if prediction.device.type != "cpu":
-            raise KernelValueError(
-                f"prediction: torch tensor is on device {prediction.device}; move it to the CPU first (.cpu())"
-            )
-        t = prediction.detach()
-        if t.dtype == torch.float32:
-            return t.numpy(), "f32"
-        if t.dtype == torch.float16:
-            return t.numpy(), "f16"
-        if t.dtype == torch.bfloat16:
-            return t.view(torch.int16).numpy(), "bf16"
-        raise KernelTypeError(
-            f"prediction: dtype {t.dtype} is not supported (expected torch.float32, torch.float16 or torch.bfloat16)"
-        )
-    arr = array("prediction", prediction, (np.float32, np.float16))
-    return arr, ("f32" if arr.dtype == np.float32 else "f16")
-
-
-def _check_window(arr: np.ndarray, start, num_channels: int, shape: tuple, patch_size: tuple) -> tuple[int, ...]:
-    """Checks a window prediction `(C, *patch_size)` and its start; returns the start."""
-    nd = len(shape)
-    if arr.ndim != nd + 1:
-        raise KernelShapeError(
-            f"prediction: expected {nd + 1} dimensions (C, *patch_size), got shape {tuple(arr.shape)}"
-        )
-    if arr.shape[0] != num_channels:
-        raise KernelShapeError(f"prediction: has {arr.shape[0]} channels, expected num_channels={num_channels}")
-    if tuple(arr.shape[1:]) != patch_size:
-        raise KernelShapeError(f"prediction: spatial shape {tuple(arr.shape[1:])} differs from patch_size {patch_size}")
-    start = int_tuple("start", start, length=nd)
-    for s, p, n in zip(start, patch_size, shape):
-        if max(s, 0) >= min(s + p, n):
-            raise KernelValueError(
-                f"start: window at {start} with patch_size {patch_size} lies entirely outside the volume of shape {shape}"
-            )
-    return start
-
-
-def _labels_dtype(num_channels: int) -> type:
-    return np.uint8 if num_channels - 1 <= 255 else np.uint16
-
 
 # ---------------------------------------------------------------------------------------------
 # public API
@@ -207,7 +55,7 @@ def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], 
     list of list of int
         The starts along every axis, e.g. size 110, patch 64 -> ``[[0, 23, 46]]``.
     """
-    image_size, patch_size, step = _check_starts_args(image_size, patch_size, step_size)
+    image_size, patch_size, step = check_starts_args(image_size, patch_size, step_size)
     return [list(s) for s in _core.sliding_window_starts(list(image_size), list(patch_size), step)]
 
 
@@ -234,7 +82,7 @@ def gaussian_importance_map(
     -------
     np.ndarray of `dtype`, shape `patch_size`
     """
-    patch_size, sigma_scale, vsf, dt = _check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype)
+    patch_size, sigma_scale, vsf, dt = check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype)
     fn = _core.gaussian_importance_map_f32 if dt == np.float32 else _core.gaussian_importance_map_f16
     return fn(list(patch_size), sigma_scale, vsf)
 
@@ -321,7 +169,7 @@ class Aggregator:
         sigma_scale: float = 1.0 / 8,
         value_scaling_factor: float = 10,
     ) -> None:
-        cfg = _check_aggregator_args(
+        cfg = check_aggregator_args(
             num_channels, shape, patch_size, weighting, dtype, streaming, output, uncovered, sigma_scale,
             value_scaling_factor,
         )
@@ -345,7 +193,7 @@ class Aggregator:
     @property
     def labels_dtype(self) -> type:
         """uint8 while num_channels - 1 <= 255, else uint16."""
-        return _labels_dtype(self._cfg["num_channels"])
+        return labels_dtype(self._cfg["num_channels"])
 
     @property
     def importance_map(self) -> np.ndarray:
@@ -362,9 +210,9 @@ class Aggregator:
     # -- accumulation -----------------------------------------------------------------------
     def add(self, prediction, start: Sequence[int]) -> None:
         """Adds one window prediction ``(C, *patch_size)`` whose first voxel is at `start`."""
-        arr, kind = _prediction_array(prediction)
+        arr, kind = prediction_array(prediction)
         c = self._cfg
-        start = _check_window(arr, start, c["num_channels"], c["shape"], c["patch_size"])
+        start = check_window(arr, start, c["num_channels"], c["shape"], c["patch_size"])
         fn: Callable[..., None] = getattr(self._core, f"add_{kind}")  # add_f32 / add_f16 / add_bf16
         if c["streaming"]:
             with self._lock:

@@ -132,7 +132,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _resnet_d_skip(conv_op, input_channels, output_channels, stride, norm_op, norm_op_kwargs):
+def _resnet_d_skip(conv_op, input_channels, output_channels, stride, norm_op,
+                   norm_op_kwargs) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
     """ResNet-D shortcut: avg-pool when strided, then 1x1 conv + norm when the width changes."""
     ops: list[nn.Module] = []
     if any(s != 1 for s in stride):
@@ -257,6 +258,8 @@ class StackedResidualBlocks(nn.Module):
 
         def make(cin: int, stride: IntOrSeq) -> nn.Module:
             if block is BottleneckD:
+                if bottleneck_channels is None:
+                    raise ValueError("bottleneck_channels is required with BottleneckD blocks")
                 return BottleneckD(conv_op, cin, bottleneck_channels, output_channels, kernel_size, stride, *rest)
             return BasicBlockD(conv_op, cin, output_channels, kernel_size, stride, *rest)
 

@@ -11,7 +11,7 @@ from .arch import DEFAULT_IMPORT_KEYS, ArchitectureError, UNetSpec, op_short_nam
 from .blocks import BasicBlockD, BottleneckD
 from .unet import PlainConvUNet, ResidualEncoderUNet
 
-NETWORKS: dict[str, type[nn.Module]] = {"PlainConvUNet": PlainConvUNet, "ResidualEncoderUNet": ResidualEncoderUNet}
+NETWORKS: dict[str, type[PlainConvUNet] | type[ResidualEncoderUNet]] = {"PlainConvUNet": PlainConvUNet, "ResidualEncoderUNet": ResidualEncoderUNet}
 _BLOCKS = {"BasicBlockD": BasicBlockD, "BottleneckD": BottleneckD}
 
 

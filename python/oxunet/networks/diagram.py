@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 from .arch import describe_network, parse_architecture
 
@@ -82,7 +82,8 @@ def network_figure(plans: Mapping[str, Any], configurations: Sequence[str] | Non
     names = list(configurations or plans["configurations"])
     drawn = []
     for name in names:
-        cfg = resolve_configuration(plans, name, source)
+        # it only reads plans (its annotation says dict until the planning branch widens it to Mapping)
+        cfg = resolve_configuration(cast(dict, plans), name, source)
         if "architecture" in cfg:
             drawn.append((name, cfg["architecture"], cfg.get("patch_size")))
     if not drawn:

@@ -35,7 +35,7 @@ def reader_for(plans: dict, dataset_json: dict, example: str | None = None) -> I
 
 def _foreground_labels(dataset_json: dict) -> list[int]:
     """nnU-Net's ``label_manager.foreground_labels``: every label value but 0 and the ignore label."""
-    values = set()
+    values: set[int] = set()
     for name, v in dataset_json["labels"].items():
         if name != "ignore":
             values.update(int(x) for x in (v if isinstance(v, (list, tuple)) else [v]))
@@ -58,7 +58,7 @@ def _run_on_folder(input_dir: str, output_dir: str, names: list[str], reader: Im
 def apply_postprocessing_to_folder(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
-    pp_json_or_pkl: str | os.PathLike | Sequence[dict],
+    pp_json_or_pkl: str | os.PathLike | list[dict] | tuple[dict, ...],
     plans: str | os.PathLike | dict | None = None,
     dataset_json: str | os.PathLike | dict | None = None,
     num_processes: int = DEFAULT_PROCESSES,

@@ -145,7 +145,7 @@ def search_min_size(counts: Sequence[CaseCounts], targets: Sequence, classes: Se
         foreground = np.nanmean(class_means, -1)
     if np.all(np.isnan(foreground)):
         return None
-    r, t = np.unravel_index(np.nanargmax(foreground), foreground.shape)
+    r, t = (int(i) for i in np.unravel_index(np.nanargmax(foreground), foreground.shape))
     if t == 0 or not foreground[r, t] > foreground[0, 0]:
         return None
     wanted = set(values)

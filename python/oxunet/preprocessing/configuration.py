@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -166,7 +167,8 @@ def _typed_fields(plans, configuration: str) -> dict:
 
 def _dict_fields(plans: Mapping, configuration: str, where: str) -> dict:
     """What PreprocessingPlan reads, from a plans dict (partial plans allowed where a default exists)."""
-    cfg = resolve_configuration(plans, configuration)
+    # it only reads plans (its annotation says dict until the planning branch widens it to Mapping)
+    cfg = resolve_configuration(cast(dict, plans), configuration)
 
     def need(key, source=cfg, place=where):
         if key not in source:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ..dataset.dataset_json import DatasetJsonError
 from .configuration import PreprocessingPlan
 from .normalization import normalize
 from ..errors import KernelError, PreprocessingError
+
+if TYPE_CHECKING:
+    from ..io import ImageIO
 
 __all__ = ["ClassKey", "PreprocessingError", "class_location_keys", "compute_new_shape", "preprocess_case"]
 
@@ -41,10 +44,13 @@ def _dataset_info(dataset: DatasetInfo | Mapping | PathLike) -> DatasetInfo:
             for k, v in dataset["labels"].items()
         }
         rco = dataset.get("regions_class_order")
+        ignore = labels.get("ignore")
+        if isinstance(ignore, tuple):  # as load_dataset_json refuses it
+            raise DatasetJsonError(f"<dataset.json dict>: the ignore label must be a single integer, got {list(ignore)}")
         return DatasetInfo(
             path=Path("<dataset.json dict>"), channel_names=dict(dataset.get("channel_names", {})), labels=labels,
             num_training=int(dataset.get("numTraining", 0)), file_ending=str(dataset.get("file_ending", "")),
-            regions_class_order=tuple(rco) if rco is not None else None, ignore_label=labels.get("ignore"),
+            regions_class_order=tuple(rco) if rco is not None else None, ignore_label=ignore,
         )
     return load_dataset_json(dataset)
 
@@ -95,16 +101,22 @@ def _refuse_undeclared_labels(seg: np.ndarray, class_keys: Sequence[ClassKey], c
                                  f"(declared: {sorted(declared)})")
 
 
-def _read(plan: PreprocessingPlan, image_files: Sequence[PathLike], seg_file: PathLike | None):
+def _image_io(plan: PreprocessingPlan) -> ImageIO:
     from ..io import io_class_by_name
 
     io_cls = io_class_by_name(plan.image_reader_writer)
     if io_cls is None:
         raise PreprocessingError(f"plans: image_reader_writer {plan.image_reader_writer!r} is not supported by oxunet")
-    io = io_cls()
+    return io_cls()
+
+
+def _read(plan: PreprocessingPlan, image_files: Sequence[PathLike],
+          seg: PathLike | np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    io = _image_io(plan)
     data, properties = io.read_images([str(f) for f in image_files])
-    seg = io.read_seg(str(seg_file))[0] if seg_file is not None else None
-    return data, seg, properties
+    if isinstance(seg, np.ndarray):
+        return data, seg, properties
+    return data, io.read_seg(str(seg))[0] if seg is not None else None, properties
 
 
 def _as_plan(plans: Mapping | PreprocessingPlan, configuration: str | None) -> PreprocessingPlan:
@@ -127,7 +139,7 @@ def preprocess_case(
     class_keys: Sequence[ClassKey] | None = None,
     resample_data_fn=None,
     skip_seg: bool = False,
-) -> tuple[np.ndarray, np.ndarray, dict]:
+) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Preprocesses one case as nnU-Net's ``DefaultPreprocessor.run_case`` / ``run_case_npy``.
 
     Parameters
@@ -167,22 +179,24 @@ def preprocess_case(
         except DatasetJsonError as e:
             raise PreprocessingError(str(e)) from None
 
+    seg_arr: np.ndarray | None
     if isinstance(images, np.ndarray):
         if properties is None or "spacing" not in properties:
             raise TypeError("preprocess_case: image arrays need properties with 'spacing'")
         data = images.astype(np.float32)  # a copy: normalization works in place
         properties = dict(properties)
         if isinstance(seg, np.ndarray):
-            seg = np.asarray(seg)
+            seg_arr = np.asarray(seg)
         elif seg is not None:
-            from ..io import io_class_by_name
-
-            seg = io_class_by_name(plan.image_reader_writer)().read_seg(str(seg))[0]
+            seg_arr = _image_io(plan).read_seg(str(seg))[0]
+        else:
+            seg_arr = None
     else:
         if isinstance(images, (str, os.PathLike)):
             images = [images]  # a single-channel case given as one path
-        data, seg, properties = _read(plan, images, seg)
+        data, seg_arr, properties = _read(plan, images, seg)
         data = data.astype(np.float32, copy=False)
+    del seg
 
     if data.ndim != 4:
         raise PreprocessingError(f"case {case}: expected image data (c, x, y, z), got shape {data.shape}")
@@ -195,36 +209,36 @@ def preprocess_case(
         raise PreprocessingError(
             f"case {case}: {data.shape[0]} image channel(s), but the plans normalize {plan.num_channels}"
         )
-    if seg is not None:
-        if seg.ndim == 3:
-            seg = seg[None]
-        if seg.shape[1:] != data.shape[1:] or seg.shape[0] != 1:
+    if seg_arr is not None:
+        if seg_arr.ndim == 3:
+            seg_arr = seg_arr[None]
+        if seg_arr.shape[1:] != data.shape[1:] or seg_arr.shape[0] != 1:
             raise PreprocessingError(
-                f"case {case}: segmentation shape {seg.shape[1:]} does not match the image shape {data.shape[1:]}"
+                f"case {case}: segmentation shape {seg_arr.shape[1:]} does not match the image shape {data.shape[1:]}"
             )
-        seg = _labels_as_int(seg, case)
+        seg_arr = _labels_as_int(seg_arr, case)
         if has_seg and class_keys:
-            _refuse_undeclared_labels(seg, class_keys, case)
+            _refuse_undeclared_labels(seg_arr, class_keys, case)
     if len(properties["spacing"]) != 3:
         raise PreprocessingError(f"case {case}: expected 3 spacing values, got {properties['spacing']}")
 
     axes = [0, *(i + 1 for i in plan.transpose_forward)]
     data = data.transpose(axes)
-    if seg is not None:
-        seg = seg.transpose(axes)
+    if seg_arr is not None:
+        seg_arr = seg_arr.transpose(axes)
     original_spacing = [float(properties["spacing"][i]) for i in plan.transpose_forward]
 
     from ..kernels import crop_to_nonzero, sample_class_locations
 
     properties["shape_before_cropping"] = [int(s) for s in data.shape[1:]]
-    data, seg, bbox = crop_to_nonzero(data, seg)  # without a seg: the nonzero map (0 / -1)
+    data, seg_arr, bbox = crop_to_nonzero(data, seg_arr)  # without a seg: the nonzero map (0 / -1)
     properties["bbox_used_for_cropping"] = bbox
     properties["shape_after_cropping_and_before_resampling"] = [int(s) for s in data.shape[1:]]
 
     target_spacing = plan.target_spacing(original_spacing)
     new_shape = compute_new_shape(data.shape[1:], original_spacing, target_spacing)
     # before resampling, so that the nonzero mask (seg >= 0) still fits the image exactly
-    data = normalize(data, seg, plan.normalization_schemes, plan.use_mask_for_norm, plan.intensity_properties)
+    data = normalize(data, seg_arr, plan.normalization_schemes, plan.use_mask_for_norm, plan.intensity_properties)
 
     try:
         if resample_data_fn is not None and plan.resampling_data.fn != "no_resampling_hack":
@@ -232,7 +246,7 @@ def preprocess_case(
         else:
             data = plan.resampling_data.apply(data, new_shape, original_spacing, target_spacing, is_seg=False)
         if not (skip_seg and not has_seg):
-            seg = plan.resampling_seg.apply(seg, new_shape, original_spacing, target_spacing, is_seg=True)
+            seg_arr = plan.resampling_seg.apply(seg_arr, new_shape, original_spacing, target_spacing, is_seg=True)
     except KernelError as e:  # e.g. a wrong spacing header asking for a huge volume: name the case
         raise PreprocessingError(
             f"case {case}: resampling from spacing {tuple(original_spacing)} to {tuple(target_spacing)} "
@@ -243,7 +257,7 @@ def preprocess_case(
         return data, None, properties
 
     if has_seg:
-        properties["class_locations"] = sample_class_locations(seg, list(class_keys), seed=1234)
-    if seg.dtype != np.int8 and seg.size and int(seg.max()) <= 127:
-        seg = seg.astype(np.int8)
-    return data, seg, properties
+        properties["class_locations"] = sample_class_locations(seg_arr, list(class_keys or ()), seed=1234)  # keys are set with a seg
+    if seg_arr.dtype != np.int8 and seg_arr.size and int(seg_arr.max()) <= 127:
+        seg_arr = seg_arr.astype(np.int8)
+    return data, seg_arr, properties

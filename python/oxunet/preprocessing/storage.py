@@ -380,7 +380,10 @@ def open_case(folder: PathLike, case: str, mmap: bool = True) -> CaseHandle:
         role: _map(os.path.join(folder, case + _SUFFIX[role]), arrays[role], mmap, case) if role in arrays else None
         for role in ("data", "seg")
     }
-    return CaseHandle(folder, case, meta, loaded["data"], loaded["seg"], mmap)
+    data = loaded["data"]
+    if data is None:
+        raise StorageError(f"case {case}: {_meta_path(Path(folder), case).name} lists no data array; preprocess it again")
+    return CaseHandle(folder, case, meta, data, loaded["seg"], mmap)
 
 
 def read_patch(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import atomic_path
-from .collect import ModelSummary, ReportError, Stage, collect, peak_rss_mib, raw_image_for
+from .collect import CaseRow, ModelSummary, ReportError, Stage, collect, peak_rss_mib, raw_image_for
 
 __all__ = ["ModelSummary", "ReportError", "Stage", "collect", "peak_rss_mib", "write_report"]
 
@@ -30,7 +30,7 @@ def write_report(model_folder: str | Path, output: str | Path | None = None, *, 
     summary = collect(model_folder, stages, summaries)
     names = [summary.label_names.get(k, k) for k in _output_label_keys(summary)]
     curves = {fold: training_curves(log, names, f"fold {fold}") for fold, log in summary.logs.items()}
-    worst = []
+    worst: list[tuple[CaseRow, str | None, int | None, str | None]] = []  # (row, picture, slice, problem)
     ranked = sorted((r for r in summary.cases if r.mean_dice() == r.mean_dice()), key=lambda r: r.mean_dice())
     for row in ranked[:worst_cases]:
         try:

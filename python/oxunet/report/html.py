@@ -177,8 +177,8 @@ def validation_section(summary: ModelSummary) -> str:
     keys, metrics = summary.label_keys, summary.metric_columns
     cards = []
     for key in keys:
-        values = [row.metrics.get(key, {}).get("Dice") for row in summary.cases]
-        values = [v for v in values if v is not None and not math.isnan(v)]
+        dice = [row.metrics.get(key, {}).get("Dice") for row in summary.cases]
+        values = [v for v in dice if v is not None and not math.isnan(v)]
         mean = sum(values) / len(values) if values else float("nan")
         cards.append(f'<div class="card">{_swatch(key)}{esc(_label_title(summary, key))}<b>{fmt(mean, 3)}</b>'
                      f'<span class="muted">mean Dice, {len(values)} cases</span></div>')

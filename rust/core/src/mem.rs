@@ -165,13 +165,25 @@ pub fn payload_to_error(payload: Box<dyn std::any::Any + Send>) -> Result<Kernel
 }
 
 /// A raw pointer that may cross threads: each user promises (and documents with a SAFETY
-/// comment) that threads touch disjoint elements.
+/// comment) that threads touch disjoint elements, or only read.
 #[derive(Clone, Copy)]
 pub struct SendPtr<T>(pub *mut T);
 // SAFETY: SendPtr is only a carrier; every dereference is justified at its use site.
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// Carries a read-only source pointer (shared by threads that only read through it).
+    pub fn from_const(ptr: *const T) -> Self {
+        SendPtr(ptr.cast_mut())
+    }
+
+    /// The pointer for reading.
+    pub fn as_const(self) -> *const T {
+        self.0.cast_const()
+    }
+}
 
 /// Asks Linux to back a large buffer with transparent huge pages (fewer page faults and TLB
 /// misses); a hint only, failures are ignored.

@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..components import (
-    LabelsOrRegions,
-    check_connectivity,
-    check_labels,
-    check_mask,
-    check_min_size,
-    check_seg,
-)
-from ..cropping import _label_value
+from .._validate import LabelsOrRegions, check_connectivity, check_labels, check_mask, check_min_size, check_seg, label_value
 
 __all__ = ["label_components", "remove_all_but_largest_component", "remove_small_components"]
 
@@ -44,7 +36,7 @@ def remove_all_but_largest_component(
     """Reference for :func:`oxunet.kernels.remove_all_but_largest_component`."""
     seg = check_seg(seg)
     labels = check_labels(labels_or_regions, seg.dtype)
-    background_label = _label_value("background_label", background_label, seg.dtype)
+    background_label = label_value("background_label", background_label, seg.dtype)
     out = np.array(seg, order="C", copy=True)
     if not labels:
         return out
@@ -62,7 +54,7 @@ def remove_small_components(
     seg = check_seg(seg)
     labels = check_labels(labels_or_regions, seg.dtype)
     min_size = check_min_size(min_size)
-    replace_with = _label_value("replace_with", replace_with, seg.dtype)
+    replace_with = label_value("replace_with", replace_with, seg.dtype)
     out = np.array(seg, order="C", copy=True)
     if not labels:
         return out

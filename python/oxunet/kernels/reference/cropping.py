@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..cropping import check_crop_to_nonzero_args
+from .._validate import check_crop_to_nonzero_args
 
 __all__ = ["crop_to_nonzero"]
 

@@ -17,7 +17,7 @@ written directly on ``scipy.ndimage.zoom(mode='nearest', grid_mode=True)``:
   segmentations with ``order_z > 0`` each label is written, in ascending order, where its
   interpolated indicator exceeds 0.5 (voxels no label reaches stay 0), as nnU-Net does.
 
-The argument checks live here and are shared with the Rust-backed wrappers.
+The argument checks are :mod:`oxunet.kernels._validate`'s, shared with the Rust-backed wrappers.
 """
 
 from __future__ import annotations
@@ -28,58 +28,9 @@ import numpy as np
 from scipy import ndimage
 
 from ...constants import ANISO_THRESHOLD
-from .._validate import FLOAT_DTYPES, LABEL_DTYPES, array, int_tuple, spacing
-from ..errors import KernelShapeError, KernelTypeError, KernelValueError
-
-ORDERS = (0, 1, 3)
+from .._validate import FLOAT_DTYPES, LABEL_DTYPES, check_resample_args
 
 __all__ = ["ANISO_THRESHOLD", "resample_data", "resample_seg", "separate_z_axis"]
-
-
-# ----------------------------------------------------------------------------------------------
-# argument checks (shared with oxunet.kernels.resampling)
-# ----------------------------------------------------------------------------------------------
-
-def _as_numpy(value):
-    """Torch tensors (duck-typed, torch is never imported here) become numpy arrays, as nnU-Net does."""
-    if type(value).__module__.split(".")[0] == "torch":
-        return value.detach().cpu().numpy()
-    return value
-
-
-def _check_order(name: str, value) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise KernelTypeError(f"{name}: expected an integer spline order (0, 1 or 3), got {value!r}")
-    if int(value) not in ORDERS:
-        raise KernelValueError(f"{name}: spline order must be 0, 1 or 3, got {int(value)}")
-    return int(value)
-
-
-def _check_force(value) -> bool | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise KernelTypeError(f"force_separate_z: expected None, True or False, got {value!r}")
-
-
-def check_resample_args(name: str, arr, dtypes, new_shape, current_spacing, new_spacing, order, order_z,
-                        force_separate_z):
-    """Validates the arguments of resample_data / resample_seg (`name` is 'data' or 'seg').
-
-    Returns ``(arr, new_shape, current_spacing, new_spacing, order, order_z, force_separate_z)``
-    normalised (tuples of int / float, ints, bool or None)."""
-    arr = array(name, _as_numpy(arr), dtypes, ndim=(3, 4))
-    nsp = arr.ndim - 1
-    if any(s == 0 for s in arr.shape[1:]):
-        raise KernelShapeError(f"{name}: every spatial axis needs at least one voxel, got shape {arr.shape}")
-    new_shape = int_tuple("new_shape", new_shape, length=nsp, minimum=1)
-    current_spacing = spacing("current_spacing", current_spacing, nsp)
-    new_spacing = spacing("new_spacing", new_spacing, nsp)
-    order = _check_order("order", order)
-    order_z = _check_order("order_z", order_z)
-    force_separate_z = _check_force(force_separate_z)
-    return arr, new_shape, current_spacing, new_spacing, order, order_z, force_separate_z
 
 
 def _lowres_axes(sp: Sequence[float]) -> list[int]:

@@ -15,25 +15,86 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..sampling import (
-    Box,
+from .._validate import (
     ClassKey,
-    _annotated_key,
-    _as_generator,
-    _box_fully_outside,
-    _check_box_args,
-    _check_class_locations_args,
-    _check_class_locations_map,
-    _check_crop_args,
-    _read_region,
-    _target_shape,
-    _voxel,
-    foreground_flags,
-    num_class_samples,
+    annotated_key,
+    as_generator,
+    check_batch_size,
+    check_box_args,
+    check_class_locations_args,
+    check_class_locations_map,
+    check_crop_args,
+    check_unit_interval,
+    voxel,
 )
 from ..errors import KernelTypeError
 
-__all__ = ["crop_and_pad", "sample_class_locations", "sample_patch_box", "sample_patch_boxes"]
+__all__ = ["crop_and_pad", "foreground_flags", "num_class_samples", "sample_class_locations", "sample_patch_box",
+           "sample_patch_boxes"]
+
+Box = list[list[int]]
+
+
+# ---------------------------------------------------------------------------------------
+# pure-Python pieces shared with oxunet.kernels.sampling (which re-exports the public two)
+# ---------------------------------------------------------------------------------------
+
+
+def num_class_samples(n: int, min_num_samples: int = 10000, min_percent_coverage: float = 0.01) -> int:
+    """nnU-Net's number of stored locations for a class of `n` voxels:
+    ``max(min(min_num_samples, n), int(np.ceil(n * min_percent_coverage)))`` (capped at `n`)."""
+    k = max(min(min_num_samples, n), int(np.ceil(n * min_percent_coverage)))
+    return min(k, n)
+
+
+def _read_region(array, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """For a non-numpy source (blosc2): read only the in-image part of the box (decompressing
+    only the chunks it touches) and return it with the box relative to that part."""
+    lead = array.ndim - len(pairs)
+    slices = [slice(None)] * lead
+    shifted = []
+    for i, (lb, ub) in enumerate(pairs):
+        n = array.shape[lead + i]
+        lo, hi = max(lb, 0), min(ub, n)
+        slices.append(slice(lo, hi))
+        shifted.append((lb - lo, ub - lo))
+    return np.asarray(array[tuple(slices)]), shifted
+
+
+def _box_fully_outside(shape: tuple[int, ...], pairs: list[tuple[int, int]]) -> bool:
+    lead = len(shape) - len(pairs)
+    return any(ub <= 0 or lb >= shape[lead + i] for i, (lb, ub) in enumerate(pairs))
+
+
+def _target_shape(shape: tuple[int, ...], pairs: list[tuple[int, int]]) -> tuple[int, ...]:
+    lead = len(shape) - len(pairs)
+    return tuple(shape[:lead]) + tuple(ub - lb for lb, ub in pairs)
+
+
+def foreground_flags(
+    batch_size: int,
+    oversample_foreground_percent: float = 0.33,
+    probabilistic: bool = False,
+    rng: np.random.Generator | int | None = None,
+) -> list[bool]:
+    """Which samples of a batch must contain foreground.
+
+    Deterministic (nnU-Net's default): sample ``j`` is forced iff
+    ``j >= round(batch_size * (1 - p))``. Probabilistic
+    (``nnUNetTrainer_probabilisticOversampling``): each sample independently with probability ``p``.
+    """
+    batch_size = check_batch_size(batch_size)
+    p = check_unit_interval("oversample_foreground_percent", oversample_foreground_percent)
+    if probabilistic:
+        g = as_generator(rng)
+        return [bool(g.uniform() < p) for _ in range(batch_size)]
+    first_forced = round(batch_size * (1 - p))
+    return [j >= first_forced for j in range(batch_size)]
+
+
+# ---------------------------------------------------------------------------------------
+# the twins
+# ---------------------------------------------------------------------------------------
 
 
 def sample_class_locations(
@@ -45,7 +106,7 @@ def sample_class_locations(
     min_percent_coverage: float = 0.01,
 ) -> dict[ClassKey, np.ndarray]:
     """Reference twin of :func:`oxunet.kernels.sampling.sample_class_locations`."""
-    seg, keys, labels, seed, mns, mpc = _check_class_locations_args(
+    seg, keys, labels, seed, mns, mpc = check_class_locations_args(
         seg, classes, seed, min_num_samples, min_percent_coverage
     )
     rng = np.random.default_rng(seed)
@@ -89,7 +150,7 @@ def _get_bbox(shape, patch, need_to_pad_base, class_locations, annotated, force_
             selected_class = eligible[int(rng.integers(len(eligible)))] if eligible else None
         if selected_class is not None:
             voxels = class_locations[selected_class]
-            v = _voxel(voxels, int(rng.integers(len(voxels))), dim)
+            v = voxel(voxels, int(rng.integers(len(voxels))), dim)
             bbox_lbs = [max(lbs[i], v[i] - patch[i] // 2) for i in range(dim)]
         else:
             bbox_lbs = [int(rng.integers(lbs[i], ubs[i] + 1)) for i in range(dim)]
@@ -107,12 +168,12 @@ def sample_patch_box(
     has_ignore: bool | None = None,
 ) -> Box:
     """Reference twin of :func:`oxunet.kernels.sampling.sample_patch_box`."""
-    shape, patch, ntp = _check_box_args(shape, patch_size, need_to_pad)
-    locs = _check_class_locations_map(class_locations, len(shape))
-    annotated = _annotated_key(locs, has_ignore)
+    shape, patch, ntp = check_box_args(shape, patch_size, need_to_pad)
+    locs = check_class_locations_map(class_locations, len(shape))
+    annotated = annotated_key(locs, has_ignore)
     if not isinstance(force_fg, (bool, np.bool_)):
         raise KernelTypeError(f"force_fg: expected a bool, got {type(force_fg).__name__}")
-    return _get_bbox(shape, patch, ntp, locs, annotated, bool(force_fg), _as_generator(rng))
+    return _get_bbox(shape, patch, ntp, locs, annotated, bool(force_fg), as_generator(rng))
 
 
 def sample_patch_boxes(
@@ -128,10 +189,10 @@ def sample_patch_boxes(
     has_ignore: bool | None = None,
 ) -> list[Box]:
     """Reference twin of :func:`oxunet.kernels.sampling.sample_patch_boxes`."""
-    shape, patch, ntp = _check_box_args(shape, patch_size, need_to_pad)
-    locs = _check_class_locations_map(class_locations, len(shape))
-    annotated = _annotated_key(locs, has_ignore)
-    rng = _as_generator(seed, "seed")
+    shape, patch, ntp = check_box_args(shape, patch_size, need_to_pad)
+    locs = check_class_locations_map(class_locations, len(shape))
+    annotated = annotated_key(locs, has_ignore)
+    rng = as_generator(seed, "seed")
     flags = foreground_flags(batch_size, oversample_foreground_percent, probabilistic_oversampling, rng)
     return [_get_bbox(shape, patch, ntp, locs, annotated, f, rng) for f in flags]
 
@@ -139,7 +200,7 @@ def sample_patch_boxes(
 def crop_and_pad(array: np.ndarray, box, pad_value=0, *, dtype=None, parallel: bool = False) -> np.ndarray:
     """Reference twin of :func:`oxunet.kernels.sampling.crop_and_pad` (slice + ``np.pad``;
     `parallel` is accepted and ignored)."""
-    array, pairs, out_dtype, pad = _check_crop_args(array, box, pad_value, dtype)
+    array, pairs, out_dtype, pad = check_crop_args(array, box, pad_value, dtype)
     target = _target_shape(array.shape, pairs)
     if _box_fully_outside(array.shape, pairs):
         return np.zeros(target, dtype=out_dtype)

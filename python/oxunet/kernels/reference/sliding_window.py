@@ -13,22 +13,22 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from ..errors import KernelValueError
-from ..sliding_window import (
-    _check_aggregator_args,
-    _check_gaussian_args,
-    _check_starts_args,
-    _check_window,
-    _labels_dtype,
-    _prediction_array,
+from .._validate import (
+    check_aggregator_args,
+    check_gaussian_args,
+    check_starts_args,
+    check_window,
+    labels_dtype,
+    prediction_array,
 )
+from ..errors import KernelValueError
 
 __all__ = ["Aggregator", "gaussian_importance_map", "sliding_window_starts"]
 
 
 def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5) -> list[list[int]]:
     """Window start positions per axis (nnU-Net's ``compute_steps_for_sliding_window``)."""
-    image_size, patch_size, step = _check_starts_args(image_size, patch_size, step_size)
+    image_size, patch_size, step = check_starts_args(image_size, patch_size, step_size)
     out = []
     for size, patch in zip(image_size, patch_size):
         target = patch * step
@@ -42,7 +42,7 @@ def gaussian_importance_map(
     patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, value_scaling_factor: float = 10, dtype=np.float32
 ) -> np.ndarray:
     """nnU-Net's Gaussian importance map of shape `patch_size` (see the Rust-backed twin)."""
-    patch_size, sigma_scale, vsf, dt = _check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype)
+    patch_size, sigma_scale, vsf, dt = check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype)
     delta = np.zeros(patch_size)
     delta[tuple(p // 2 for p in patch_size)] = 1
     g = gaussian_filter(delta, [p * sigma_scale for p in patch_size], 0, mode="constant", cval=0)
@@ -77,7 +77,7 @@ class Aggregator:
         sigma_scale: float = 1.0 / 8,
         value_scaling_factor: float = 10,
     ) -> None:
-        cfg = _check_aggregator_args(
+        cfg = check_aggregator_args(
             num_channels, shape, patch_size, weighting, dtype, streaming, output, uncovered, sigma_scale,
             value_scaling_factor,
         )
@@ -107,16 +107,16 @@ class Aggregator:
 
     @property
     def labels_dtype(self) -> type:
-        return _labels_dtype(self._cfg["num_channels"])
+        return labels_dtype(self._cfg["num_channels"])
 
     @property
     def importance_map(self) -> np.ndarray:
         return self._weights.copy()
 
     def add(self, prediction, start: Sequence[int]) -> None:
-        arr, kind = _prediction_array(prediction)
+        arr, kind = prediction_array(prediction)
         c = self._cfg
-        start = _check_window(arr, start, c["num_channels"], c["shape"], c["patch_size"])
+        start = check_window(arr, start, c["num_channels"], c["shape"], c["patch_size"])
         pred = _to_float32(arr, kind)
         vol = tuple(slice(max(s, 0), min(s + p, n)) for s, p, n in zip(start, c["patch_size"], c["shape"]))
         win = tuple(slice(v.start - s, v.stop - s) for v, s in zip(vol, start))

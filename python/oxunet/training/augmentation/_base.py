@@ -7,6 +7,7 @@ batch of one (a CPU loader worker) and a batch of many (on a GPU) use the same c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,26 @@ class Batch:
     def size(self) -> int:
         return self.data.shape[0]
 
+    def seg_tensor(self) -> torch.Tensor | None:
+        """The seg as one tensor ``(B, Cs, *spatial)``, or None: what every transform before deep
+        supervision's downsampling sees (that step turns it into a list of targets and comes last)."""
+        if isinstance(self.seg, list):
+            raise TypeError("the seg is already a list of deep-supervision targets: DownsampleSegForDS must come last")
+        return self.seg
+
+    def require_seg(self, transform: str) -> torch.Tensor:
+        """:meth:`seg_tensor` for a transform that cannot work without a seg."""
+        seg = self.seg_tensor()
+        if seg is None:
+            raise ValueError(f"{transform}: the batch has no seg")
+        return seg
+
+
+def pair(values: Sequence[float]) -> tuple[float, float]:
+    """A ``(low, high)`` range as given (exactly two values)."""
+    lo, hi = values
+    return lo, hi
+
 
 class Transform:
     """Base: ``image_only`` transforms never read or write ``seg`` (so sub-batching skips it)."""
@@ -40,13 +61,13 @@ class Transform:
 
 
 def subset(batch: Batch, idx: torch.Tensor, with_seg: bool) -> Batch:
-    return Batch(batch.data[idx], batch.seg[idx] if with_seg else None, batch.folded)
+    return Batch(batch.data[idx], batch.require_seg("subset")[idx] if with_seg else None, batch.folded)
 
 
 def write_back(batch: Batch, idx: torch.Tensor, part: Batch, with_seg: bool) -> Batch:
     batch.data[idx] = part.data
     if with_seg:
-        batch.seg[idx] = part.seg
+        batch.require_seg("write_back")[idx] = part.require_seg("write_back")
     return batch
 
 

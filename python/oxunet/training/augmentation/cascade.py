@@ -25,8 +25,8 @@ def ball_footprint(radius: float, ndim: int) -> np.ndarray:
         z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
         return (x**2 + y**2 + z**2) <= radius * radius
     axis = np.arange(-radius, radius + 1)
-    x, y = np.meshgrid(axis, axis)
-    return (x**2 + y**2) <= radius**2
+    xx, yy = np.meshgrid(axis, axis)
+    return (xx**2 + yy**2) <= radius**2
 
 
 def correlate_same(mask: torch.Tensor, footprint: torch.Tensor) -> torch.Tensor:

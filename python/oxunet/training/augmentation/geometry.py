@@ -99,11 +99,12 @@ class FoldToSlices(Transform):
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
         b, c = batch.data.shape[:2]
-        cs = batch.seg.shape[1] if batch.seg is not None else 0
+        seg = batch.seg_tensor()
+        cs = seg.shape[1] if seg is not None else 0
         batch.folded = (c, cs)
         batch.data = batch.data.reshape(b, c * batch.data.shape[2], *batch.data.shape[3:])
-        if batch.seg is not None:
-            batch.seg = batch.seg.reshape(b, cs * batch.seg.shape[2], *batch.seg.shape[3:])
+        if seg is not None:
+            batch.seg = seg.reshape(b, cs * seg.shape[2], *seg.shape[3:])
         return batch
 
 
@@ -111,10 +112,13 @@ class UnfoldSlices(Transform):
     """Undo :class:`FoldToSlices`."""
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
+        if batch.folded is None:
+            raise ValueError("UnfoldSlices: the batch was not folded (FoldToSlices must come first)")
         c, cs = batch.folded
         b = batch.data.shape[0]
         batch.data = batch.data.reshape(b, c, batch.data.shape[1] // c, *batch.data.shape[2:])
-        if batch.seg is not None:
-            batch.seg = batch.seg.reshape(b, cs, batch.seg.shape[1] // cs, *batch.seg.shape[2:])
+        seg = batch.seg_tensor()
+        if seg is not None:
+            batch.seg = seg.reshape(b, cs, seg.shape[1] // cs, *seg.shape[2:])
         batch.folded = None
         return batch

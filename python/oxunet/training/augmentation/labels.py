@@ -19,7 +19,7 @@ class MaskImage(Transform):
         self.channels, self.value = tuple(channels), value
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        outside = batch.seg[:, 0] < 0
+        outside = batch.require_seg("MaskImage")[:, 0] < 0
         for c in self.channels:
             batch.data[:, c].masked_fill_(outside, self.value)
         return batch
@@ -32,8 +32,9 @@ class RemoveLabel(Transform):
         self.label, self.set_to = label, set_to
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        if batch.seg is not None:
-            batch.seg.masked_fill_(batch.seg == self.label, self.set_to)
+        seg = batch.seg_tensor()
+        if seg is not None:
+            seg.masked_fill_(seg == self.label, self.set_to)
         return batch
 
 
@@ -45,11 +46,12 @@ class SegToOneHotData(Transform):
         self.labels, self.source = tuple(int(v) for v in labels), source
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        prev = batch.seg[:, self.source]
+        seg = batch.require_seg("SegToOneHotData")
+        prev = seg[:, self.source]
         onehot = torch.stack([prev == v for v in self.labels], 1).to(batch.data.dtype)
         batch.data = torch.cat([batch.data, onehot], 1)
-        keep = [i for i in range(batch.seg.shape[1]) if i != self.source]
-        batch.seg = batch.seg[:, keep]
+        keep = [i for i in range(seg.shape[1]) if i != self.source]
+        batch.seg = seg[:, keep]
         return batch
 
 
@@ -58,11 +60,11 @@ class SegToRegions(Transform):
     labels), read from seg channel ``channel``."""
 
     def __init__(self, regions: Sequence[int | Sequence[int]], channel: int = 0):
-        self.regions = [tuple(r) if isinstance(r, (tuple, list)) else (int(r),) for r in regions]
+        self.regions = [tuple(r) if isinstance(r, Sequence) else (int(r),) for r in regions]
         self.channel = channel
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        seg = batch.seg[:, self.channel]
+        seg = batch.require_seg("SegToRegions")[:, self.channel]
         out = torch.empty((seg.shape[0], len(self.regions), *seg.shape[1:]), dtype=torch.bool, device=seg.device)
         for i, labels in enumerate(self.regions):
             if len(labels) == 1:
@@ -78,8 +80,8 @@ def downsample_seg(seg: torch.Tensor, scales: Sequence[float | Sequence[float]])
     shape ``round(size * scale)`` per axis; a scale of all ones returns ``seg`` itself."""
     dim = seg.ndim - 2
     results, as_float = [], None
-    for s in scales:
-        s = list(s) if isinstance(s, (tuple, list)) else [s] * dim
+    for scale in scales:
+        s = list(scale) if isinstance(scale, Sequence) else [scale] * dim
         if len(s) != dim:
             raise ValueError(f"deep supervision scale {s} does not match a {dim}D segmentation")
         if all(i == 1 for i in s):
@@ -97,6 +99,7 @@ class DownsampleSegForDS(Transform):
         self.scales = [tuple(s) if isinstance(s, (tuple, list)) else s for s in scales]
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
-        if batch.seg is not None:
-            batch.seg = downsample_seg(batch.seg, self.scales)
+        seg = batch.seg_tensor()
+        if seg is not None:
+            batch.seg = downsample_seg(seg, self.scales)
         return batch

@@ -55,6 +55,7 @@ class _PerRow(Transform):
     ``apply`` transforms each row volume in place."""
 
     image_only = True
+    p_per_channel: float  # set by each subclass
 
     def __call__(self, batch: Batch, gen: torch.Generator) -> Batch:
         return self.apply(batch, self.sample(gen, batch))
@@ -149,11 +150,13 @@ def gaussian_bump(shape: Sequence[int], centres: Sequence[float], sigmas: Sequen
                   device=None) -> torch.Tensor:
     """LocalTransform._generate_kernel: per axis a normal distribution integrated over each voxel
     (centre and sigma in voxels), outer product over axes, rescaled to [0, 1]. float32."""
-    kernel = None
+    kernel: torch.Tensor | None = None
     for size, centre, sigma in zip(shape, centres, sigmas):
         edges = torch.arange(-0.5, size + 0.5, dtype=torch.float32).double()
         k = torch.diff(torch.special.ndtr((edges - centre) / sigma)).float()
         kernel = k if kernel is None else kernel[..., None] * k
+    if kernel is None:
+        raise ValueError("gaussian_bump: shape needs at least one axis")
     kernel = kernel - kernel.min()
     peak = kernel.max()
     if peak > 0:

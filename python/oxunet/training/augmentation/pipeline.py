@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _base
-from ._base import Batch, Compose, Maybe, Transform
+from ._base import Batch, Compose, Maybe, Transform, pair
 from .cascade import RandomBinaryOperator, RemoveRandomComponent
 from .geometry import FoldToSlices, Mirror, Rot90, Transpose, UnfoldSlices, equal_size_axes
 from .intensity import (
@@ -210,7 +210,7 @@ def build_training_transforms(
     setup = configure_augmentation(patch_size, preset, dummy_2d=do_dummy_2d)
     ctx = Context(
         patch_size,
-        tuple(rotation) if rotation is not None else setup.rotation,
+        pair(rotation) if rotation is not None else setup.rotation,
         setup.do_dummy_2d if do_dummy_2d is None else bool(do_dummy_2d and len(patch_size) == 3),
         setup.mirror_axes if mirror_axes is _UNSET else (tuple(mirror_axes) if mirror_axes else None),
     )

@@ -32,7 +32,11 @@ def may_reach_outside(grid: torch.Tensor, in_shape: Sequence[int]) -> bool:
 
 def _grid_extremes(grid: torch.Tensor) -> list[tuple[float, float]]:
     """(min, max) of each grid column (x, y[, z] order)."""
-    return [tuple(float(v) for v in torch.aminmax(grid[..., c])) for c in range(grid.shape[-1])]
+    out = []
+    for c in range(grid.shape[-1]):
+        lo, hi = torch.aminmax(grid[..., c])
+        out.append((float(lo), float(hi)))
+    return out
 
 
 def _reach_from_extremes(extremes, in_shape) -> bool:
@@ -200,6 +204,7 @@ class _TileBounds:
             vals = grid[torch.meshgrid(*sel, indexing="ij")]  # (*n_tiles, dim)
             bmin = vals if bmin is None else torch.minimum(bmin, vals)
             bmax = vals if bmax is None else torch.maximum(bmax, vals)
+        assert bmin is not None and bmax is not None  # 2 ** dim >= 1 corners
         # block ranges per spatial axis, one block of margin against rounding
         self.block_lo, self.block_hi = [], []
         for axis in range(dim):
@@ -270,7 +275,7 @@ def _argmax_labels(scorer, labels: list[int], reach: bool, pad_label: int) -> to
         hi = score(labels[1])
         result = torch.where(hi > 0.5 * SCORE_SCALE, labels[1], labels[0]).to(nearest.dtype)
         return torch.where(hi == 0.5 * SCORE_SCALE, nearest, result)
-    best = None
+    best: torch.Tensor | None = None
     result = torch.empty_like(nearest)
     nn_score = torch.full(nearest.shape, float("-inf"), dtype=torch.float16, device=nearest.device)
     for u in labels:
@@ -282,6 +287,7 @@ def _argmax_labels(scorer, labels: list[int], reach: bool, pad_label: int) -> to
             continue
         result[cur > best] = u
         best = torch.maximum(best, cur)
+    assert best is not None, "no labels to score"
     return torch.where(nn_score == best, nearest, result)
 
 

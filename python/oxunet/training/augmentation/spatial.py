@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _rng
-from ._base import Batch, Transform
+from ._base import Batch, Transform, pair
 from .seg_resample import resample_seg
 
 
@@ -103,11 +103,14 @@ class SpatialTransform(Transform):
         if image_mode not in ("bilinear", "nearest"):
             raise ValueError(f"image_mode: expected 'bilinear' or 'nearest', got {image_mode!r}")
         self.patch_size = tuple(int(p) for p in patch_size)
-        self.rotation = tuple(float(r) for r in rotation)
+        if isinstance(elastic_magnitude, str) and elastic_magnitude != "relative":
+            raise ValueError(f"elastic_magnitude: expected a (low, high) range or 'relative', got {elastic_magnitude!r}")
+        lo, hi = rotation
+        self.rotation = (float(lo), float(hi))
         self.p_rotation, self.p_rotation_per_axis = p_rotation, p_rotation_per_axis
-        self.p_scaling, self.scaling, self.p_synchronize_scaling = p_scaling, tuple(scaling), p_synchronize_scaling
-        self.p_elastic, self.elastic_scale = p_elastic, tuple(elastic_scale)
-        self.elastic_magnitude = elastic_magnitude
+        self.p_scaling, self.scaling, self.p_synchronize_scaling = p_scaling, pair(scaling), p_synchronize_scaling
+        self.p_elastic, self.elastic_scale = p_elastic, pair(elastic_scale)
+        self.elastic_magnitude = elastic_magnitude if isinstance(elastic_magnitude, str) else pair(elastic_magnitude)
         self.p_synchronize_elastic_scale = p_synchronize_elastic_scale
         self.image_mode, self.seg_mode, self.pad_label = image_mode, seg_mode, pad_label
         self._base_grids: dict = {}
@@ -142,7 +145,7 @@ class SpatialTransform(Transform):
         else:
             def_scales = _rng.uniform(gen, *self.elastic_scale, dim).tolist()
         sigmas = [s * p for s, p in zip(def_scales, self.patch_size)]
-        if self.elastic_magnitude == "relative":
+        if isinstance(self.elastic_magnitude, str):  # "relative"
             magnitudes = [float(_rng.uniform(gen, s / 8, s / 2, 1)) for s in sigmas]
         else:
             magnitudes = _rng.uniform(gen, *self.elastic_magnitude, dim).tolist()
@@ -175,16 +178,20 @@ class SpatialTransform(Transform):
             grid -= grid.mean(dim=tuple(range(dim)))
             grid /= torch.tensor([s / 2 for s in in_shape], dtype=torch.float32, device=device)
             return grid.flip(-1)
+        assert params.affine is not None  # identity samples are cropped, never gridded
         axes = [torch.linspace((1 - s) / 2, (s - 1) / 2, s).to(device) for s in self.patch_size]
         weights = torch.from_numpy(params.affine.T).float().to(device)
         grid = torch.empty((*self.patch_size, dim), dtype=torch.float32, device=device)
+
+        def term(e: int, d: int) -> torch.Tensor:
+            shape = [1] * dim
+            shape[e] = self.patch_size[e]
+            return (axes[e] * weights[e, d]).view(shape)
+
         for d in range(dim):
-            acc = None
-            for e in range(dim):
-                shape = [1] * dim
-                shape[e] = self.patch_size[e]
-                term = (axes[e] * weights[e, d]).view(shape)
-                acc = term if acc is None else acc + term
+            acc = term(0, d)
+            for e in range(1, dim):
+                acc = acc + term(e, d)
             grid[..., dim - 1 - d] = acc / (in_shape[d] / 2)
         return grid
 
@@ -195,7 +202,7 @@ class SpatialTransform(Transform):
         return self.apply(batch, params)
 
     def apply(self, batch: Batch, params: list[SpatialParams]) -> Batch:
-        data, seg = batch.data, batch.seg
+        data, seg = batch.data, batch.seg_tensor()
         in_shape = tuple(data.shape[2:])
         if len(in_shape) != len(self.patch_size):
             raise ValueError(f"spatial transform: patch {self.patch_size} but data has spatial shape {in_shape}")
@@ -208,7 +215,7 @@ class SpatialTransform(Transform):
         for i, p in enumerate(params):
             if p.identity:
                 out[i] = center_crop(data[i], self.patch_size, 0)
-                if seg is not None:
+                if seg is not None and seg_out is not None:
                     seg_out[i] = center_crop(seg[i], self.patch_size, self.pad_label)
         if warped:
             grid_list = [self.grid(params[i], in_shape, device) for i in warped]
@@ -220,7 +227,7 @@ class SpatialTransform(Transform):
                 out[idx] = F.grid_sample(
                     data[idx], grids, mode=self.image_mode, padding_mode="zeros", align_corners=False
                 )
-            if seg is not None:
+            if seg is not None and seg_out is not None:
                 for j, i in enumerate(warped):
                     seg_out[i] = resample_seg(seg[i], grids[j], self.seg_mode, self.pad_label,
                                               affine=params[i].offsets is None)
@@ -234,8 +241,8 @@ def center_crop(x: torch.Tensor, patch_size: Sequence[int], pad_value: float) ->
     starts = [s // 2 - p // 2 for s, p in zip(in_shape, patch_size)]
     src = tuple(slice(max(0, st), min(s, st + p)) for st, s, p in zip(starts, in_shape, patch_size))
     if all(st >= 0 and st + p <= s for st, s, p in zip(starts, in_shape, patch_size)):
-        return x[(slice(None), *src)]
+        return x[(slice(None),) + src]
     out = torch.full((x.shape[0], *patch_size), pad_value, dtype=x.dtype, device=x.device)
     dst = tuple(slice(sl.start - st, sl.stop - st) for sl, st in zip(src, starts))
-    out[(slice(None), *dst)] = x[(slice(None), *src)]
+    out[(slice(None),) + dst] = x[(slice(None),) + src]
     return out

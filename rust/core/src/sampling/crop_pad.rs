@@ -11,6 +11,7 @@ use std::mem::MaybeUninit;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rayon::prelude::*;
 
+use crate::mem::SendPtr;
 use crate::{KernelError, KernelResult};
 
 /// Output elements below which the copy stays on one thread even when parallel.
@@ -137,7 +138,8 @@ fn fill<T: Copy + Send + Sync>(
         (row_len, 0)
     };
     let stride_l = strides[l];
-    let base_ptr = SendPtr(src.as_ptr());
+    // the source is only read, by every thread
+    let base_ptr = SendPtr::from_const(src.as_ptr());
 
     let fill_rows = |first_row: usize, rows: &mut [MaybeUninit<T>]| {
         // Odometer over the outer output axes, starting at `first_row`.
@@ -168,7 +170,7 @@ fn fill<T: Copy + Send + Sync>(
                 // SAFETY: every index (s_0, .., s_{nd-2}, first + j) with j < valid lies inside
                 // `src` (checked above), so the pointer arithmetic stays within its allocation.
                 unsafe {
-                    let p = base.0.offset(offset + first as isize * stride_l);
+                    let p = base.as_const().offset(offset + first as isize * stride_l);
                     if stride_l == 1 {
                         std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr() as *mut T, valid);
                     } else {
@@ -207,14 +209,6 @@ fn fill<T: Copy + Send + Sync>(
             .for_each(|(t, chunk)| fill_rows(t * rows_per_task, chunk));
     }
 }
-
-/// A read-only source pointer shared between the worker threads.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*const T);
-// SAFETY: the pointee is only read, and `T: Sync` is required by the caller's bound.
-unsafe impl<T: Sync> Send for SendPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T: Sync> Sync for SendPtr<T> {}
 
 #[cfg(test)]
 mod tests {
