@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from inference_models import random_network, write_model_folder
 
