@@ -175,3 +175,26 @@ def test_absurd_spacing_in_plan_and_preprocess_names_the_case(tmp_path):
     error = out.stderr.strip().splitlines()[-1]
     assert error.startswith("Error:") and "case case_001" in error and "cannot allocate" in error, out.stderr
     assert "worker process died" not in out.stderr
+
+
+def test_preprocessing_refuses_non_finite_input_and_output_naming_the_case(monkeypatch):
+    """Catalogue: NaN/inf images used to become 100 % NaN preprocessed cases with exit 0."""
+    import json
+
+    from oxunet.preprocessing import pipeline
+    from oxunet.preprocessing.configuration import PreprocessingPlan
+
+    plans = json.loads((Path(__file__).parent / "inference_tiny_plans.json").read_text())
+    plan = PreprocessingPlan.from_plans(plans, "3d_fullres")
+    img = np.random.default_rng(0).normal(100, 20, (1, 12, 14, 10)).astype(np.float32)
+    props = {"spacing": [1.0, 1.0, 1.0]}
+    data, _, _ = pipeline.preprocess_case(img, None, props, plan, class_keys=[], case="case_003")
+    assert np.isfinite(data).all()
+    bad = img.copy()
+    bad[0, 2, 3, :3] = [np.nan, np.inf, -np.inf]
+    with pytest.raises(errors.PreprocessingError, match=r"case case_003: the images contain 3 NaN/inf voxel"):
+        pipeline.preprocess_case(bad, None, props, plan, class_keys=[], case="case_003")
+    # a normalisation that goes wrong (e.g. a zero spread) must not be written either
+    monkeypatch.setattr(pipeline, "normalize", lambda d, *a, **k: np.full_like(d, np.nan))
+    with pytest.raises(errors.PreprocessingError, match=r"case case_004: the preprocessed image has non-finite"):
+        pipeline.preprocess_case(img, None, props, plan, class_keys=[], case="case_004")
