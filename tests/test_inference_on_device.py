@@ -20,7 +20,7 @@ from oxunet.inference.torch_resample import resample_data_torch
 from oxunet.kernels import resample_data
 
 
-from test_inference import one_thread, project  # noqa: F401 (fixtures: one torch thread, the tiny model)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py (also `project`, the tiny model)
 
 
 @settings(max_examples=25)
@@ -37,14 +37,14 @@ def test_torch_resampling_equals_the_kernel(shape, new, spacing, order, order_z,
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
 
 
-def _predictor(project, export_on, **kw):  # noqa: F811
+def _predictor(project, export_on, **kw):
     kw.setdefault("device", "cpu")
     kw.setdefault("precision", "fp32")
     return Predictor.from_model_folder(project["model"], kw.pop("folds", [0, 1]), export_on=export_on, **kw)
 
 
 @pytest.mark.parametrize("accumulator", ["float16", "float32"])
-def test_device_path_equals_rust_path(project, accumulator):  # noqa: F811
+def test_device_path_equals_rust_path(project, accumulator):
     f = [project["test_images"] / "case_000_0000.nii.gz"]
     cpu = _predictor(project, "cpu", accumulator_dtype=accumulator).predict_case(f, return_probabilities=True)
     dev_p = _predictor(project, "device", accumulator_dtype=accumulator)
@@ -65,7 +65,7 @@ def test_device_path_equals_rust_path(project, accumulator):  # noqa: F811
     ((1.0, 0.8, 1.2), (24, 26, 15)),  # axis 0 keeps its size
     ((1.3, 0.9, 1.1), (18, 22, 20)),  # joint linear interpolation (the CPU path cannot stream this)
 ])
-def test_device_export_equals_whole_volume_export(project, original_spacing, cropped, monkeypatch):  # noqa: F811
+def test_device_export_equals_whole_volume_export(project, original_spacing, cropped, monkeypatch):
     plans = json.loads(json.dumps(project["plans"]))
     ds = dict(project["dataset_json"])
     ds["labels"] = {"background": 0, **{f"c{i}": i for i in range(1, 7)}}
@@ -88,7 +88,7 @@ def test_device_export_equals_whole_volume_export(project, original_spacing, cro
     assert (ref.segmentation[0] == 0).all()
 
 
-def test_device_path_2d_cascade_and_folder(project, tmp_path):  # noqa: F811
+def test_device_path_2d_cascade_and_folder(project, tmp_path):
     model2d = write_model_folder(tmp_path / "nnUNetTrainer__nnUNetPlans__2d", project["plans"], project["dataset_json"],
                                  "2d", nnunet=False, seed=2, mirror_axes=(0, 1))
     f = [project["test_images"] / "case_000_0000.nii.gz"]
@@ -146,7 +146,7 @@ def test_device_preprocessing_equals_the_cpu_pipeline(scheme, mask):
     assert empty["bbox_used_for_cropping"] == [[0, 8], [0, 6], [0, 7]]  # all zero: the full extent
 
 
-def test_out_of_gpu_memory_falls_back_to_the_host(project, monkeypatch):  # noqa: F811
+def test_out_of_gpu_memory_falls_back_to_the_host(project, monkeypatch):
     from oxunet.inference import on_device
 
     f = [project["test_images"] / "case_000_0000.nii.gz"]
@@ -173,7 +173,7 @@ def test_out_of_gpu_memory_falls_back_to_the_host(project, monkeypatch):  # noqa
     ((1.0, 0.8, 1.2), (24, 26, 15)),  # axis 0 keeps its size
 ])
 @pytest.mark.parametrize("accumulator", ["float16", "float32"])
-def test_device_streaming_equals_whole_volume(project, original_spacing, cropped, accumulator, monkeypatch):  # noqa: F811
+def test_device_streaming_equals_whole_volume(project, original_spacing, cropped, accumulator, monkeypatch):
     """Bounded GPU memory: the sums hold twice the patch depth and finished slabs are exported as
     the windows pass them; the labels equal the whole-volume device export and the Rust path."""
     plans = json.loads(json.dumps(project["plans"]))
@@ -207,3 +207,20 @@ def test_device_streaming_equals_whole_volume(project, original_spacing, cropped
     monkeypatch.setattr(on_device._Ring, "advance", lambda self, a, b: (seen.append(self.depth), real(self, a, b)))
     make("device", True).predict_preprocessed(data, props)
     assert set(seen) == {32}  # the sums never held more than two patch depths of the 40 planes
+
+
+def test_uncertainty_with_export_on_auto_aggregates_on_the_host(project):
+    """On CUDA the export defaults to the device; --save-uncertainty then runs the host path
+    (the maps are aggregated there) instead of refusing, and gives the CPU path's maps."""
+    f = [project["test_images"] / "case_000_0000.nii.gz"]
+    cpu = _predictor(project, "cpu").predict_case(f, save_uncertainty=True)
+    with pytest.raises(InferenceError, match="--save-uncertainty runs with the export on the CPU"):
+        _predictor(project, "device").predict_case(f, save_uncertainty=True)
+    auto = _predictor(project, "device")
+    auto.export_on = "auto"  # what export_on='auto' resolves to on a CUDA machine
+    got = auto.predict_case(f, save_uncertainty=True)
+    np.testing.assert_array_equal(got.segmentation, cpu.segmentation)
+    for name in ("entropy", "disagreement"):  # preprocessed by torch (~1e-6), then float16 sums
+        np.testing.assert_allclose(got.uncertainty[name], cpu.uncertainty[name], atol=2e-3)
+        assert got.uncertainty[name].max() > 1e-2
+    assert auto.predict_case(f).on_device  # without the maps it stays on the device

@@ -149,6 +149,7 @@ class Predictor:
         self.streaming = streaming
         if export_on not in ("auto", "device", "cpu"):
             raise InferenceError(f"export_on must be 'auto', 'device' or 'cpu', got {export_on!r}")
+        self.export_on = export_on
         self.on_device = export_on == "device" or (export_on == "auto" and self.device.type == "cuda")
         env_budget = os.environ.get("OXUNET_PREDICT_MEMORY_BUDGET")
         self.memory_budget = int(memory_budget if memory_budget is not None else env_budget or DEFAULT_MEMORY_BUDGET)
@@ -340,10 +341,10 @@ class Predictor:
         export): a dict for :meth:`finish`, which may run in another thread."""
         times = StageTimes() if times is None else times
         data = self._check_data(data)
-        if uncertainty and self.on_device:
-            raise InferenceError("--save-uncertainty runs with the export on the CPU (--export-on cpu)")
+        if uncertainty and self.on_device and self.export_on == "device":
+            raise InferenceError("--save-uncertainty runs with the export on the CPU (--export-on cpu or auto)")
         self.sliding.disagreement = bool(uncertainty)
-        if self.on_device:
+        if self.on_device and not uncertainty:  # auto: the uncertainty maps are aggregated and exported on the host
             import torch
 
             from .on_device import sliding_window_on_device
@@ -370,6 +371,8 @@ class Predictor:
                 out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
                 out["note"] = "device out of memory: host aggregation and export"
                 return out
+        if hasattr(data, "detach"):  # preprocessed on the device, aggregated on the host (uncertainty maps)
+            data = data.detach().cpu().numpy()
         return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
 
     def _use_device_streaming(self, properties: dict, shape, want_probs: bool) -> tuple[bool, str]:
