@@ -294,3 +294,31 @@ def test_losses_and_networks_pickle():
     tgts = [torch.randint(0, 3, (1, 1, *o.shape[2:])).float() for o in outs]
     loss2, net2 = pickle.loads(pickle.dumps(loss)), pickle.loads(pickle.dumps(net))
     torch.testing.assert_close(loss2(net2(torch.zeros(1, 1, 32, 32)), tgts), loss(net(torch.zeros(1, 1, 32, 32)), tgts))
+
+
+@pytest.mark.parametrize(
+    "make, regions",
+    [
+        (lambda: SoftDiceLoss("softmax", do_bg=False), False),
+        (lambda: SoftDiceLoss("sigmoid"), True),
+        (lambda: CrossEntropyLoss(ignore_label=3), False),
+        (lambda: TopKLoss(ignore_label=3), False),
+        (lambda: DiceCELoss(batch_dice=True, ignore_label=3), False),
+        (lambda: RegionDiceBCELoss(batch_dice=True), True),
+        (lambda: build_loss(batch_dice=True), False),
+    ],
+)
+def test_losses_move_with_to_and_double(make, regions):
+    # a loss attribute named like an nn.Module method (SoftDiceLoss once stored its nonlinearity
+    # as ``_apply``) breaks .to()/.double()/.cuda(); the value must not change with the dtype
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 8, 6, generator=gen)
+    target = ((torch.rand(2, 3, 8, 6, generator=gen) > 0.5).float() if regions
+              else torch.randint(0, 3, (2, 1, 8, 6), generator=gen).float())
+    loss = make()
+    expected = loss(logits, target)
+    moved = make().to("cpu", torch.float64)
+    doubled = make().double()
+    for other in (moved, doubled):
+        value = other(logits.double(), target.double())  # Dice sums stay float32 by design
+        torch.testing.assert_close(value.float(), expected, rtol=1e-5, atol=1e-6)

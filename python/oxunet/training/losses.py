@@ -59,14 +59,14 @@ class SoftDiceLoss(nn.Module):
     def __init__(self, nonlin: Nonlin = "softmax", batch_dice: bool = False, do_bg: bool = True, smooth: float = 1e-5):
         super().__init__()
         self.nonlin = nonlin
-        self._apply = _nonlin(nonlin)
+        self.apply_nonlin = _nonlin(nonlin)  # not `_apply`: that name is nn.Module.to()'s machinery
         self.batch_dice = batch_dice
         self.do_bg = do_bg
         self.smooth = float(smooth)
         self.ddp = False  # batch dice over all DDP ranks (enable_ddp_gather)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
-        probs = self._apply(logits) if self._apply is not None else logits
+        probs = self.apply_nonlin(logits) if self.apply_nonlin is not None else logits
         axes = tuple(range(2, probs.ndim))
         with torch.no_grad():  # the target side needs no gradient
             target = _with_channel_axis(target, probs.ndim)
