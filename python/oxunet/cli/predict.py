@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..constants import SLIDING_WINDOW_STEP_SIZE
 from .common import multi_value_command, quiet_option
 
 
@@ -23,7 +24,7 @@ from .common import multi_value_command, quiet_option
 @click.option("-p", "--plans", "plans_name", default="nnUNetPlans", show_default=True, help="Plans identifier.")
 @click.option("-f", "--folds", multiple=True, help="Folds, e.g. -f 0 1 2 3 4 or -f all [default: every fold_N present].")
 @click.option("-chk", "--checkpoint", default="checkpoint_final.pth", show_default=True, help="Checkpoint file name.")
-@click.option("--step-size", "-step_size", "step_size", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option("--step-size", "-step_size", "step_size", default=SLIDING_WINDOW_STEP_SIZE, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--tta", default="all", show_default=True, help="Mirroring TTA: all, none, or axes like 0,1,2.")
 @click.option("--disable-tta", "--disable_tta", "disable_tta", is_flag=True, help="Same as --tta none.")
 @click.option("--save-probabilities", "--save_probabilities", "save_probabilities", is_flag=True,

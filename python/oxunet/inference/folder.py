@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..constants import SLIDING_WINDOW_STEP_SIZE
 from ..dataset import images_by_case
 from ..io.atomic import remove_stale_temporaries
 from .model_folder import InferenceError
@@ -67,7 +68,7 @@ def _finished(predictor, out_stem: Path, save_probabilities: bool) -> bool:
 
 
 def predict_folder(input_dir, output_dir, model_dir, folds=None, *, checkpoint: str = "checkpoint_final.pth",
-                   step_size: float = 0.5, tta="all", save_probabilities: bool = False, device="auto",
+                   step_size: float = SLIDING_WINDOW_STEP_SIZE, tta="all", save_probabilities: bool = False, device="auto",
                    precision: str = "auto", prev_stage_dir=None, part_id: int = 0, num_parts: int = 1,
                    overwrite: bool = True, num_processes_preprocessing: int = 2, num_processes_export: int = 2,
                    quiet: bool = False, probabilities_dtype="float32", predictor=None, save_uncertainty: bool = False,

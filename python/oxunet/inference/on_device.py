@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import numpy as np
 
+from ..constants import SLIDING_WINDOW_STEP_SIZE
 from ..kernels import gaussian_importance_map
 from .export import ExportPlan, _uncrop, _uncrop_probabilities
 from .runtime import StageTimes
@@ -68,7 +69,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def sliding_window_on_device(sliding, data, step_size: float = 0.5, accumulator_dtype: str = "float16",
+def sliding_window_on_device(sliding, data, step_size: float = SLIDING_WINDOW_STEP_SIZE, accumulator_dtype: str = "float16",
                              times: StageTimes | None = None, on_slab=None) -> DeviceLogits | None:
     """Runs `sliding` (a :class:`~oxunet.inference.sliding.SlidingWindow`) over `data`, a
     ``(C, Z, Y, X)`` tensor (moved to the sliding window's device), aggregating on that device.

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import SLIDING_WINDOW_STEP_SIZE
 from ..dataset import DatasetInfo
 from ..planning.plans import resolve_configuration
 from .export import (ExportPlan, StreamingExport, cast_into, export_logits, save_probabilities, streaming_exact,
@@ -120,7 +121,7 @@ class Predictor:
     """
 
     def __init__(self, plans: dict, configuration: str, dataset_json, networks: Sequence, mirror_axes, *,
-                 device="auto", precision: str = "auto", step_size: float = 0.5, tta="all", quiet: bool = False,
+                 device="auto", precision: str = "auto", step_size: float = SLIDING_WINDOW_STEP_SIZE, tta="all", quiet: bool = False,
                  accumulator_dtype: str = "float16", streaming="auto", memory_budget: int | None = None,
                  trainer_name: str = "nnUNetTrainer", folds: Sequence = (), channels_last="auto",
                  export_on: str = "auto", architecture: Mapping | None = None, tta_batch="auto"):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..constants import SLIDING_WINDOW_STEP_SIZE
 from ..kernels import Aggregator, crop_and_pad, sliding_window_starts
 from .runtime import StageTimes, autocast
 
@@ -156,7 +157,7 @@ class SlidingWindow:
             out = torch.cat([stacked.mean(0), member_disagreement(stacked, self.has_regions)[None]])
         return out.cpu()
 
-    def run(self, data: np.ndarray, step_size: float = 0.5, *, accumulator_dtype: str = "float16",
+    def run(self, data: np.ndarray, step_size: float = SLIDING_WINDOW_STEP_SIZE, *, accumulator_dtype: str = "float16",
             streaming: bool = False, on_slabs: Callable[[list], None] | None = None,
             times: StageTimes | None = None, extras: dict | None = None) -> Aggregator:
         """Predicts every window of `data` ``(C, Z, Y, X)`` float32 and returns the aggregator

@@ -22,6 +22,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ..constants import CLASS_LOCATIONS_MIN_COVERAGE, CLASS_LOCATIONS_MIN_SAMPLES, OVERSAMPLE_FOREGROUND_PERCENT
 from . import _validate
 from ._guarded import core as _core
 from ._validate import ClassKey
@@ -48,8 +49,8 @@ def sample_class_locations(
     classes: Sequence[Union[int, Sequence[int]]],
     seed: int | None = 1234,
     *,
-    min_num_samples: int = 10000,
-    min_percent_coverage: float = 0.01,
+    min_num_samples: int = CLASS_LOCATIONS_MIN_SAMPLES,
+    min_percent_coverage: float = CLASS_LOCATIONS_MIN_COVERAGE,
 ) -> dict[ClassKey, np.ndarray]:
     """Voxel locations per class for foreground oversampling (nnU-Net's class_locations).
 
@@ -144,7 +145,7 @@ def sample_patch_boxes(
     patch_size: Sequence[int],
     batch_size: int,
     class_locations: Mapping[Any, Any] | None,
-    oversample_foreground_percent: float = 0.33,
+    oversample_foreground_percent: float = OVERSAMPLE_FOREGROUND_PERCENT,
     need_to_pad: Sequence[int] | None = None,
     seed: np.random.Generator | int | None = None,
     *,

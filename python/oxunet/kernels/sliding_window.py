@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..constants import GAUSSIAN_SIGMA_SCALE, GAUSSIAN_VALUE_SCALING_FACTOR, SLIDING_WINDOW_STEP_SIZE
 from ._guarded import core as _core
 from ._validate import (
     check_aggregator_args,
@@ -33,7 +34,7 @@ __all__ = ["Aggregator", "gaussian_importance_map", "sliding_window_starts"]
 # public API
 
 
-def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5) -> list[list[int]]:
+def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = SLIDING_WINDOW_STEP_SIZE) -> list[list[int]]:
     """Window start positions per axis, exactly nnU-Net's
     ``compute_steps_for_sliding_window``.
 
@@ -60,7 +61,7 @@ def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], 
 
 
 def gaussian_importance_map(
-    patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, value_scaling_factor: float = 10, dtype=np.float32
+    patch_size: Sequence[int], sigma_scale: float = GAUSSIAN_SIGMA_SCALE, value_scaling_factor: float = GAUSSIAN_VALUE_SCALING_FACTOR, dtype=np.float32
 ) -> np.ndarray:
     """nnU-Net's Gaussian importance map (``compute_gaussian``) of shape `patch_size`.
 
@@ -166,8 +167,8 @@ class Aggregator:
         streaming: bool = False,
         output: str = "logits",
         uncovered: str = "error",
-        sigma_scale: float = 1.0 / 8,
-        value_scaling_factor: float = 10,
+        sigma_scale: float = GAUSSIAN_SIGMA_SCALE,
+        value_scaling_factor: float = GAUSSIAN_VALUE_SCALING_FACTOR,
     ) -> None:
         cfg = check_aggregator_args(
             num_channels, shape, patch_size, weighting, dtype, streaming, output, uncovered, sigma_scale,

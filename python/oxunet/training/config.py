@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from ..constants import OVERSAMPLE_FOREGROUND_PERCENT
 from ..inference.runtime import PRECISIONS  # torch-free import: one list of precision names
 from .kinds import INTERPOLATION_ORDERS, LOSS_KINDS, LR_SCHEDULES, NORMS, OPTIMIZERS, FreezeError, parse_freeze
 from .variants import UNSUPPORTED, VARIANTS
@@ -66,7 +67,7 @@ class TrainerConfig:
     image_interpolation_order: int | None = None  # None: the preset's (1); 0: nearest
     # sampling
     # None with probabilistic oversampling: the deterministic scheme's effective fraction (nnU-Net)
-    oversample_foreground_percent: float | None = 0.33
+    oversample_foreground_percent: float | None = OVERSAMPLE_FOREGROUND_PERCENT
     probabilistic_oversampling: bool = False
     batch_size: int | None = None  # None: the plan's
     # network
@@ -179,7 +180,7 @@ class TrainerConfig:
         if self.oversample_foreground_percent is not None:
             return self.oversample_foreground_percent
         b = int(global_batch_size)
-        return sum(j >= round(b * (1 - 0.33)) for j in range(b)) / b
+        return sum(j >= round(b * (1 - OVERSAMPLE_FOREGROUND_PERCENT)) for j in range(b)) / b
 
     def replace(self, **changes: Any) -> "TrainerConfig":
         """A copy with `changes` (None values are ignored, so CLI flags can be passed straight)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from ..constants import SLIDING_WINDOW_STEP_SIZE
 from ..networks import load_nnunet_checkpoint
 from ..preprocessing.storage import StorageError, open_case
 from .cascade import (PREDICTED_NEXT_STAGE, CascadeError, logits_to_next_stage, load_stage_segmentation,
@@ -61,7 +62,7 @@ def validate_fold(ctx: "FoldContext", checkpoint: str | Path, *, device: str = "
     info, plans, config = ctx.info, ctx.plans, ctx.configuration_name
     next_stages = _next_stages(ctx)
     predictor = Predictor.from_networks(
-        ctx.plans_model, config, info.raw, [weights], mirror_axes, device=device, precision=precision, step_size=0.5,
+        ctx.plans_model, config, info.raw, [weights], mirror_axes, device=device, precision=precision, step_size=SLIDING_WINDOW_STEP_SIZE,
         quiet=True, architecture=ours.get("architecture"),  # only the network is built, as it was trained
         # next stages need the network-space logits, which a streamed export never holds
         **({"streaming": False} if next_stages else {}))

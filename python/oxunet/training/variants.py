@@ -8,6 +8,7 @@ Plain dicts, no imports: ``oxunet.training.config`` turns them into configs.
 from __future__ import annotations
 
 from typing import Any
+from ..constants import OVERSAMPLE_FOREGROUND_PERCENT
 
 _EPOCHS = (5, 10, 20, 50, 100, 250, 500, 750, 2000, 4000, 8000)
 # nnUNetTrainer_onlyMirror01: spatial axes 0 and 1 in 3D, axis 0 in 2D (keyed by patch dimensionality)
@@ -67,7 +68,7 @@ def _table() -> dict[str, dict[str, Any]]:
     v["nnUNetTrainer_probabilisticOversampling_010"] = {"probabilistic_oversampling": True,
                                                         "oversample_foreground_percent": 0.10}
     v["nnUNetTrainer_probabilisticOversampling_033"] = {"probabilistic_oversampling": True,
-                                                        "oversample_foreground_percent": 0.33}
+                                                        "oversample_foreground_percent": OVERSAMPLE_FOREGROUND_PERCENT}
     # primus/primus_trainers.py: the plain U-Net with the plan's batch size set to 8
     v["nnUNet_Trainer_BS8"] = {"batch_size": 8}
     # the seeds' recipes (oxunet): see RECIPES below

@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ...constants import CLASS_LOCATIONS_MIN_COVERAGE, CLASS_LOCATIONS_MIN_SAMPLES, OVERSAMPLE_FOREGROUND_PERCENT
 from .._validate import (
     ClassKey,
     annotated_key,
@@ -40,7 +41,7 @@ Box = list[list[int]]
 # ---------------------------------------------------------------------------------------
 
 
-def num_class_samples(n: int, min_num_samples: int = 10000, min_percent_coverage: float = 0.01) -> int:
+def num_class_samples(n: int, min_num_samples: int = CLASS_LOCATIONS_MIN_SAMPLES, min_percent_coverage: float = CLASS_LOCATIONS_MIN_COVERAGE) -> int:
     """nnU-Net's number of stored locations for a class of `n` voxels:
     ``max(min(min_num_samples, n), int(np.ceil(n * min_percent_coverage)))`` (capped at `n`)."""
     k = max(min(min_num_samples, n), int(np.ceil(n * min_percent_coverage)))
@@ -73,7 +74,7 @@ def _target_shape(shape: tuple[int, ...], pairs: list[tuple[int, int]]) -> tuple
 
 def foreground_flags(
     batch_size: int,
-    oversample_foreground_percent: float = 0.33,
+    oversample_foreground_percent: float = OVERSAMPLE_FOREGROUND_PERCENT,
     probabilistic: bool = False,
     rng: np.random.Generator | int | None = None,
 ) -> list[bool]:
@@ -102,8 +103,8 @@ def sample_class_locations(
     classes: Sequence[Union[int, Sequence[int]]],
     seed: int | None = 1234,
     *,
-    min_num_samples: int = 10000,
-    min_percent_coverage: float = 0.01,
+    min_num_samples: int = CLASS_LOCATIONS_MIN_SAMPLES,
+    min_percent_coverage: float = CLASS_LOCATIONS_MIN_COVERAGE,
 ) -> dict[ClassKey, np.ndarray]:
     """Reference twin of :func:`oxunet.kernels.sampling.sample_class_locations`."""
     seg, keys, labels, seed, mns, mpc = check_class_locations_args(
@@ -181,7 +182,7 @@ def sample_patch_boxes(
     patch_size: Sequence[int],
     batch_size: int,
     class_locations: Mapping[Any, Any] | None,
-    oversample_foreground_percent: float = 0.33,
+    oversample_foreground_percent: float = OVERSAMPLE_FOREGROUND_PERCENT,
     need_to_pad: Sequence[int] | None = None,
     seed: np.random.Generator | int | None = None,
     *,

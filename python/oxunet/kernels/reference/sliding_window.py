@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from ...constants import GAUSSIAN_SIGMA_SCALE, GAUSSIAN_VALUE_SCALING_FACTOR, SLIDING_WINDOW_STEP_SIZE
 from .._validate import (
     check_aggregator_args,
     check_gaussian_args,
@@ -26,7 +27,7 @@ from ..errors import KernelValueError
 __all__ = ["Aggregator", "gaussian_importance_map", "sliding_window_starts"]
 
 
-def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5) -> list[list[int]]:
+def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = SLIDING_WINDOW_STEP_SIZE) -> list[list[int]]:
     """Window start positions per axis (nnU-Net's ``compute_steps_for_sliding_window``)."""
     image_size, patch_size, step = check_starts_args(image_size, patch_size, step_size)
     out = []
@@ -39,7 +40,7 @@ def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], 
 
 
 def gaussian_importance_map(
-    patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, value_scaling_factor: float = 10, dtype=np.float32
+    patch_size: Sequence[int], sigma_scale: float = GAUSSIAN_SIGMA_SCALE, value_scaling_factor: float = GAUSSIAN_VALUE_SCALING_FACTOR, dtype=np.float32
 ) -> np.ndarray:
     """nnU-Net's Gaussian importance map of shape `patch_size` (see the Rust-backed twin)."""
     patch_size, sigma_scale, vsf, dt = check_gaussian_args(patch_size, sigma_scale, value_scaling_factor, dtype)
@@ -74,8 +75,8 @@ class Aggregator:
         streaming: bool = False,
         output: str = "logits",
         uncovered: str = "error",
-        sigma_scale: float = 1.0 / 8,
-        value_scaling_factor: float = 10,
+        sigma_scale: float = GAUSSIAN_SIGMA_SCALE,
+        value_scaling_factor: float = GAUSSIAN_VALUE_SCALING_FACTOR,
     ) -> None:
         cfg = check_aggregator_args(
             num_channels, shape, patch_size, weighting, dtype, streaming, output, uncovered, sigma_scale,
