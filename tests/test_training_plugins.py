@@ -47,6 +47,54 @@ def test_tr_module_factory_and_subclass(tmp_path, monkeypatch):
         load_trainer_config("no_such_module:X")
 
 
+def _fake_trainer_entry_points(monkeypatch, mapping):
+    from importlib.metadata import EntryPoint
+
+    import oxunet.training.plugins as plugins
+
+    eps = [EntryPoint(name, value, plugins.TRAINER_ENTRY_POINT_GROUP) for name, value in mapping.items()]
+    monkeypatch.setattr(plugins, "entry_points",
+                        lambda group=None: [ep for ep in eps if group in (None, ep.group)])
+
+
+def test_tr_name_resolves_through_the_trainers_entry_point_group(tmp_path, monkeypatch):
+    (tmp_path / "my_registered.py").write_text(
+        "from oxunet.training.config import builtin_config\n"
+        "from oxunet.training.trainer import Trainer\n"
+        "def fast():\n"
+        "    return builtin_config('nnUNetTrainer').replace(name='FastOne', epochs=4)\n"
+        "class Sub(Trainer):\n"
+        "    default_config = {'epochs': 6}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # a registered name may not shadow a built-in variant
+    _fake_trainer_entry_points(monkeypatch, {"FastOne": "my_registered:fast", "RegSub": "my_registered:Sub",
+                                             "nnUNetTrainer_5epochs": "my_registered:fast"})
+    c = load_trainer_config("FastOne")
+    assert (c.name, c.epochs) == ("FastOne", 4)
+    c = load_trainer_config("RegSub")
+    assert (c.name, c.epochs) == ("Sub", 6)
+    assert trainer_class_for("RegSub").__name__ == "Sub"
+    assert trainer_class_for("FastOne") is Trainer
+    assert load_trainer_config("nnUNetTrainer_5epochs").epochs == 5
+    with pytest.raises(TrainerConfigError) as e:
+        load_trainer_config("NoSuchTrainer")
+    msg = str(e.value)
+    assert "unknown trainer 'NoSuchTrainer'" in msg and "built-in nnU-Net variant" in msg
+    assert "'oxunet.trainers' entry-point group (FastOne, RegSub, nnUNetTrainer_5epochs)" in msg
+
+
+def test_list_trainers_shows_registered_ones(monkeypatch):
+    from click.testing import CliRunner
+
+    from oxunet.cli.train import train
+
+    _fake_trainer_entry_points(monkeypatch, {"FastOne": "my_registered:fast"})
+    r = CliRunner().invoke(train, ["--list-trainers"])
+    assert r.exit_code == 0, r.output
+    assert "nnUNetTrainer_5epochs" in r.output
+    assert "FastOne  registered (oxunet.trainers): my_registered:fast" in r.output
+
+
 def test_registry_imports_only_allowed_packages(monkeypatch):
     arch = {"network_class_name": "os.path:join", "arch_kwargs": {}}
     with pytest.raises(ArchitectureError, match="package 'os' is not allowed"):
@@ -76,6 +124,12 @@ def _run(args, target, cwd):
     env["PYTHONPATH"] = os.pathsep.join([str(target), str(ROOT / "python"), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "oxunet.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=600)
+
+
+def test_example_plugin_registers_its_trainer(installed_plugin, tmp_path):
+    r = _run(["train", "--list-trainers"], installed_plugin, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "PluginTrainer  registered (oxunet.trainers): oxunet_plugin_example.trainer:PluginTrainer" in r.stdout
 
 
 def test_example_plugin_trains_and_predicts(installed_plugin, prepared, tmp_path):  # noqa: F811

@@ -19,6 +19,10 @@ def _list_trainers(ctx, _param, value) -> None:
         click.echo(f"{name}  {json.dumps(changes) if changes else '(defaults)'}")
     for name, why in UNSUPPORTED.items():
         click.echo(f"{name}  not supported: {why}")
+    from ..training.plugins import TRAINER_ENTRY_POINT_GROUP, registered_trainers
+
+    for name, target in sorted(registered_trainers().items()):
+        click.echo(f"{name}  registered ({TRAINER_ENTRY_POINT_GROUP}): {target}")
     ctx.exit()
 
 

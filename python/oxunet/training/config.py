@@ -214,9 +214,17 @@ def builtin_config(name: str) -> TrainerConfig:
     if name in UNSUPPORTED:
         raise TrainerConfigError(f"trainer {name!r} is an nnU-Net variant oxunet cannot run: {UNSUPPORTED[name]}")
     if name not in VARIANTS:
+        from .plugins import TRAINER_ENTRY_POINT_GROUP, load_trainer_plugin, registered_trainers
+
+        registered = registered_trainers()
+        if name in registered:
+            return load_trainer_plugin(registered[name])
         raise TrainerConfigError(
-            f"unknown trainer {name!r}: use an nnU-Net variant name (`oxunet train --list-trainers`; e.g. "
-            f"nnUNetTrainer_250epochs), a JSON file with TrainerConfig fields (and a 'name'), or module:Class"
+            f"unknown trainer {name!r}: not a built-in nnU-Net variant, not registered in the "
+            f"{TRAINER_ENTRY_POINT_GROUP!r} entry-point group "
+            f"({', '.join(sorted(registered)) or 'no package registers one'}), and not an existing JSON file; "
+            f"use a variant name (`oxunet train --list-trainers`; e.g. nnUNetTrainer_250epochs), a JSON file "
+            f"with TrainerConfig fields (and a 'name'), module:Class, or a registered name"
         )
     return TrainerConfig(name=name, **VARIANTS[name])
 

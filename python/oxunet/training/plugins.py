@@ -17,9 +17,20 @@ line, so the module it names is imported (model folders never are: see the netwo
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from typing import Any
 
 from .config import TrainerConfig, TrainerConfigError, builtin_config, load_trainer_config
+
+
+TRAINER_ENTRY_POINT_GROUP = "oxunet.trainers"
+
+
+def registered_trainers() -> dict[str, str]:
+    """name → "module:Factory" of every installed ``oxunet.trainers`` entry point (a package's
+    ``[project.entry-points."oxunet.trainers"]``); ``-tr NAME`` resolves these after the built-in
+    variants."""
+    return {ep.name: ep.value for ep in entry_points(group=TRAINER_ENTRY_POINT_GROUP)}
 
 
 def _import(spec: str) -> Any:
@@ -78,6 +89,11 @@ def trainer_class_for(spec: str):
     from .trainer import Trainer
 
     text = str(spec)
+    if ":" not in text and not text.endswith(".json"):
+        from .variants import VARIANTS
+
+        if text not in VARIANTS:
+            text = registered_trainers().get(text, text)
     if ":" in text and not text.endswith(".json"):
         obj = _import(text)
         if _is_trainer_class(obj):
@@ -85,4 +101,5 @@ def trainer_class_for(spec: str):
     return Trainer
 
 
-__all__ = ["config_of_trainer_class", "load_trainer_config", "load_trainer_plugin", "trainer_class_for"]
+__all__ = ["TRAINER_ENTRY_POINT_GROUP", "config_of_trainer_class", "load_trainer_config", "load_trainer_plugin", "registered_trainers",
+           "trainer_class_for"]
