@@ -78,7 +78,7 @@ def logits_to_next_stage(logits: np.ndarray, target_shape: Sequence[int], plans:
 
         probs = torch.sigmoid(torch.from_numpy(np.asarray(resampled, dtype=np.float32))).numpy()
         seg = np.zeros(target, dtype)
-        for i, c in enumerate(dataset.regions_class_order):
+        for i, c in enumerate(dataset.regions_class_order or ()):  # set whenever has_regions
             seg[probs[i] > 0.5] = c
         return seg
     return np.asarray(resampled).argmax(0).astype(dtype)  # argmax of logits = argmax of softmax

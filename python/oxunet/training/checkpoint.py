@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None
 
 def rng_states() -> dict[str, Any]:
     """Global torch / numpy / python RNG states as plain types and tensors (weights_only-loadable)."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple, np.random.get_state())  # the legacy tuple form (the default)
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),

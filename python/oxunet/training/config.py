@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union, cast
 
 from ..constants import OVERSAMPLE_FOREGROUND_PERCENT
 from ..inference.runtime import PRECISIONS  # torch-free import: one list of precision names
@@ -169,7 +169,7 @@ class TrainerConfig:
             value = value.get(str(dim), list(range(dim)))
         if not value:
             return None
-        bad = [a for a in value if a >= dim]
+        bad = [a for a in cast("Sequence[int]", value) if a >= dim]  # "auto"/"same" handled above
         if bad:
             raise TrainerConfigError(f"trainer {self.name!r}: mirror axes {list(value)} do not exist in a {dim}D patch")
         return tuple(int(a) for a in value)

@@ -16,7 +16,7 @@ before summing, which needs equal per-rank batch sizes).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Callable, Sequence, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -173,12 +173,12 @@ class DiceCELoss(nn.Module):
         if self.ignore_label is not None:
             mask = target != self.ignore_label
             target_dice = torch.where(mask, target, 0)  # any valid class; masked out anyway
-        loss = 0.0
+        loss: torch.Tensor | float = 0.0
         if self.weight_dice != 0:
             loss = loss + self.weight_dice * self.dc(logits, target_dice, loss_mask=mask)
         if self.weight_ce != 0:
             loss = loss + self.weight_ce * self.ce(logits, target)
-        return loss
+        return cast(torch.Tensor, loss)  # a tensor unless both weights are 0
 
 
 class RegionDiceBCELoss(nn.Module):
@@ -213,7 +213,7 @@ class RegionDiceBCELoss(nn.Module):
             extra = " plus the ignore channel" if self.use_ignore_label else ""
             raise ValueError(f"region target must have one channel per output{extra}: "
                              f"logits {tuple(logits.shape)}, target regions {tuple(target.shape)}")
-        loss = 0.0
+        loss: torch.Tensor | float = 0.0
         if self.weight_dice != 0:
             loss = loss + self.weight_dice * self.dc(logits, target, loss_mask=mask)
         if self.weight_bce != 0:
@@ -224,7 +224,7 @@ class RegionDiceBCELoss(nn.Module):
                 voxel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
                 bce = (voxel * mask).sum() / mask.sum().clamp_min(1e-8)
             loss = loss + self.weight_bce * bce
-        return loss
+        return cast(torch.Tensor, loss)  # a tensor unless both weights are 0
 
 
 def default_deep_supervision_weights(num_outputs: int) -> list[float]:
@@ -266,11 +266,11 @@ class DeepSupervisionLoss(nn.Module):
         if len(outputs) != len(self.weights) or len(targets) != len(self.weights):
             raise ValueError(f"deep supervision loss has {len(self.weights)} weights but got "
                              f"{len(outputs)} outputs and {len(targets)} targets")
-        total = 0.0
+        total: torch.Tensor | float = 0.0
         for w, out, tgt in zip(self.weights, outputs, targets):
             if w != 0:
                 total = total + w * self.loss(out, tgt)
-        return total
+        return cast(torch.Tensor, total)  # build_loss ensures one weight > 0
 
 
 def build_loss(
@@ -312,7 +312,7 @@ def build_loss(
     if deep_supervision_weights is None and num_outputs is None:
         return loss
     if deep_supervision_weights is None:
-        weights = default_deep_supervision_weights(num_outputs)
+        weights = default_deep_supervision_weights(cast(int, num_outputs))  # not None on this branch
     else:
         weights = [float(w) for w in deep_supervision_weights]
         n = len(weights) if num_outputs is None else num_outputs

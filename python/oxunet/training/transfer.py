@@ -161,7 +161,7 @@ def frozen_modules(network: nn.Module, freeze: str | int | None) -> list[nn.Modu
     if freeze is None:
         return []
     stages = _encoder_stage_modules(network)
-    n = len(stages) if freeze == "encoder" else freeze
+    n = len(stages) if freeze == "encoder" else int(freeze)  # parse_freeze: "encoder" or a stage count
     if n > len(stages):
         raise TransferError(f"--freeze {freeze}: the encoder has only {len(stages)} stages")
     mods = list(stages[:n])
