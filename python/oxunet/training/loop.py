@@ -107,18 +107,20 @@ def run_epoch(trainer: "Trainer", epoch: int) -> EpochSummary:
         for b in trainer.batches(epoch, validation=True):
             loss, tp, fp, fn = trainer.validation_step(b)
             val_losses.append(loss)
-            tps.append(tp), fps.append(fp), fns.append(fn)
+            tps.append(tp)
+            fps.append(fp)
+            fns.append(fn)
     losses, val_losses = _gathered(losses), _gathered(val_losses)
     parts = [x for x in all_gather_objects((sum(tps), sum(fps), sum(fns)) if tps else None) if x is not None]
     dice, mean_fg = pseudo_dice([x[0] for x in parts], [x[1] for x in parts], [x[2] for x in parts])
-    ema = next_ema(trainer.logger.log["ema_fg_dice"], mean_fg)
+    ema = next_ema(trainer.log.log["ema_fg_dice"], mean_fg)
     val_loss = float(np.mean(val_losses)) if val_losses else float("nan")
     t1 = time.time()
     return EpochSummary(epoch, float(np.mean(losses)), val_loss, dice, ema, lr, t1 - t0, mean_fg, t0)
 
 
 def log_epoch(trainer: "Trainer", s: EpochSummary) -> None:
-    L = trainer.logger
+    L = trainer.log
     L.append("train_losses", s.train_loss)
     L.append("val_losses", s.val_loss)
     L.append("dice_per_class_or_region", s.pseudo_dice)
@@ -151,9 +153,9 @@ def run_epochs(trainer: "Trainer", stop_after_epochs: int | None = None) -> bool
                 trainer.save_checkpoint("checkpoint_best.pth")
         if keep and (trainer.current_epoch % c.checkpoint_interval == 0 or trainer.current_epoch == c.epochs):
             trainer.save_checkpoint("checkpoint_latest.pth")
-        trainer.logger.write_json()
+        trainer.log.write_json()
         if c.progress_plot and trainer.is_main:
-            write_progress_png(trainer.logger.log, trainer.fold_dir, trainer.logger.line)
+            write_progress_png(trainer.log.log, trainer.fold_dir, trainer.log.line)
         done += 1
         if trainer.on_epoch_end is not None and trainer.is_main:
             trainer.on_epoch_end(s)

@@ -24,7 +24,7 @@ import platform
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from .loop import EpochSummary, online_tp_fp_fn, run_epochs
 from .precision import PrecisionError, autocast, check_precision, make_grad_scaler, resolve_precision, training_step
 from .run_options import RunOptions
 from .schedule import poly_lr  # noqa: F401 (public name, kept here for callers)
+
+if TYPE_CHECKING:
+    from .loader import PersistentLoader
 
 CHECKPOINT_FORMAT = "oxunet-checkpoint"
 
@@ -61,6 +64,8 @@ class Trainer:
     :meth:`build_loss`, :meth:`build_optimizer`, :meth:`build_augmentation`; and :meth:`batches`,
     where every batch is fetched before its step.
     """
+
+    _train_loader: "PersistentLoader | None" = None  # the persistent training workers, once started
 
     def __init__(
         self,
@@ -101,6 +106,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ what the fold context holds
     # (read-only views, kept as attributes for callers of the first version)
+    @property
+    def run_seed(self) -> int:
+        """The run's seed; set when training starts (or from a resumed checkpoint)."""
+        if self.seed is None:
+            raise RuntimeError("the seed is set when training starts (run_training)")
+        return self.seed
+
+    @property
+    def log(self) -> TrainingLogger:
+        """The training logger; it exists once :meth:`run_training` has set up the fold."""
+        if self.logger is None:
+            raise RuntimeError("the training logger is created when training starts (run_training)")
+        return self.logger
+
     @property
     def dataset_name(self) -> str:
         return self.ctx.dataset_name
@@ -323,7 +342,7 @@ class Trainer:
             enable_ddp_gather(self.loss)
             ids = [self.device.index] if self.device.type == "cuda" else None
             # DDP broadcasts rank 0's initial weights; gradients are averaged over ranks
-            unused = bool(ds_weights) and any(w == 0 for w in ds_weights)  # user weights that skip outputs
+            unused = any(w == 0 for w in ds_weights or ())  # user weights that skip outputs
             self._forward = DistributedDataParallel(self._forward, device_ids=ids, find_unused_parameters=unused)
         self._built = True
 
@@ -333,7 +352,7 @@ class Trainer:
         from .cascade import CascadeError, unpack_stage_segmentations
 
         try:
-            unpack_stage_segmentations(self.prev_stage_dir, self.train_keys + self.val_keys)  # memory maps for the loader
+            unpack_stage_segmentations(cast(Path, self.prev_stage_dir), self.train_keys + self.val_keys)  # memory maps for the loader
         except CascadeError as e:
             raise TrainingError(str(e)) from None
 
@@ -343,7 +362,7 @@ class Trainer:
             "network_weights": self.network.state_dict(),
             "optimizer_state": self.optimizer.state_dict(),
             "grad_scaler_state": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
-            "logging": self.logger.log,
+            "logging": self.log.log,
             "_best_ema": self.best_ema,
             "current_epoch": epoch_next,
             "init_args": {"plans": self.plans, "configuration": self.configuration_name, "fold": self.fold,
@@ -352,7 +371,7 @@ class Trainer:
             "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
             "oxunet": {"format": CHECKPOINT_FORMAT, "version": 1, "trainer_config": self.config.to_dict(),
                        "seed": self.seed, "rng_states": rng_states(), "plans_name": self.plans_name,
-                       "pretrained": self.logger.extra.get("pretrained"), "architecture": self.architecture_used,
+                       "pretrained": self.log.extra.get("pretrained"), "architecture": self.architecture_used,
                        "trainer_class": _class_path(type(self))},
         }
 
@@ -371,14 +390,14 @@ class Trainer:
             self.grad_scaler.load_state_dict(ck["grad_scaler_state"])
         self.current_epoch = int(ck["current_epoch"])
         self.best_ema = ck.get("_best_ema")
-        self.logger.load(ck.get("logging", {}), self.current_epoch)
+        self.log.load(ck.get("logging", {}), self.current_epoch)
         ours = ck.get("oxunet") or {}
         if ours.get("seed") is not None:
             self.seed = int(ours["seed"])
         if ours.get("rng_states"):
             restore_rng_states(ours["rng_states"])
         if ours.get("pretrained"):
-            self.logger.extra["pretrained"] = ours["pretrained"]
+            self.log.extra["pretrained"] = ours["pretrained"]
 
     # ------------------------------------------------------------------ output folder
     def _prepare_output(self) -> None:
@@ -414,7 +433,7 @@ class Trainer:
         pin = self.device.type == "cuda"
         if validation:
             workers = max(1, self.num_workers // 2) if self.num_workers else 0
-            return iter(epoch_loader(self.val_spec, self.config.val_iterations, self.seed, epoch,
+            return iter(epoch_loader(self.val_spec, self.config.val_iterations, self.run_seed, epoch,
                                      stream=self.loader_stream(True), num_workers=workers, pin_memory=pin))
         return iter(self.train_batches(epoch, pin))
 
@@ -441,13 +460,13 @@ class Trainer:
             if pl is None or pl.next_epoch != epoch or getattr(self, "_train_loader_workers", None) != n:
                 if pl is not None:
                     pl.close()
-                pl = self._train_loader = PersistentLoader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+                pl = self._train_loader = PersistentLoader(self.train_spec, c.iterations_per_epoch, self.run_seed, epoch,
                                                            max(c.epochs, epoch + 1), stream=self.loader_stream(False),
                                                            num_workers=n, pin_memory=pin_memory)
                 self._train_loader_workers = n
             batches = pl.epoch(epoch)
         else:
-            batches = epoch_loader(self.train_spec, c.iterations_per_epoch, self.seed, epoch,
+            batches = epoch_loader(self.train_spec, c.iterations_per_epoch, self.run_seed, epoch,
                                    stream=self.loader_stream(False), num_workers=0, pin_memory=pin_memory)
         return self.augment_on_device(batches)
 
