@@ -39,7 +39,10 @@ def analyze_case(image_files: list, label_file, reader_name: str, num_samples: i
     """One case's contribution to the fingerprint (runs in a worker). Its intensity samples go
     straight into row block ``index`` of the shared ``pooled_file`` array instead of being
     pickled back to the parent (1e8 samples per dataset would be 400 MB through a pipe)."""
-    io = io_class_by_name(reader_name)()
+    io_cls = io_class_by_name(reader_name)
+    if io_cls is None:  # the parent passes the name of the reader it selected
+        raise ValueError(f"unknown image reader {reader_name!r}")
+    io = io_cls()
     images, props = io.read_images(image_files)
     seg, _ = io.read_seg(label_file)
     if seg.shape[1:] != images.shape[1:]:
@@ -113,11 +116,11 @@ def extract_fingerprint(
     scratch = Path(tempfile.mkdtemp(prefix="oxunet-fingerprint-", dir=_scratch_root(4 * info.num_channels * per_case * len(cases))))
     try:
         pooled_file = scratch / "samples.npy"
-        pooled = np.lib.format.open_memmap(pooled_file, mode="w+", dtype=np.float32, shape=(info.num_channels, per_case * len(cases)))
-        del pooled  # workers fill it; opened again below
+        blank = np.lib.format.open_memmap(pooled_file, mode="w+", dtype=np.float32, shape=(info.num_channels, per_case * len(cases)))
+        del blank  # workers fill it; opened again below
         jobs = [(c["images"], c["label"], reader, per_case, str(pooled_file), i) for i, c in enumerate(cases.values())]
         results = map_cases(analyze_case, jobs, num_processes, "Extracting dataset fingerprint", quiet)
-        pooled = np.load(pooled_file, mmap_mode="r")
+        pooled: np.ndarray = np.load(pooled_file, mmap_mode="r")
         with_fg = [i for i, r in enumerate(results) if r["has_foreground"]]
         if len(with_fg) < len(results):  # cases without foreground contribute nothing (as nnU-Net)
             pooled = np.concatenate([pooled[:, i * per_case : (i + 1) * per_case] for i in with_fg], axis=1) if with_fg \
