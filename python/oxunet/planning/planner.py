@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def fullres_target_spacing(fingerprint: dict, overwrite: Sequence[float] | None 
     return target
 
 
-def transpose_axes(target_spacing: Sequence[float]) -> tuple[list[int], list[int]]:
+def transpose_axes(target_spacing: Sequence[float] | np.ndarray) -> tuple[list[int], list[int]]:
     """Coarsest axis first (ties: the first), the others in order; and the inverse permutation."""
     first = int(np.argmax(target_spacing))
     forward = [first] + [i for i in range(3) if i != first]
@@ -145,19 +145,19 @@ class ConfigurationPlanner:
             )
         return self._estimates[key]
 
-    def plan(self, spacing: Sequence[float], median_shape: Sequence[float], data_identifier: str, approx_n_voxels: float) -> dict:
+    def plan(self, spacing: Sequence[float] | np.ndarray, median_shape: Sequence[float] | np.ndarray, data_identifier: str, approx_n_voxels: float) -> dict:
         """One configuration, as nnU-Net's ``get_plans_for_configuration`` writes it."""
-        spacing = np.asarray(spacing, dtype=float)
-        if not np.all(spacing > 0):
-            raise PlanningError(f"spacing must be > 0, got {spacing.tolist()}")
-        dim = len(spacing)
+        sp = np.asarray(spacing, dtype=float)
+        if not np.all(sp > 0):
+            raise PlanningError(f"spacing must be > 0, got {sp.tolist()}")
+        dim = len(sp)
         p = self.preset
         # Initial patch: aspect ratio 1/spacing, volume 256^3 (3D) or 2048^2 (2D), clipped to the median shape.
-        inv = 1 / spacing
+        inv = 1 / sp
         edge = 256 if dim == 3 else 2048
         initial = [round(x) for x in inv * (edge**dim / np.prod(inv)) ** (1 / dim)]
         initial = [min(a, b) for a, b in zip(initial, median_shape[:dim])]
-        topology = pool_and_conv_props(spacing, initial)
+        topology = pool_and_conv_props(sp, initial)
         estimate = self.estimate(dim, topology)
 
         ref_batch = REFERENCE_BATCH_2D if dim == 2 else REFERENCE_BATCH_3D
@@ -173,24 +173,24 @@ class ConfigurationPlanner:
             # Step down by the divisibility the smaller patch will have (skips no valid size).
             probe = list(topology.patch_size)
             probe[axis] -= topology.must_be_divisible_by[axis]
-            step = pool_and_conv_props(spacing, probe).must_be_divisible_by[axis]
+            step = pool_and_conv_props(sp, probe).must_be_divisible_by[axis]
             patch = list(topology.patch_size)
             patch[axis] -= step
-            topology = pool_and_conv_props(spacing, patch)
+            topology = pool_and_conv_props(sp, patch)
             estimate = self.estimate(dim, topology)
 
         batch_size = round((reference / estimate) * ref_batch)
         cap = round(approx_n_voxels * p.max_dataset_covered / np.prod(topology.patch_size, dtype=np.float64))
         batch_size = max(min(batch_size, cap), MIN_BATCH_SIZE)
 
-        schemes, use_mask = normalization_schemes(self.channel_names, self.median_relative_size)
+        schemes, use_mask = normalization_schemes(cast(dict, self.channel_names), self.median_relative_size)  # dataset.json requires it
         return {
             "data_identifier": data_identifier,
             "preprocessor_name": PREPROCESSOR_NAME,
             "batch_size": int(batch_size),
             "patch_size": [int(x) for x in topology.patch_size],
             "median_image_size_in_voxels": [_json_number(x) for x in median_shape],
-            "spacing": [float(x) for x in spacing],
+            "spacing": [float(x) for x in sp],
             "normalization_schemes": schemes,
             "use_mask_for_norm": use_mask,
             "resampling_fn_data": RESAMPLING_FN,
@@ -300,7 +300,7 @@ def _plan_lowres(planner_, preset, plans_name, fullres, spacing_t, median_t, num
     patch covers >= 25 % of the median image; dropped when not at least 2x smaller than fullres."""
     fullres_spacing = np.asarray(fullres["spacing"], dtype=float)
     median_voxels = np.prod(median_t, dtype=np.float64)
-    patch_voxels = np.prod(fullres["patch_size"], dtype=np.float64)
+    patch_voxels: np.number = np.prod(fullres["patch_size"], dtype=np.float64)
     spacing = fullres_spacing.copy()
     lowres = None
     while patch_voxels / median_voxels < LOWRES_CREATION_THRESHOLD:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FEATUREMAP_MIN_EDGE_LENGTH = 4  # bottleneck feature maps keep at least this many voxels per axis
 MAX_NUMPOOL = 999999  # nnU-Net passes this, i.e. no limit
@@ -38,7 +41,7 @@ def pad_to_multiple(shape: Sequence[float], multiples: Sequence[int]) -> tuple[i
 
 
 def pool_and_conv_props(
-    spacing: Sequence[float],
+    spacing: Sequence[float] | np.ndarray,
     patch_size: Sequence[float],
     min_edge: int = FEATUREMAP_MIN_EDGE_LENGTH,
     max_numpool: int = MAX_NUMPOOL,
