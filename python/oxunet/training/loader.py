@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -86,33 +87,37 @@ class BatchStream:
         from ..kernels import crop_and_pad
         from .cascade import load_stage_segmentation
 
-        prev = load_stage_segmentation(self.spec.prev_stage_folder, case, shape)
+        prev = load_stage_segmentation(cast(str, self.spec.prev_stage_folder), case, shape)  # set: cascade only
         return crop_and_pad(np.asarray(prev)[None], box, -1, dtype=np.int16)
 
     def batch(self, rng: np.random.Generator, gen: torch.Generator) -> dict:
         """One batch: augmented per sample, or (``augment_in_workers=False``) the raw patches."""
         s = self.spec
         forced = foreground_flags(s.batch_size, s.oversample_foreground_percent, s.probabilistic_oversampling, rng)
-        datas, segs, keys = [], [], []
+        datas: list[torch.Tensor] = []
+        segs: list[Any] = []  # tensors, or per-resolution lists of them after deep-supervision augmentation
+        keys = []
         for j in range(s.batch_size):
             case = s.cases[int(rng.integers(len(s.cases)))]
             h = self._handle(case)
             box = sample_patch_box(h.shape, self._read_patch, h.class_locations, bool(forced[j]), self._ntp, rng,
                                    has_ignore=s.has_ignore)
-            data, seg = read_patch(h, box)
+            data_np, seg_np = read_patch(h, box)
             if s.prev_stage_folder is not None:
-                seg = np.concatenate([seg, self._prev_patch(case, h.shape, box)])
-            data, seg = torch.from_numpy(data), torch.from_numpy(seg)
+                seg_np = np.concatenate([seg_np, self._prev_patch(case, h.shape, box)])
+            data_t, seg_t = torch.from_numpy(data_np), torch.from_numpy(seg_np)
             if self._two_d:
-                data, seg = data[:, 0], seg[:, 0]
+                data_t, seg_t = data_t[:, 0], seg_t[:, 0]
+            seg_out: Any = seg_t
             if s.augment_in_workers:
-                data, seg = s.augmenter(data, seg, gen)
-            datas.append(data)
-            segs.append(seg)
+                data_t, seg_out = cast(Callable, s.augmenter)(data_t, seg_t, gen)
+            datas.append(data_t)
+            segs.append(seg_out)
             keys.append(case)
         data = torch.stack(datas).float()
         if not s.augment_in_workers:
             return {"data": data, "seg": torch.stack(segs), "keys": keys}
+        target: torch.Tensor | list[torch.Tensor]
         if isinstance(segs[0], list):
             target = [torch.stack([sg[i] for sg in segs]) for i in range(len(segs[0]))]
         else:
@@ -253,7 +258,7 @@ class PersistentLoader:
         self.share = -(-num_batches // self.workers)
         self.next_epoch, self.last_epoch = first_epoch, last_epoch
         ds = MultiEpochBatches(spec, num_batches, seed, range(first_epoch, last_epoch), stream, self.workers)
-        self._it = iter(DataLoader(ds, batch_size=None, num_workers=self.workers, pin_memory=pin_memory,
+        self._it: Iterator[Any] | None = iter(DataLoader(ds, batch_size=None, num_workers=self.workers, pin_memory=pin_memory,
                                    prefetch_factor=max(2, 6 // self.workers), persistent_workers=False))
 
     def epoch(self, epoch: int) -> Iterator[dict]:
@@ -265,6 +270,8 @@ class PersistentLoader:
 
     def _epoch(self) -> Iterator[dict]:
         for _ in range(self.workers * self.share):
+            if self._it is None:
+                raise RuntimeError("persistent loader: used after close()")
             item = next(self._it)
             if not isinstance(item, _Skip) and item:
                 yield item
