@@ -235,8 +235,16 @@ def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, d
     if not ep.has_regions:
         out[0] = 1
     bbox = properties["bbox_used_for_cropping"]
-    inside = (slice(None), *(slice(int(a), int(b)) for a, b in bbox))
-    out[inside] = probs
+    if spill_dir is None:
+        out[(slice(None), *(slice(int(a), int(b)) for a, b in bbox))] = probs
+    else:  # a band of planes at a time, each written back and dropped from the RSS
+        (z0, _), rest = bbox[0], [slice(int(a), int(b)) for a, b in bbox[1:]]
+        band = max(1, SLAB_CHUNK_BYTES // max(1, probs[:, :1].nbytes))
+        for b0 in range(0, probs.shape[1], band):
+            b1 = min(probs.shape[1], b0 + band)
+            out[(slice(None), slice(int(z0) + b0, int(z0) + b1), *rest)] = probs[:, b0:b1]
+            _release(out)
+            _release(probs)
     return out.transpose([0, *(i + 1 for i in ep.transpose_backward)])
 
 
@@ -289,6 +297,19 @@ def _spill_array(spill_dir, shape, dtype) -> np.ndarray:
     return arr
 
 
+def _release(arr: np.ndarray) -> None:
+    """Writes a disk-backed array's dirty pages back and drops them from this process (they stay
+    in the page cache, out of the RSS); nothing for an in-memory array."""
+    mm = getattr(arr, "_mmap", None)
+    if mm is None:
+        return
+    import mmap
+
+    arr.flush()
+    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
 def _export_probabilities_banded(ep: ExportPlan, logits, properties, target, cs, ns, probabilities_dtype,
                                  uncertainty, spill_dir):
     """:func:`export_logits` with probabilities: resample a few channels at a time into a float32
@@ -303,9 +324,11 @@ def _export_probabilities_banded(ep: ExportPlan, logits, properties, target, cs,
     step = max(1, CHUNK_BYTES // max(per_channel, 1))
     for c0 in range(0, nc, step):
         res[c0:c0 + step] = _resample(ep, logits[c0:c0 + step], target, cs, ns)
+        _release(res)
     full = _big_array(spill_dir, (nc, *properties["shape_before_cropping"]), probabilities_dtype)
     if not ep.has_regions:
         full[0] = 1
+        _release(full)
     bbox = [(int(a), int(b)) for a, b in properties["bbox_used_for_cropping"]]
     seg = np.zeros(target, np.uint16 if ep.has_regions else (np.uint8 if nc <= 256 else np.uint16))
     ent = np.zeros(target, np.float32) if uncertainty is not None else None
@@ -319,6 +342,9 @@ def _export_probabilities_banded(ep: ExportPlan, logits, properties, target, cs,
             ent[z0:z1] = entropy_from_probabilities(p, ep.has_regions)
         inside = (slice(None), slice(bbox[0][0] + z0, bbox[0][0] + z1), *(slice(a, b) for a, b in bbox[1:]))
         full[inside] = p
+        del p
+        _release(full)
+        _release(res)
     del res
     if ent is not None:
         uncertainty["entropy"] = _uncrop_map(ep, ent, properties)
@@ -425,6 +451,7 @@ class StreamingExport:
                                 self.cs, self.ns)
                 p = _nonlin(self.ep, res)
                 self.probs[:, o0:o1] = p
+                _release(self.probs)
                 self.seg[o0:o1] = _labels_from_probabilities(self.ep, p)
                 if self.entropy is not None:
                     from .uncertainty import entropy_from_probabilities
