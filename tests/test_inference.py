@@ -358,3 +358,18 @@ def test_saved_probabilities_disk_backed_same_bytes(project, tmp_path, original_
         saved = z["probabilities"]
     assert saved.dtype == ref.probabilities.dtype and saved.tobytes() == np.ascontiguousarray(ref.probabilities).tobytes()
     assert sorted(f.name for f in out.iterdir()) == sorted(["case.json", "case.npz", "case" + p.dataset.file_ending])
+
+
+@pytest.mark.parametrize("net_depth, target_depth", [(267, 400), (400, 267), (31, 97), (97, 31), (133, 400)])
+def test_axis0_source_at_realistic_sizes(project, net_depth, target_depth):
+    """The streamed export's axis-0 plane map (separate z, nearest) is the kernel's own nearest
+    mapping floor((o + 0.5) * n / m), monotone, at CT-like depths, not only tiny ones."""
+    from oxunet.inference.export import _axis0_source
+
+    p = _many_class_predictor(project)
+    cs, ns = [3.0, 0.8, 0.8], [1.0, 0.8, 0.8]
+    idx = _axis0_source(p.export_plan, net_depth, target_depth, cs, ns)
+    o = np.arange(target_depth, dtype=np.float64)
+    expect = np.minimum(np.floor((o + 0.5) * net_depth / target_depth), net_depth - 1).astype(np.int64)
+    np.testing.assert_array_equal(idx, expect)
+    assert 0 <= idx[0] and idx[-1] <= net_depth - 1 and (np.diff(idx) >= 0).all()
