@@ -60,7 +60,8 @@ def _hippocampus_setup(work: Path) -> tuple[Path, Path]:
     return model, inp
 
 
-def _ct_setup(work: Path, quick: bool, hippo_model: Path, classes: int = 21, slices: int = 200) -> tuple[Path, Path]:
+def _ct_setup(work: Path, quick: bool, hippo_model: Path, classes: int = 21, slices: int = 200,
+              isotropic: bool = False) -> tuple[Path, Path]:
     import numpy as np
     import SimpleITK as sitk
 
@@ -69,7 +70,8 @@ def _ct_setup(work: Path, quick: bool, hippo_model: Path, classes: int = 21, sli
 
     plans = json.loads((hippo_model / "plans.json").read_text())
     c = plans["configurations"]["3d_fullres"]
-    c["spacing"] = [2.0, 1.0, 1.0]
+    # isotropic: plan 1.5 mm from 1.0 x 0.8 x 0.8 mm, every axis (axis 0 too) resampled jointly at order 1
+    c["spacing"] = [1.5, 1.5, 1.5] if isotropic else [2.0, 1.0, 1.0]
     c["patch_size"] = [48, 96, 96] if quick else [64, 128, 128]
     n = c["architecture"]["arch_kwargs"]["n_stages"]
     c["architecture"]["arch_kwargs"]["features_per_stage"] = [8 * 2 ** i for i in range(n)]
@@ -82,7 +84,7 @@ def _ct_setup(work: Path, quick: bool, hippo_model: Path, classes: int = 21, sli
     shape = (60, 160, 160) if quick else (slices, 512, 512)
     img, _ = body_case(shape, np.random.default_rng(0), labels=labels)
     im = sitk.GetImageFromArray(img)
-    im.SetSpacing((0.78, 0.78, 3.0))
+    im.SetSpacing((0.8, 0.8, 1.0) if isotropic else (0.78, 0.78, 3.0))
     im.SetOrigin((-200.0, -180.0, 50.0))
     inp = work / "in_ct"
     inp.mkdir()
@@ -102,7 +104,7 @@ def _trivial_network(heads: int):
 
 
 def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, streaming: str, trivial: bool = False,
-                backend: str = "torch") -> dict:
+                backend: str = "torch", save_probabilities: bool = False) -> dict:
     from oxunet.inference import Predictor
 
     # another backend: the torch networks are converted to ONNX here, before the timed case
@@ -113,14 +115,16 @@ def worker_ours(model: str, inp: str, out: str, tta: str, precision: str, stream
     files = sorted(Path(inp).glob("*_0000.nii.gz"))
     p.preprocess(files)  # warm-up (imports, thread pools): per-case times as in a folder of many cases
     t0 = time.perf_counter()
-    res = p.predict_case(files, Path(out) / files[0].name.replace("_0000.nii.gz", ""))
+    res = p.predict_case(files, Path(out) / files[0].name.replace("_0000.nii.gz", ""),
+                         save_probabilities=save_probabilities)
     times = dict(res.times)
     times["total"] = time.perf_counter() - t0
     return {"times": times, "precision": p.precision, "backend": p.backend, "streaming": res.streaming,
             "note": res.streaming_note}
 
 
-def worker_nnunet(model: str, inp: str, out: str, tta: str, trivial: bool = False) -> dict:
+def worker_nnunet(model: str, inp: str, out: str, tta: str, trivial: bool = False,
+                  save_probabilities: bool = False) -> dict:
     import torch
     from nnunetv2.inference.export_prediction import export_prediction_from_logits
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -144,7 +148,7 @@ def worker_nnunet(model: str, inp: str, out: str, tta: str, trivial: bool = Fals
     logits = p.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
     t2 = time.perf_counter()
     export_prediction_from_logits(logits, props, p.configuration_manager, p.plans_manager, p.dataset_json,
-                                  str(Path(out) / files[0].name.replace("_0000.nii.gz", "")), False)
+                                  str(Path(out) / files[0].name.replace("_0000.nii.gz", "")), save_probabilities)
     t3 = time.perf_counter()
     times.update(preprocessing=t1 - t0, network=net_time[0], aggregation=(t2 - t1) - net_time[0], export=t3 - t2,
                  total=t3 - t0)
@@ -217,6 +221,9 @@ def main() -> None:
     ap.add_argument("--ct-slices", type=int, default=200, help="CT case: slices of 512x512 (memory: try 400)")
     ap.add_argument("--backends", default="", help="also run these CPU backends, e.g. 'onnxruntime,openvino' "
                     "(each in fp32; openvino also in bf16 where the CPU has it); voxel agreement with oxunet fp32")
+    ap.add_argument("--ct-isotropic", action="store_true", help="CT case: 1.0x0.8x0.8 mm resampled to a 1.5 mm "
+                    "isotropic plan (axis 0 changes size, linear interpolation jointly over all axes)")
+    ap.add_argument("--save-probabilities", action="store_true", help="CT case: also write the probabilities (.npz)")
     ap.add_argument("--rss-limit-gib", type=float, default=None,
                     help="kill a predictor whose process tree RSS passes this (report it as over the limit)")
     args = ap.parse_args()
@@ -228,7 +235,8 @@ def main() -> None:
         if args.only in (None, "hippocampus"):
             cases["hippocampus"] = (hippo_model, hippo_in, "all")
         if args.only in (None, "ct"):
-            ct_model, ct_in = _ct_setup(work, args.quick, hippo_model, args.ct_classes, args.ct_slices)
+            ct_model, ct_in = _ct_setup(work, args.quick, hippo_model, args.ct_classes, args.ct_slices,
+                                        args.ct_isotropic)
             cases["ct"] = (ct_model, ct_in, "none")
         for name, (model, inp, tta) in cases.items():
             runs = {"oxunet auto": ("ours", dict(precision="auto", streaming="auto")),
@@ -251,6 +259,9 @@ def main() -> None:
             if name == "ct" and args.trivial_net:
                 for kind, extra in runs.values():
                     extra["trivial"] = True
+            if name == "ct" and args.save_probabilities:
+                for kind, extra in runs.values():
+                    extra["save_probabilities"] = True
             results[name] = {}
             for label, (kind, extra) in runs.items():
                 out = work / "out" / name / label.replace(" ", "_")

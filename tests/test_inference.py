@@ -325,3 +325,51 @@ def test_cli_predict_resolves_dataset_and_configuration(project, tmp_path):
     r = CliRunner().invoke(main, ["predict", "-i", str(project["test_images"]), "-o", str(out), "-d", "901", "-c",
                                   "3d_lowres", "--results-dir", str(results)])
     assert r.exit_code != 0 and "nnUNetTrainer__nnUNetPlans__3d_lowres: model folder not found" in r.output
+
+
+@pytest.mark.parametrize("original_spacing, cropped", [
+    ((1.3, 0.9, 1.1), (18, 22, 20)),  # whole-volume export (joint linear interpolation)
+    ((3.0, 0.8, 0.8), (9, 26, 23)),   # streamed export
+])
+def test_saved_probabilities_disk_backed_same_bytes(project, tmp_path, original_spacing, cropped, monkeypatch):
+    """--save-probabilities builds the probabilities disk-backed in the output folder (bounded RSS):
+    the .npz holds the same bytes as the in-memory path, and no temporary file is left behind."""
+    from oxunet.inference import export
+
+    p = _many_class_predictor(project)
+    p.streaming = "auto" if original_spacing[0] != 3.0 else True
+    data = np.random.default_rng(4).standard_normal((1, 24, 21, 18)).astype(np.float32)
+    props = {"spacing": list(original_spacing), "shape_before_cropping": [cropped[0] + 2, cropped[1] + 1, cropped[2] + 3],
+             "bbox_used_for_cropping": [[1, cropped[0] + 1], [0, cropped[1]], [2, cropped[2] + 2]],
+             "shape_after_cropping_and_before_resampling": list(cropped),
+             "sitk_stuff": {"spacing": tuple(original_spacing[::-1]), "origin": (0.0, 0.0, 0.0),
+                            "direction": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)}}
+    monkeypatch.setattr(export, "SLAB_CHUNK_BYTES", 1)  # one plane / channel at a time
+    monkeypatch.setattr(export, "CHUNK_BYTES", 1)
+    ref = p.predict_preprocessed(data, props, return_probabilities=True)
+    spilled = []
+    real = export._spill_array
+    monkeypatch.setattr(export, "_spill_array", lambda *a: spilled.append(a[1]) or real(*a))
+    out = tmp_path / "out"
+    got = p.predict_preprocessed(data, props, out / "case", save_probabilities=True)
+    assert spilled and got.streaming == (original_spacing[0] == 3.0)
+    np.testing.assert_array_equal(got.segmentation, ref.segmentation)
+    with np.load(out / "case.npz") as z:
+        saved = z["probabilities"]
+    assert saved.dtype == ref.probabilities.dtype and saved.tobytes() == np.ascontiguousarray(ref.probabilities).tobytes()
+    assert sorted(f.name for f in out.iterdir()) == sorted(["case.json", "case.npz", "case" + p.dataset.file_ending])
+
+
+@pytest.mark.parametrize("net_depth, target_depth", [(267, 400), (400, 267), (31, 97), (97, 31), (133, 400)])
+def test_axis0_source_at_realistic_sizes(project, net_depth, target_depth):
+    """The streamed export's axis-0 plane map (separate z, nearest) is the kernel's own nearest
+    mapping floor((o + 0.5) * n / m), monotone, at CT-like depths, not only tiny ones."""
+    from oxunet.inference.export import _axis0_source
+
+    p = _many_class_predictor(project)
+    cs, ns = [3.0, 0.8, 0.8], [1.0, 0.8, 0.8]
+    idx = _axis0_source(p.export_plan, net_depth, target_depth, cs, ns)
+    o = np.arange(target_depth, dtype=np.float64)
+    expect = np.minimum(np.floor((o + 0.5) * net_depth / target_depth), net_depth - 1).astype(np.int64)
+    np.testing.assert_array_equal(idx, expect)
+    assert 0 <= idx[0] and idx[-1] <= net_depth - 1 and (np.diff(idx) >= 0).all()

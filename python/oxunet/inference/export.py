@@ -229,13 +229,22 @@ def _uncrop_map(ep: ExportPlan, values: np.ndarray, properties: dict) -> np.ndar
     return full.transpose(ep.transpose_backward)
 
 
-def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, dtype) -> np.ndarray:
-    out = np.zeros((probs.shape[0], *properties["shape_before_cropping"]), dtype=dtype)
+def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, dtype, spill_dir=None) -> np.ndarray:
+    shape = (probs.shape[0], *properties["shape_before_cropping"])
+    out = _big_array(spill_dir, shape, dtype)
     if not ep.has_regions:
         out[0] = 1
     bbox = properties["bbox_used_for_cropping"]
-    inside = (slice(None), *(slice(int(a), int(b)) for a, b in bbox))
-    out[inside] = probs
+    if spill_dir is None:
+        out[(slice(None), *(slice(int(a), int(b)) for a, b in bbox))] = probs
+    else:  # a band of planes at a time, each written back and dropped from the RSS
+        (z0, _), rest = bbox[0], [slice(int(a), int(b)) for a, b in bbox[1:]]
+        band = max(1, SLAB_CHUNK_BYTES // max(1, probs[:, :1].nbytes))
+        for b0 in range(0, probs.shape[1], band):
+            b1 = min(probs.shape[1], b0 + band)
+            out[(slice(None), slice(int(z0) + b0, int(z0) + b1), *rest)] = probs[:, b0:b1]
+            _release(out)
+            _release(probs)
     return out.transpose([0, *(i + 1 for i in ep.transpose_backward)])
 
 
@@ -244,22 +253,21 @@ def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, d
 
 
 def export_logits(ep: ExportPlan, logits: np.ndarray, properties: dict, *, return_probabilities: bool = False,
-                  probabilities_dtype=np.float32, uncertainty: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  probabilities_dtype=np.float32, uncertainty: dict | None = None,
+                  spill_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Segmentation (input axis order, ``shape_before_cropping`` transposed back) and, if asked,
     probabilities ``(C, *input order)`` from network-space logits ``(C, *shape)`` (float16/32).
+    With `spill_dir` the resampled logits and the probabilities live in disk-backed arrays there
+    (unlinked temporary files; the probabilities come back as an ``np.memmap``), filled a few
+    channels / planes at a time, so the RSS stays bounded; same values as without.
     With an `uncertainty` dict, its ``"entropy"`` receives the normalised entropy map (input geometry)."""
     from .uncertainty import RunningEntropy, entropy_from_probabilities
 
     target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
     cs, ns = ep.spacings(properties)
     if return_probabilities:
-        probs = _nonlin(ep, _resample(ep, logits, target, cs, ns))
-        seg = _labels_from_probabilities(ep, probs)
-        if uncertainty is not None:
-            uncertainty["entropy"] = _uncrop_map(ep, entropy_from_probabilities(probs, ep.has_regions), properties)
-        full_probs = _uncrop_probabilities(ep, probs, properties, probabilities_dtype)
-        del probs
-        return _uncrop(ep, seg, properties), full_probs
+        return _export_probabilities_banded(ep, logits, properties, target, cs, ns, probabilities_dtype,
+                                             uncertainty, spill_dir)
     per_channel = int(np.prod(target)) * 4
     step = max(1, CHUNK_BYTES // max(per_channel, 1))
     ent = RunningEntropy(target, ep.num_heads, ep.has_regions) if uncertainty is not None else None
@@ -269,6 +277,78 @@ def export_logits(ep: ExportPlan, logits: np.ndarray, properties: dict, *, retur
     if ent is not None and uncertainty is not None:  # ent exists exactly when uncertainty is asked for
         uncertainty["entropy"] = _uncrop_map(ep, ent.finish(), properties)
     return _uncrop(ep, run.seg, properties), None
+
+
+def _big_array(spill_dir, shape, dtype) -> np.ndarray:
+    """np.zeros, or with a `spill_dir` :func:`_spill_array`."""
+    return np.zeros(shape, dtype) if spill_dir is None else _spill_array(spill_dir, shape, dtype)
+
+
+def _spill_array(spill_dir, shape, dtype) -> np.ndarray:
+    """A zero-filled disk-backed array in `spill_dir` whose file is already unlinked (the mapping
+    keeps it alive; nothing is left behind whatever happens)."""
+    import tempfile
+
+    f = tempfile.TemporaryFile(dir=spill_dir, prefix=".oxunet-spill-")
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    f.truncate(max(nbytes, 1))
+    arr = np.memmap(f, dtype=dtype, mode="r+", shape=tuple(int(s) for s in shape))
+    f.close()  # the mmap holds its own reference to the file
+    return arr
+
+
+def _release(arr: np.ndarray) -> None:
+    """Writes a disk-backed array's dirty pages back and drops them from this process (they stay
+    in the page cache, out of the RSS); nothing for an in-memory array."""
+    mm = getattr(arr, "_mmap", None)
+    if mm is None:
+        return
+    import mmap
+
+    arr.flush()
+    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _export_probabilities_banded(ep: ExportPlan, logits, properties, target, cs, ns, probabilities_dtype,
+                                 uncertainty, spill_dir):
+    """:func:`export_logits` with probabilities: resample a few channels at a time into a float32
+    array (resampling is per channel), then softmax / sigmoid, labels and the probabilities' copy
+    into the uncropped output band of planes by band. With `spill_dir` both big arrays are
+    disk-backed (bounded RSS); the bands are the same either way, so are the bytes."""
+    from .uncertainty import entropy_from_probabilities
+
+    nc = logits.shape[0]
+    res = _big_array(spill_dir, (nc, *target), np.float32)
+    per_channel = int(np.prod(target)) * 4
+    step = max(1, CHUNK_BYTES // max(per_channel, 1))
+    for c0 in range(0, nc, step):
+        res[c0:c0 + step] = _resample(ep, logits[c0:c0 + step], target, cs, ns)
+        _release(res)
+    full = _big_array(spill_dir, (nc, *properties["shape_before_cropping"]), probabilities_dtype)
+    if not ep.has_regions:
+        full[0] = 1
+        _release(full)
+    bbox = [(int(a), int(b)) for a, b in properties["bbox_used_for_cropping"]]
+    seg = np.zeros(target, np.uint16 if ep.has_regions else (np.uint8 if nc <= 256 else np.uint16))
+    ent = np.zeros(target, np.float32) if uncertainty is not None else None
+    plane = nc * int(np.prod(target[1:])) * 4
+    band = max(1, SLAB_CHUNK_BYTES // max(plane, 1))
+    for z0 in range(0, target[0], band):
+        z1 = min(target[0], z0 + band)
+        p = _nonlin(ep, np.asarray(res[:, z0:z1]))
+        seg[z0:z1] = _labels_from_probabilities(ep, p)
+        if ent is not None:
+            ent[z0:z1] = entropy_from_probabilities(p, ep.has_regions)
+        inside = (slice(None), slice(bbox[0][0] + z0, bbox[0][0] + z1), *(slice(a, b) for a, b in bbox[1:]))
+        full[inside] = p
+        del p
+        _release(full)
+        _release(res)
+    del res
+    if ent is not None:
+        uncertainty["entropy"] = _uncrop_map(ep, ent, properties)
+    return _uncrop(ep, seg, properties), full.transpose([0, *(i + 1 for i in ep.transpose_backward)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,7 +404,7 @@ class StreamingExport:
 
     def __init__(self, ep: ExportPlan, properties: dict, net_shape, *, logits_dtype=np.float32,
                  return_probabilities: bool = False, probabilities_dtype=np.float32, times=None,
-                 uncertainty: bool = False):
+                 uncertainty: bool = False, spill_dir: str | os.PathLike | None = None):
         ok, why = streaming_exact(ep, properties, net_shape)
         if not ok:
             raise ValueError(f"streaming export is not exact for this case: {why}")
@@ -334,7 +414,14 @@ class StreamingExport:
         self.cs, self.ns = ep.spacings(properties)
         self.logits_dtype = logits_dtype
         self.seg = np.zeros(self.target, np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16))
-        self.probs = np.zeros((ep.num_heads, *self.target), probabilities_dtype) if return_probabilities else None
+        self.spill_dir = spill_dir
+        pshape = (ep.num_heads, *self.target)
+        if not return_probabilities:
+            self.probs = None
+        elif spill_dir is None:
+            self.probs = np.zeros(pshape, probabilities_dtype)
+        else:  # disk-backed: the probabilities never sit in memory as a whole
+            self.probs = _spill_array(spill_dir, pshape, probabilities_dtype)  # (streamed: never whole)
         self.entropy = np.zeros(self.target, np.float32) if uncertainty else None
         self.uncertainty: dict | None = None
         same_depth = self.target[0] == self.net_shape[0] or ep.resampling.fn == "no_resampling_hack"
@@ -364,6 +451,7 @@ class StreamingExport:
                                 self.cs, self.ns)
                 p = _nonlin(self.ep, res)
                 self.probs[:, o0:o1] = p
+                _release(self.probs)
                 self.seg[o0:o1] = _labels_from_probabilities(self.ep, p)
                 if self.entropy is not None:
                     from .uncertainty import entropy_from_probabilities
@@ -393,7 +481,7 @@ class StreamingExport:
             self.entropy = None
         probs = None
         if self.probs is not None:
-            probs = _uncrop_probabilities(self.ep, self.probs, self.properties, probabilities_dtype)
+            probs = _uncrop_probabilities(self.ep, self.probs, self.properties, probabilities_dtype, self.spill_dir)
             self.probs = None
         return seg, probs
 

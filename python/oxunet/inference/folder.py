@@ -232,7 +232,8 @@ def _predict_cases(predictor, input_dir, output_dir, args, prev_stage_dir, part_
                 data, props, times = _wrap(case, prepare, case)
             predictor._reset_peaks()  # peak GPU memory / RSS per case
             staged = _wrap(case, predictor.run_network, data, props, save_probabilities, probabilities_dtype, times=times,
-                           uncertainty=save_uncertainty)
+                           uncertainty=save_uncertainty,
+                           spill_dir=predictor._spill_dir(output_dir / case, save_probabilities))
             del data
             if exp_pool is not None:
                 pending_exp.append((case, exp_pool.submit(export, case, staged, props, times), t0))

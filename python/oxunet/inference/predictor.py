@@ -331,15 +331,17 @@ class Predictor:
         times = StageTimes() if times is None else times
         t0 = time.perf_counter()
         want_probs = bool(save_probabilities if return_probabilities is None else return_probabilities or save_probabilities)
-        staged = self.run_network(data, properties, want_probs, probabilities_dtype, times, uncertainty=save_uncertainty)
+        staged = self.run_network(data, properties, want_probs, probabilities_dtype, times, uncertainty=save_uncertainty,
+                                  spill_dir=self._spill_dir(output_file, save_probabilities))
         res = self.finish(staged, properties, output_file, save_probabilities, want_probs, probabilities_dtype, times)
         res.times["total"] = res.times.get("total", 0.0) + time.perf_counter() - t0
         return res
 
     def run_network(self, data, properties: dict, want_probs: bool, probabilities_dtype=np.float32,
-                    times: StageTimes | None = None, uncertainty: bool = False) -> dict:
+                    times: StageTimes | None = None, uncertainty: bool = False, spill_dir=None) -> dict:
         """First half of :meth:`predict_preprocessed` (sliding window; with streaming also the
-        export): a dict for :meth:`finish`, which may run in another thread."""
+        export): a dict for :meth:`finish`, which may run in another thread. `spill_dir`: where
+        streamed probabilities are kept disk-backed (None: in memory)."""
         times = StageTimes() if times is None else times
         data = self._check_data(data)
         if uncertainty and self.on_device and self.export_on == "device":
@@ -369,12 +371,14 @@ class Predictor:
                 warnings.warn("prediction on the device ran out of GPU memory; aggregating and exporting this case "
                               "on the CPU", stacklevel=2)
                 data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
-                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
+                out = self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty,
+                                                spill_dir)
                 out["note"] = "device out of memory: host aggregation and export"
                 return out
         if hasattr(data, "detach"):  # preprocessed on the device, aggregated on the host (uncertainty maps)
             data = data.detach().cpu().numpy()
-        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty)
+        return self._run_network_on_host(data, properties, want_probs, probabilities_dtype, times, uncertainty,
+                                         spill_dir)
 
     def _use_device_streaming(self, properties: dict, shape, want_probs: bool) -> tuple[bool, str]:
         """Stream slabs on the device (bounded GPU memory) when asked or when the whole-volume sums
@@ -405,7 +409,7 @@ class Predictor:
             torch.cuda.empty_cache()
 
     def _run_network_on_host(self, data, properties: dict, want_probs: bool, probabilities_dtype,
-                             times: StageTimes, uncertainty: bool = False) -> dict:
+                             times: StageTimes, uncertainty: bool = False, spill_dir=None) -> dict:
         shape = data.shape[1:]
         extras: dict = {}  # the sliding window's member disagreement (--save-uncertainty)
         use_stream, note = self._use_streaming(properties, shape)
@@ -415,7 +419,7 @@ class Predictor:
         if use_stream:
             sink = StreamingExport(self.export_plan, properties, shape, logits_dtype=logits_dtype,
                                    return_probabilities=want_probs, probabilities_dtype=probabilities_dtype, times=times,
-                                   uncertainty=uncertainty)
+                                   uncertainty=uncertainty, spill_dir=spill_dir)
             self.sliding.run(data, self.step_size, accumulator_dtype=self.accumulator_dtype, streaming=True,
                              on_slabs=sink, times=times, extras=extras)
             with times.stage("export"):
@@ -473,7 +477,8 @@ class Predictor:
             with times.stage("export"):
                 seg, probs = export_logits(self.export_plan, staged.pop("logits"), properties,
                                            return_probabilities=want_probs, probabilities_dtype=probabilities_dtype,
-                                           uncertainty=staged.get("uncertainty"))
+                                           uncertainty=staged.get("uncertainty"),
+                                           spill_dir=self._spill_dir(output_file, save_probabilities))
         else:
             seg, probs = staged["seg"], staged["probs"]
         maps = staged.get("uncertainty")
@@ -519,6 +524,15 @@ class Predictor:
         p = Path(output_file)
         ending = self.dataset.file_ending
         return p if p.name.endswith(ending) else p.with_name(p.name + ending)
+
+    def _spill_dir(self, output_file, save_probabilities: bool) -> Path | None:
+        """Where saved probabilities are built disk-backed (the output folder), or None (in memory):
+        only when they are written to a file anyway."""
+        if output_file is None or not save_probabilities:
+            return None
+        d = self.output_path(output_file).parent
+        d.mkdir(parents=True, exist_ok=True)
+        return d
 
     def _stem(self, out_path: Path) -> Path:
         return out_path.with_name(out_path.name[: -len(self.dataset.file_ending)])
