@@ -236,13 +236,13 @@ def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, d
         out[0] = 1
     bbox = properties["bbox_used_for_cropping"]
     if spill_dir is None:
-        out[(slice(None), *(slice(int(a), int(b)) for a, b in bbox))] = probs
+        out[(slice(None),) + tuple(slice(int(a), int(b)) for a, b in bbox)] = probs
     else:  # a band of planes at a time, each written back and dropped from the RSS
         (z0, _), rest = bbox[0], [slice(int(a), int(b)) for a, b in bbox[1:]]
         band = max(1, SLAB_CHUNK_BYTES // max(1, probs[:, :1].nbytes))
         for b0 in range(0, probs.shape[1], band):
             b1 = min(probs.shape[1], b0 + band)
-            out[(slice(None), slice(int(z0) + b0, int(z0) + b1), *rest)] = probs[:, b0:b1]
+            out[(slice(None), slice(int(z0) + b0, int(z0) + b1)) + tuple(rest)] = probs[:, b0:b1]
             _release(out)
             _release(probs)
     return out.transpose([0, *(i + 1 for i in ep.transpose_backward)])
@@ -261,7 +261,7 @@ def export_logits(ep: ExportPlan, logits: np.ndarray, properties: dict, *, retur
     (unlinked temporary files; the probabilities come back as an ``np.memmap``), filled a few
     channels / planes at a time, so the RSS stays bounded; same values as without.
     With an `uncertainty` dict, its ``"entropy"`` receives the normalised entropy map (input geometry)."""
-    from .uncertainty import RunningEntropy, entropy_from_probabilities
+    from .uncertainty import RunningEntropy
 
     target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
     cs, ns = ep.spacings(properties)
@@ -305,7 +305,7 @@ def _release(arr: np.ndarray) -> None:
         return
     import mmap
 
-    arr.flush()
+    arr.flush()  # type: ignore[attr-defined]  # only memmaps (they have _mmap) get here
     if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
         mm.madvise(mmap.MADV_DONTNEED)
 
