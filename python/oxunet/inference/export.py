@@ -179,7 +179,7 @@ class _RunningLabels:
                  entropy=None):
         self.ep = ep
         self.entropy = entropy  # an uncertainty.RunningEntropy fed the same chunks (--save-uncertainty)
-        dtype = np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16)
+        dtype = _label_dtype(ep)
         self.seg = np.zeros(shape, dtype) if out is None else out
         self.scratch = scratch if scratch is not None else Scratch()
         self.best: np.ndarray | None = None
@@ -279,6 +279,11 @@ def export_logits(ep: ExportPlan, logits: np.ndarray, properties: dict, *, retur
     return _uncrop(ep, run.seg, properties), None
 
 
+def _label_dtype(ep: ExportPlan):
+    """The network-space label map's dtype: uint8 unless regions or more than 256 heads need uint16."""
+    return np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16)
+
+
 def _big_array(spill_dir, shape, dtype) -> np.ndarray:
     """np.zeros, or with a `spill_dir` :func:`_spill_array`."""
     return np.zeros(shape, dtype) if spill_dir is None else _spill_array(spill_dir, shape, dtype)
@@ -330,7 +335,7 @@ def _export_probabilities_banded(ep: ExportPlan, logits, properties, target, cs,
         full[0] = 1
         _release(full)
     bbox = [(int(a), int(b)) for a, b in properties["bbox_used_for_cropping"]]
-    seg = np.zeros(target, np.uint16 if ep.has_regions else (np.uint8 if nc <= 256 else np.uint16))
+    seg = np.zeros(target, _label_dtype(ep))
     ent = np.zeros(target, np.float32) if uncertainty is not None else None
     plane = nc * int(np.prod(target[1:])) * 4
     band = max(1, SLAB_CHUNK_BYTES // max(plane, 1))
@@ -413,7 +418,7 @@ class StreamingExport:
         self.target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
         self.cs, self.ns = ep.spacings(properties)
         self.logits_dtype = logits_dtype
-        self.seg = np.zeros(self.target, np.uint16 if ep.has_regions else (np.uint8 if ep.num_heads <= 256 else np.uint16))
+        self.seg = np.zeros(self.target, _label_dtype(ep))
         self.spill_dir = spill_dir
         pshape = (ep.num_heads, *self.target)
         if not return_probabilities:
