@@ -135,22 +135,35 @@ def test_2d_configuration_tiles_each_slice(project, tmp_path):
     assert res.segmentation.shape == (14, 26, 22)
 
 
-def _many_class_predictor(project, heads=7, spacing=(1.0, 1.0, 1.0)):
+def _many_class_predictor(project, heads=7, spacing=(1.0, 1.0, 1.0), resampling=None):
     plans = json.loads(json.dumps(project["plans"]))
-    plans["configurations"]["3d_fullres"]["spacing"] = list(spacing)
+    cfg = plans["configurations"]["3d_fullres"]
+    cfg["spacing"] = list(spacing)
+    if resampling is not None:
+        cfg["resampling_fn_probabilities_kwargs"] = {"is_seg": False, **resampling}
     ds = dict(project["dataset_json"])
     ds["labels"] = {"background": 0, **{f"c{i}": i for i in range(1, heads)}}
     net = random_network(plans, "3d_fullres", 1, heads, seed=5, nnunet=False)
     return Predictor.from_networks(plans, "3d_fullres", ds, [net], None, device="cpu", precision="fp32")
 
 
-@pytest.mark.parametrize("original_spacing, cropped, expect_exact", [
-    ((3.0, 0.8, 0.8), (9, 26, 23), True),    # axis 0 resampled separately (nearest): exact by slabs
-    ((1.0, 0.8, 1.2), (24, 26, 15), True),   # axis 0 keeps its size: exact by slabs
-    ((1.3, 0.9, 1.1), (18, 22, 20), False),  # joint linear interpolation across slabs: falls back
+LINEAR = {"order": 1, "order_z": 0, "force_separate_z": None}
+
+
+@pytest.mark.parametrize("original_spacing, cropped, resampling, expect_exact", [
+    ((3.0, 0.8, 0.8), (9, 26, 23), LINEAR, True),      # axis 0 separate, nearest: one plane per output plane
+    ((1.0, 0.8, 1.2), (24, 26, 15), LINEAR, True),     # axis 0 keeps its size
+    ((1.3, 0.9, 1.1), (18, 22, 20), LINEAR, True),     # isotropic, linear across slabs: halo of one plane
+    ((0.7, 0.9, 1.1), (35, 22, 20), LINEAR, True),     # isotropic upsampling along axis 0, odd sizes
+    ((3.0, 0.8, 0.8), (9, 26, 23), {"order": 3, "order_z": 1, "force_separate_z": None}, True),  # order_z 1
+    ((3.0, 0.8, 0.8), (37, 26, 23), {"order": 1, "order_z": 1, "force_separate_z": None}, True),
+    ((1.0, 3.5, 1.0), (25, 7, 19), LINEAR, True),      # separate axis 1: axis 0 linear in plane
+    ((1.3, 0.9, 1.1), (18, 22, 20), {"order": 3, "order_z": 0, "force_separate_z": None}, False),  # prefilter
+    ((3.0, 0.8, 0.8), (13, 26, 23), {"order": 1, "order_z": 3, "force_separate_z": None}, False),
 ])
-def test_streaming_export_equals_whole_volume(project, original_spacing, cropped, expect_exact, monkeypatch):
-    p = _many_class_predictor(project)
+def test_streaming_export_equals_whole_volume(project, original_spacing, cropped, resampling, expect_exact,
+                                              monkeypatch):
+    p = _many_class_predictor(project, resampling=resampling)
     data = np.random.default_rng(3).standard_normal((1, 24, 21, 18)).astype(np.float32)
     props = {"spacing": list(original_spacing), "shape_before_cropping": [cropped[0] + 2, cropped[1] + 1, cropped[2] + 3],
              "bbox_used_for_cropping": [[1, cropped[0] + 1], [0, cropped[1]], [2, cropped[2] + 2]],
@@ -170,9 +183,12 @@ def test_streaming_export_equals_whole_volume(project, original_spacing, cropped
         np.testing.assert_array_equal(labels_only.segmentation, ref.segmentation)
         from oxunet.inference import export
 
-        monkeypatch.setattr(export, "SLAB_CHUNK_BYTES", 1)  # one channel at a time, both paths
+        monkeypatch.setattr(export, "SLAB_CHUNK_BYTES", 1)  # one channel / output plane at a time, both paths
         monkeypatch.setattr(export, "CHUNK_BYTES", 1)
         np.testing.assert_array_equal(p.predict_preprocessed(data, props).segmentation, ref.segmentation)
+        one_plane = p.predict_preprocessed(data, props, return_probabilities=True)
+        np.testing.assert_array_equal(one_plane.segmentation, ref.segmentation)
+        np.testing.assert_allclose(one_plane.probabilities, ref.probabilities, rtol=1e-6, atol=1e-7)
         p.streaming = False
         np.testing.assert_array_equal(p.predict_preprocessed(data, props).segmentation, ref.segmentation)
     np.testing.assert_array_equal(got.segmentation, ref.segmentation)
@@ -181,6 +197,40 @@ def test_streaming_export_equals_whole_volume(project, original_spacing, cropped
     assert len(np.unique(ref.segmentation)) >= 4
     assert ref.segmentation.shape == tuple(props["shape_before_cropping"])
     assert (ref.segmentation[0] == 0).all() and (ref.probabilities[0, 0] == 1).all()  # outside the crop
+
+
+def test_streaming_export_slab_by_slab_any_slab_sizes():
+    """The sink alone, fed slabs of uneven sizes (1 plane, the halo straddling two slabs): labels,
+    probabilities and entropy equal the whole-volume export's bit for bit (isotropic, linear)."""
+    from oxunet.inference.export import StreamingExport, export_logits
+    from oxunet.preprocessing.configuration import Resampling
+
+    ep = ExportPlan((0, 1, 2), (0, 1, 2), (1.0, 1.0, 1.0), Resampling("resample_data_or_seg_to_shape", 1, 0, None),
+                    False, None, 5, np.uint8, "SimpleITKIO", ".nii.gz")
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((5, 17, 9, 11)).astype(np.float32)
+    for target, spacing in (((29, 13, 8), (0.6, 0.7, 1.3)), ((7, 13, 8), (2.3, 0.7, 1.3))):
+        props = {"spacing": list(spacing), "shape_before_cropping": list(target),
+                 "bbox_used_for_cropping": [[0, t] for t in target],
+                 "shape_after_cropping_and_before_resampling": list(target)}
+        ref_unc: dict = {}
+        ref_seg, _ = export_logits(ep, logits, props, uncertainty=ref_unc)
+        _, ref_probs = export_logits(ep, logits, props, return_probabilities=True)
+        for cuts in ((0, 1, 2, 3, 9, 10, 17), (0, 17), (0, 5, 6, 12, 17)):
+            sink = StreamingExport(ep, props, logits.shape[1:], return_probabilities=True, uncertainty=True)
+            sink([(a, b, logits[:, a:b].copy()) for a, b in zip(cuts, cuts[1:])])
+            seg, probs = sink.result()
+            np.testing.assert_array_equal(seg, ref_seg)
+            np.testing.assert_allclose(probs, ref_probs, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(sink.uncertainty["entropy"], ref_unc["entropy"], rtol=1e-5, atol=1e-6)
+            labels = StreamingExport(ep, props, logits.shape[1:])
+            for a, b in zip(cuts, cuts[1:]):
+                labels([(a, b, logits[:, a:b].copy())])
+            np.testing.assert_array_equal(labels.result()[0], ref_seg)
+        short = StreamingExport(ep, props, logits.shape[1:])
+        short([(0, 5, logits[:, :5].copy())])
+        with pytest.raises(RuntimeError, match="output planes were produced"):
+            short.result()
 
 
 def test_in_memory_api_matches_files(project):

@@ -392,6 +392,97 @@ np.savez(sys.argv[1], *outs)
 """
 
 
+# ----------------------------------------------------------------------------------------------
+# bands of planes (the streamed export)
+# ----------------------------------------------------------------------------------------------
+
+@given(cases(ndim=st.just(3), max_in=11, max_out=14), st.sampled_from(FLOATS), st.sampled_from([0, 1, 3]),
+       st.sampled_from([0, 1, 3]), st.data())
+def test_band_equals_whole_volume_planes(case, dtype, order, order_z, data):
+    """Any band that holds the planes its outputs read gives the whole volume's planes bit for bit
+    (same passes, same order, same precision; the clips a band leaves out are no-ops)."""
+    shape, new_shape, cur, new, force, channels, rng = case
+    x = make_data(rng, channels, shape, dtype)
+    deps, why = K.band_dependencies(shape, new_shape, cur, new, order, order_z, force)
+    rdeps, rwhy = R.band_dependencies(shape, new_shape, cur, new, order, order_z, force)
+    assert why == rwhy
+    if deps is None:
+        assert rdeps is None and why
+        with pytest.raises(KernelValueError, match="no exact band resampling"):
+            K.resample_data_band(x, 0, shape[0], (0, 1), new_shape, cur, new, order, order_z, force)
+        return
+    np.testing.assert_array_equal(deps, rdeps)
+    assert (np.diff(deps, axis=0) >= 0).all() and (deps[:, 0] <= deps[:, 1]).all()
+    whole = K.resample_data(x, new_shape, cur, new, order, order_z, force)
+    o0 = data.draw(st.integers(0, new_shape[0] - 1))
+    o1 = data.draw(st.integers(o0 + 1, new_shape[0]))
+    lo = data.draw(st.integers(0, int(deps[o0:o1, 0].min())))
+    hi = data.draw(st.integers(int(deps[o0:o1, 1].max()) + 1, shape[0]))
+    band = x[:, lo:hi]
+    got = K.resample_data_band(band, lo, shape[0], (o0, o1), new_shape, cur, new, order, order_z, force)
+    assert got.dtype == x.dtype and got.shape == (channels, o1 - o0, *new_shape[1:])
+    np.testing.assert_array_equal(got, whole[:, o0:o1])
+    assert_data_close(R.resample_data_band(band, lo, shape[0], (o0, o1), new_shape, cur, new, order, order_z, force),
+                      got, x)
+
+
+@pytest.mark.parametrize("shape,new_shape,cur,new,order,order_z", [
+    ((37, 20, 18), (61, 33, 30), (1.0, 1.0, 1.0), (0.6, 0.6, 0.6), 1, 0),  # isotropic upsampling (CT export)
+    ((61, 33, 30), (37, 20, 18), (0.6, 0.6, 0.6), (1.0, 1.0, 1.0), 1, 0),  # and downsampling
+    ((9, 35, 33), (31, 30, 40), (5.0, 0.8, 0.8), (1.5, 0.9, 0.7), 3, 1),   # separate z, linear along it
+    ((33, 5, 21), (29, 13, 25), (0.8, 4.0, 0.8), (0.8, 1.5, 0.8), 1, 3),   # separate axis 1
+])
+def test_band_mid_size_every_split(shape, new_shape, cur, new, order, order_z):
+    """Mid sizes (several 16-line blocks, the fused in-plane passes): the volume cut into bands of
+    every width from 1 to 7 output planes gives the whole volume's planes bit for bit."""
+    x = (np.random.default_rng(4).normal(size=(2, *shape)) * 50).astype(np.float32)
+    whole = K.resample_data(x, new_shape, cur, new, order, order_z)
+    deps, why = K.band_dependencies(shape, new_shape, cur, new, order, order_z)
+    assert deps is not None, why
+    for width in range(1, 8):
+        for o0 in range(0, new_shape[0], width):
+            o1 = min(new_shape[0], o0 + width)
+            lo, hi = int(deps[o0:o1, 0].min()), int(deps[o0:o1, 1].max()) + 1
+            got = K.resample_data_band(x[:, lo:hi], lo, shape[0], (o0, o1), new_shape, cur, new, order, order_z)
+            np.testing.assert_array_equal(got, whole[:, o0:o1])
+
+
+def test_band_dependencies_linear_and_nearest():
+    # 4 -> 8 planes, linear: output k sits at (k + 0.5) / 2 - 0.5 and reads floor and floor + 1 (clamped)
+    deps, _ = K.band_dependencies((4, 3, 3), (8, 3, 3), (1, 1, 1), (0.5, 1, 1), 1, 0)
+    assert deps.tolist() == [[0, 0], [0, 1], [0, 1], [1, 2], [1, 2], [2, 3], [2, 3], [3, 3]]
+    # separate z (5 mm -> 1 mm) with nearest along it: one input plane per output plane
+    deps, _ = K.band_dependencies((4, 9, 9), (8, 9, 9), (5, 1, 1), (2.5, 1, 1), 1, 0)
+    assert deps.tolist() == [[0, 0], [0, 0], [1, 1], [1, 1], [2, 2], [2, 2], [3, 3], [3, 3]]
+    deps, why = K.band_dependencies((4, 9, 9), (8, 9, 9), (1, 1, 1), (0.5, 1, 1), 3, 0)
+    assert deps is None and "prefilter" in why
+
+
+@pytest.mark.parametrize("impl", [K, R], ids=["rust", "reference"])
+def test_band_bad_arguments(impl):
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    args = ((8, 4, 4), (1, 1, 1), (0.5, 1, 1), 1, 0)
+    with pytest.raises(KernelValueError, match=r"band: output planes 0..4 read input planes 0..=3, the band holds 2..5"):
+        impl.resample_data_band(x, 2, 6, (0, 4), *args)
+    with pytest.raises(KernelValueError, match="first_plane: a band of 3 planes from plane 4 does not fit a depth of 6"):
+        impl.resample_data_band(x, 4, 6, (0, 1), *args)
+    with pytest.raises(KernelValueError, match=r"planes: expected 0 <= o0 < o1 <= 8"):
+        impl.resample_data_band(x, 0, 6, (3, 3), *args)
+    with pytest.raises(KernelShapeError):
+        impl.resample_data_band(x[0], 0, 6, (0, 1), *args)
+
+
+def test_order1_never_leaves_the_range_of_its_taps():
+    # the f32 weights 1 - x and x may sum to 1 + 2**-24: clamped per pair of taps, a resize of a
+    # constant stays that constant and a resize never leaves its input range, clip or no clip
+    for v in (1.0e-3, 0.1, 3.3, 1.7e5, -2.9e4):
+        x = np.full((1, 7, 5, 3), v, np.float32)
+        out = K.resample_data(x, (23, 11, 13), (1, 1, 1), (1, 1, 1), 1, 0)
+        assert (out == np.float32(v)).all()
+        band = K.resample_data_band(x[:, 2:5], 2, 7, (8, 12), (23, 11, 13), (1, 1, 1), (1, 1, 1), 1, 0)
+        assert (band == np.float32(v)).all()
+
+
 def test_baseline_build_matches_simd_build(tmp_path):
     # the hot loops also exist as an AVX2 build; OXUNET_NO_SIMD=1 forces the baseline build
     import os

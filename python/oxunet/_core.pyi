@@ -11,6 +11,7 @@ __all__ = [
     "__version__", "MAX_THREADS", "build_profile", "set_num_threads", "get_num_threads", "label_components",
     "filter_components", "crop_to_nonzero", "resample_data_f16", "resample_data_f32", "resample_data_f64",
     "resample_seg_i8", "resample_seg_i16", "resample_seg_i32", "resample_seg_u8", "resample_seg_u16", "separate_z_axis",
+    "resample_data_band_f16", "resample_data_band_f32", "resample_data_band_f64", "band_dependencies",
     "sample_class_locations", "crop_and_pad", "sliding_window_starts", "gaussian_importance_map_f32",
     "gaussian_importance_map_f16", "Aggregator",
 ]
@@ -43,6 +44,19 @@ def resample_seg_u16(array: _Array, new_shape: list[int], current_spacing: list[
                      order: int, order_z: int, force_separate_z: bool | None) -> npt.NDArray[np.uint16]: ...
 def separate_z_axis(current_spacing: list[float], new_spacing: list[float],
                     force_separate_z: bool | None = None) -> int | None: ...
+
+def resample_data_band_f16(band: _Array, first_plane: int, depth: int, planes: tuple[int, int], new_shape: list[int],
+                           current_spacing: list[float], new_spacing: list[float], order: int, order_z: int,
+                           force_separate_z: bool | None) -> npt.NDArray[np.float16]: ...
+def resample_data_band_f32(band: _Array, first_plane: int, depth: int, planes: tuple[int, int], new_shape: list[int],
+                           current_spacing: list[float], new_spacing: list[float], order: int, order_z: int,
+                           force_separate_z: bool | None) -> npt.NDArray[np.float32]: ...
+def resample_data_band_f64(band: _Array, first_plane: int, depth: int, planes: tuple[int, int], new_shape: list[int],
+                           current_spacing: list[float], new_spacing: list[float], order: int, order_z: int,
+                           force_separate_z: bool | None) -> npt.NDArray[np.float64]: ...
+def band_dependencies(in_shape: list[int], new_shape: list[int], current_spacing: list[float],
+                      new_spacing: list[float], order: int, order_z: int,
+                      force_separate_z: bool | None) -> tuple[list[tuple[int, int]] | None, str]: ...
 
 # cropping, components
 def crop_to_nonzero(data: _Array, seg: _Array | None, nonzero_label: int) -> tuple[_Array, _Array, list[list[int]]]: ...

@@ -25,12 +25,12 @@ import numpy as np
 
 from ..dataset import DatasetInfo
 from ..kernels import resample_data
-from ..kernels.resampling import separate_z_axis
+from ..kernels.resampling import band_dependencies, resample_data_band, separate_z_axis
 from ..planning.plans import resolve_configuration
 from ..preprocessing.configuration import Resampling
 
 __all__ = ["ExportPlan", "StreamingExport", "export_logits", "load_properties", "save_probabilities", "streaming_exact",
-           "write_segmentation"]
+           "streaming_exact_nearest", "write_segmentation"]
 
 CHUNK_BYTES = 256 << 20  # full-resolution float32 channels resampled at once on the label path
 SLAB_CHUNK_BYTES = 64 << 20  # the same within one streamed slab
@@ -360,16 +360,42 @@ def _export_probabilities_banded(ep: ExportPlan, logits, properties, target, cs,
 # streaming export
 
 
-def streaming_exact(ep: ExportPlan, properties: dict, net_shape) -> tuple[bool, str]:
-    """Whether resampling slabs along axis 0 gives exactly the whole-volume result, and why (not).
+def streaming_dependencies(ep: ExportPlan, properties: dict, net_shape) -> tuple[np.ndarray | None, str]:
+    """Per output plane along axis 0 of the export resampling, the first and last network-space
+    plane it reads, when resampling bands of planes gives exactly the whole-volume result
+    (:func:`oxunet.kernels.resampling.band_dependencies`); else ``(None, why)``."""
+    depth = int(net_shape[0])
+    if ep.resampling.fn == "no_resampling_hack":
+        o = np.arange(depth, dtype=np.int64)
+        return np.stack([o, o], axis=1), "no resampling"
+    target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
+    cs, ns = ep.spacings(properties)
+    r = ep.resampling
+    deps, why = band_dependencies([int(s) for s in net_shape], target, cs, ns, r.order, r.order_z,
+                                  r.force_separate_z)
+    if deps is None:
+        return None, why
+    sep = separate_z_axis(cs, ns, r.force_separate_z)
+    if target[0] == depth:
+        return deps, "axis 0 keeps its size"
+    along = f"order_z {r.order_z}" if sep == 0 else f"order {r.order}"
+    return deps, f"bands of planes along axis 0 with their {along} halo"
 
-    Exact when (a) axis 0 keeps its size (2D configurations always; then its interpolation is the
-    identity) and either the order is <= 1 (clipping to the input range is a no-op) or axis 0 is
-    the separately resampled (anisotropic) axis (clipping is per slice); or (b) axis 0 is the
-    separately resampled axis with nearest interpolation along it (order_z 0, nnU-Net's default):
-    every output slice is the in-plane resize of one input slice. Otherwise (linear interpolation
-    across slab borders with a changing axis 0, or cubic clipping per channel) it is not.
-    """
+
+def streaming_exact(ep: ExportPlan, properties: dict, net_shape) -> tuple[bool, str]:
+    """Whether the export can be computed slab by slab exactly as the whole volume (and why
+    (not)): wherever every resampling pass across axis 0 is local (order 0 or 1) and every clip
+    is per slice along axis 0 or a no-op. Not for order 3 across axis 0 or clipped over whole
+    channels: its B-spline prefilter and the clip span the whole volume."""
+    deps, why = streaming_dependencies(ep, properties, net_shape)
+    return deps is not None, why
+
+
+def streaming_exact_nearest(ep: ExportPlan, properties: dict, net_shape) -> tuple[bool, str]:
+    """The narrower rule of the device export (torch resampling, no band kernel): exact when axis
+    0 keeps its size (order <= 1, or the separately resampled axis), or is the separately
+    resampled axis with nearest interpolation (order_z 0): every output plane is the in-plane
+    resize of one input plane."""
     if ep.resampling.fn == "no_resampling_hack":
         return True, "no resampling"
     target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
@@ -400,19 +426,28 @@ def _axis0_source(ep: ExportPlan, net_depth: int, target_depth: int, cs, ns) -> 
 
 
 class StreamingExport:
-    """Consumes the aggregator's finished slabs ``(x0, x1, float32 logits (C, d, Y, X))`` and
-    builds the cropped segmentation (and probabilities) slab by slab; see :func:`streaming_exact`.
+    """Consumes the aggregator's finished slabs ``(x0, x1, float32 logits (C, d, Y, X))`` in
+    order and builds the cropped segmentation (and probabilities) band by band; see
+    :func:`streaming_exact`.
 
-    Peak memory: the output segmentation, a few slabs of logits and their resampled copies
-    (plus the probabilities when asked for).
+    An output plane along axis 0 is produced as soon as every network-space plane it reads has
+    arrived (:func:`streaming_dependencies`: one plane for nearest, two for linear
+    interpolation); the planes later outputs still need are kept as a halo. Bands are resampled
+    with :func:`oxunet.kernels.resampling.resample_data_band`, so the labels equal the
+    whole-volume export's bit for bit.
+
+    Peak memory: the output segmentation, a slab of logits plus its halo, and the resampled
+    copy of at most ``SLAB_CHUNK_BYTES`` of output planes at a time (plus the probabilities,
+    disk-backed with `spill_dir`).
     """
 
     def __init__(self, ep: ExportPlan, properties: dict, net_shape, *, logits_dtype=np.float32,
                  return_probabilities: bool = False, probabilities_dtype=np.float32, times=None,
                  uncertainty: bool = False, spill_dir: str | os.PathLike | None = None):
-        ok, why = streaming_exact(ep, properties, net_shape)
-        if not ok:
+        deps, why = streaming_dependencies(ep, properties, net_shape)
+        if deps is None:
             raise ValueError(f"streaming export is not exact for this case: {why}")
+        self.deps = deps
         self.ep, self.properties, self.times = ep, properties, times
         self.net_shape = tuple(int(s) for s in net_shape)
         self.target = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
@@ -429,9 +464,12 @@ class StreamingExport:
             self.probs = _spill_array(spill_dir, pshape, probabilities_dtype)  # (streamed: never whole)
         self.entropy = np.zeros(self.target, np.float32) if uncertainty else None
         self.uncertainty: dict | None = None
-        same_depth = self.target[0] == self.net_shape[0] or ep.resampling.fn == "no_resampling_hack"
         self.scratch = Scratch()
-        self.source = None if same_depth else _axis0_source(ep, self.net_shape[0], self.target[0], self.cs, self.ns)
+        self.identity = ep.resampling.fn == "no_resampling_hack" or list(self.net_shape) == self.target
+        self.halo: np.ndarray | None = None  # network-space planes [halo0, next_in) later outputs still read
+        self.halo0 = 0
+        self.next_in = 0  # the first network-space plane not yet received
+        self.next_out = 0  # the first output plane not yet produced
 
     def __call__(self, slabs) -> None:
         if self.times is not None:
@@ -442,18 +480,63 @@ class StreamingExport:
 
     def _consume(self, slabs) -> None:
         for x0, x1, slab in slabs:
-            if self.source is None:
-                o0, o1, pick = x0, x1, slice(None)
-            else:
-                sel = np.nonzero((self.source >= x0) & (self.source < x1))[0]
-                if sel.size == 0:
-                    continue
-                o0, o1 = int(sel[0]), int(sel[-1]) + 1
-                pick = self.source[o0:o1] - x0
+            if x0 != self.next_in:
+                raise RuntimeError(f"streaming export: slab {x0}..{x1} arrived, expected plane {self.next_in} next")
+            # outputs whose last input plane has arrived
+            o_end = int(np.searchsorted(self.deps[:, 1], x1, side="left"))
+            o_end = max(o_end, self.next_out)
+            if o_end > self.next_out:
+                self._emit(slab, x0, self.next_out, o_end)
+            self.next_out = o_end
+            self.next_in = x1
+            self._keep_halo(slab, x0, x1)
+
+    def _keep_halo(self, slab, x0: int, x1: int) -> None:
+        if self.next_out >= self.target[0]:
+            self.halo = None
+            return
+        need = int(self.deps[self.next_out:, 0].min())
+        if need >= x1:
+            self.halo = None
+            self.halo0 = x1
+            return
+        parts = []
+        if self.halo is not None and need < x0:
+            parts.append(self.halo[:, need - self.halo0:])
+        parts.append(slab[:, max(need, x0) - x0:])
+        halo = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        self.halo = np.array(halo, dtype=self.logits_dtype, copy=True)  # the aggregator reuses its slab memory
+        self.halo0 = need
+
+    def _planes(self, slab, x0: int, channels: slice, lo: int, hi: int) -> np.ndarray:
+        """Network-space planes [lo, hi) of `channels` from the halo and the slab, in logits dtype."""
+        if lo >= x0:
+            return take_planes(slab, channels, slice(lo - x0, hi - x0), self.logits_dtype, self.scratch)
+        assert self.halo is not None and lo >= self.halo0, "streaming export: a plane left the halo too early"
+        parts = [self.halo[channels, lo - self.halo0:min(hi, x0) - self.halo0]]
+        if hi > x0:
+            parts.append(np.asarray(slab[channels, :hi - x0], dtype=self.logits_dtype))
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+
+    def _resample_band(self, planes: np.ndarray, lo: int, o0: int, o1: int) -> np.ndarray:
+        if self.identity:
+            return planes
+        r = self.ep.resampling
+        return resample_data_band(planes, lo, self.net_shape[0], (o0, o1), self.target, self.cs, self.ns,
+                                  r.order, r.order_z, r.force_separate_z)
+
+    def _emit(self, slab, x0: int, o_first: int, o_last: int) -> None:
+        plane = int(np.prod(self.target[1:])) * 4
+        nc = slab.shape[0]
+        # output planes per band: the resampled copy of every channel (probabilities) or of one
+        # channel (labels) stays within SLAB_CHUNK_BYTES
+        per = max(1, SLAB_CHUNK_BYTES // max(1, plane * (nc if self.probs is not None else 1)))
+        for o0 in range(o_first, o_last, per):
+            o1 = min(o_last, o0 + per)
+            lo, hi = int(self.deps[o0:o1, 0].min()), int(self.deps[o0:o1, 1].max()) + 1
             shape = [o1 - o0, *self.target[1:]]
             if self.probs is not None:  # softmax needs every channel at once
-                res = _resample(self.ep, take_planes(slab, slice(None), pick, self.logits_dtype), shape,
-                                self.cs, self.ns)
+                res = self._resample_band(self._planes(slab, x0, slice(None), lo, hi), lo, o0, o1)
                 p = _nonlin(self.ep, res)
                 self.probs[:, o0:o1] = p
                 _release(self.probs)
@@ -472,14 +555,18 @@ class StreamingExport:
                 from .uncertainty import RunningEntropy
 
                 ent = RunningEntropy(shape, self.ep.num_heads, self.ep.has_regions, out=self.entropy[o0:o1])
-            run = _RunningLabels(self.ep, shape, out=out, scratch=self.scratch, entropy=ent)
-            for c0 in range(0, slab.shape[0], step):
-                part = take_planes(slab, slice(c0, c0 + step), pick, self.logits_dtype, self.scratch)
-                run.feed(c0, _resample(self.ep, part, shape, self.cs, self.ns))
+            run = _RunningLabels(self.ep, shape, out=out, scratch=Scratch(), entropy=ent)
+            for c0 in range(0, nc, step):
+                part = self._planes(slab, x0, slice(c0, c0 + step), lo, hi)
+                run.feed(c0, self._resample_band(part, lo, o0, o1))
             if ent is not None:
                 ent.finish()
 
     def result(self, probabilities_dtype=np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.next_out != self.target[0]:
+            raise RuntimeError(f"streaming export: {self.next_out} of {self.target[0]} output planes were produced "
+                               f"(slabs up to plane {self.next_in} of {self.net_shape[0]} arrived)")
+        self.halo = None
         seg = _uncrop(self.ep, self.seg, self.properties)
         if self.entropy is not None:
             self.uncertainty = {"entropy": _uncrop_map(self.ep, self.entropy, self.properties)}

@@ -286,12 +286,12 @@ class DeviceStreamingExport:
     """The labels of a case from its finished slabs (``on_slab`` of :func:`sliding_window_on_device`),
     on the device: each slab's output planes are resampled a few channels at a time with a running
     argmax, exactly as :class:`oxunet.inference.export.StreamingExport` does on the CPU (so only
-    where :func:`~oxunet.inference.export.streaming_exact` holds). Labels only (no probabilities)."""
+    where :func:`~oxunet.inference.export.streaming_exact_nearest` holds). Labels only (no probabilities)."""
 
     def __init__(self, ep: ExportPlan, properties: dict, net_shape, device, chunk_bytes: int = EXPORT_CHUNK_BYTES):
-        from .export import _axis0_source, streaming_exact
+        from .export import _axis0_source, streaming_exact_nearest
 
-        ok, why = streaming_exact(ep, properties, net_shape)
+        ok, why = streaming_exact_nearest(ep, properties, net_shape)
         if not ok:
             raise ValueError(f"streaming export is not exact for this case: {why}")
         self.ep, self.properties = ep, properties

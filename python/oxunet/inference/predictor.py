@@ -23,7 +23,7 @@ from ..constants import SLIDING_WINDOW_STEP_SIZE
 from ..dataset import DatasetInfo
 from ..planning.plans import resolve_configuration
 from .export import (ExportPlan, StreamingExport, cast_into, export_logits, save_probabilities, streaming_exact,
-                     write_segmentation)
+                     streaming_exact_nearest, write_segmentation)
 from .model_folder import InferenceError, ModelFolder, load_model_folder
 from .runtime import StageTimes, peak_rss_bytes, reset_peak_rss, resolve_device, resolve_precision
 from .sliding import SlidingWindow, mirror_combinations
@@ -385,7 +385,7 @@ class Predictor:
         would take more than a quarter of the free GPU memory, and only where it is exact."""
         if self.streaming is False or want_probs:
             return False, "whole volume" if self.streaming is False else "whole volume (probabilities)"
-        ok, why = streaming_exact(self.export_plan, properties, shape)
+        ok, why = streaming_exact_nearest(self.export_plan, properties, shape)
         size = self.dataset.num_segmentation_heads * (2 if self.accumulator_dtype == "float16" else 4) * int(
             np.prod(shape))
         budget = self.memory_budget

@@ -127,6 +127,42 @@ def check_resample_args(name: str, arr, dtypes, new_shape, current_spacing, new_
     return arr, new_shape, current_spacing, new_spacing, order, order_z, force_separate_z
 
 
+def check_band_args(band, first_plane, depth, planes, new_shape, current_spacing, new_spacing, order, order_z,
+                    force_separate_z):
+    """Validates the arguments of resample_data_band (shared with the reference twin); returns
+    them normalised: ``(band, first_plane, depth, (o0, o1), new_shape, cs, ns, order, order_z, force)``."""
+    band = array("band", as_numpy(band), FLOAT_DTYPES, ndim=(4,))
+    first_plane = int_tuple("first_plane", [first_plane], length=1, minimum=0)[0]
+    depth = int_tuple("depth", [depth], length=1, minimum=1)[0]
+    if band.shape[1] == 0 or first_plane + band.shape[1] > depth:
+        raise KernelValueError(f"first_plane: a band of {band.shape[1]} planes from plane {first_plane} "
+                               f"does not fit a depth of {depth}")
+    if any(s == 0 for s in band.shape[2:]):
+        raise KernelShapeError(f"band: every spatial axis needs at least one voxel, got shape {band.shape}")
+    new_shape = int_tuple("new_shape", new_shape, length=3, minimum=1)
+    o0, o1 = int_tuple("planes", planes, length=2, minimum=0)
+    if not o0 < o1 <= new_shape[0]:
+        raise KernelValueError(f"planes: expected 0 <= o0 < o1 <= {new_shape[0]}, got {(o0, o1)}")
+    cs = spacing("current_spacing", current_spacing, 3)
+    ns = spacing("new_spacing", new_spacing, 3)
+    order = check_order("order", order)
+    order_z = check_order("order_z", order_z)
+    force = check_force(force_separate_z)
+    return band, first_plane, depth, (o0, o1), new_shape, cs, ns, order, order_z, force
+
+
+def check_band_covers(deps, why: str, band_planes: int, first_plane: int, planes: tuple[int, int]) -> None:
+    """Raises unless bands are exact for the geometry (`deps` not None) and the band holds every
+    input plane that output `planes` read."""
+    if deps is None:
+        raise KernelValueError(f"order: no exact band resampling: {why}")
+    o0, o1 = planes
+    lo, hi = int(deps[o0:o1, 0].min()), int(deps[o0:o1, 1].max())
+    if lo < first_plane or hi >= first_plane + band_planes:
+        raise KernelValueError(f"band: output planes {o0}..{o1} read input planes {lo}..={hi}, "
+                               f"the band holds {first_plane}..{first_plane + band_planes}")
+
+
 # ----------------------------------------------------------------------------------------------
 # cropping (crop_to_nonzero); label values shared with the components filters
 

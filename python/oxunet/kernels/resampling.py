@@ -14,15 +14,30 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._guarded import core as _core
-from ._validate import FLOAT_DTYPES, LABEL_DTYPES, check_resample_args
+from ._validate import (
+    FLOAT_DTYPES,
+    LABEL_DTYPES,
+    check_band_args,
+    check_band_covers,
+    check_force,
+    check_order,
+    check_resample_args,
+    int_tuple,
+    spacing,
+)
 from .reference.resampling import separate_z_axis
 
-__all__ = ["resample_data", "resample_seg", "separate_z_axis"]
+__all__ = ["band_dependencies", "resample_data", "resample_data_band", "resample_seg", "separate_z_axis"]
 
 _DATA_FNS = {
     np.dtype(np.float16): _core.resample_data_f16,
     np.dtype(np.float32): _core.resample_data_f32,
     np.dtype(np.float64): _core.resample_data_f64,
+}
+_BAND_FNS = {
+    np.dtype(np.float16): _core.resample_data_band_f16,
+    np.dtype(np.float32): _core.resample_data_band_f32,
+    np.dtype(np.float64): _core.resample_data_band_f64,
 }
 _SEG_FNS = {
     np.dtype(np.int8): _core.resample_seg_i8,
@@ -96,3 +111,46 @@ def resample_seg(seg: np.ndarray, new_shape: Sequence[int], current_spacing: Seq
     if tuple(seg.shape[1:]) == new_shape:
         return seg
     return _call(_SEG_FNS, seg, list(new_shape), list(cs), list(ns), order, order_z, force)
+
+
+def band_dependencies(in_shape: Sequence[int], new_shape: Sequence[int], current_spacing: Sequence[float],
+                      new_spacing: Sequence[float], order: int = 3, order_z: int = 0,
+                      force_separate_z: bool | None = None) -> tuple[np.ndarray | None, str]:
+    """Whether :func:`resample_data` of 3-d data of spatial shape `in_shape` can be computed band
+    by band along axis 0 (:func:`resample_data_band`), bit for bit.
+
+    Returns ``(deps, "")`` with `deps` an int64 array ``(new_shape[0], 2)``: the first and last
+    input plane each output plane reads; or ``(None, why)``. Bands are exact where every pass
+    across axis 0 is local (order 0 or 1) and every clip is per slice along axis 0 or a no-op
+    (order 3's clip to a channel's range and its B-spline prefilter span the whole volume).
+    """
+    in_shape = int_tuple("in_shape", in_shape, length=3, minimum=1)
+    new_shape = int_tuple("new_shape", new_shape, length=3, minimum=1)
+    cs = spacing("current_spacing", current_spacing, 3)
+    ns = spacing("new_spacing", new_spacing, 3)
+    deps, why = _core.band_dependencies(list(in_shape), list(new_shape), list(cs), list(ns),
+                                        check_order("order", order), check_order("order_z", order_z),
+                                        check_force(force_separate_z))
+    if deps is None:
+        return None, why
+    return np.asarray(deps, dtype=np.int64).reshape(-1, 2), ""
+
+
+def resample_data_band(band: np.ndarray, first_plane: int, depth: int, planes: Sequence[int],
+                       new_shape: Sequence[int], current_spacing: Sequence[float], new_spacing: Sequence[float],
+                       order: int = 3, order_z: int = 0, force_separate_z: bool | None = None) -> np.ndarray:
+    """Output planes ``planes = (o0, o1)`` along axis 0 of ``resample_data(full, new_shape, ...)``
+    from `band`, input planes ``[first_plane, first_plane + band.shape[1])`` of a 4-d `full`
+    with `depth` planes: bit for bit the whole volume's planes (same passes in the same order,
+    same intermediate precision). The band must hold every plane those outputs read
+    (:func:`band_dependencies`); geometries without exact bands raise KernelValueError.
+
+    This is what lets an export resample a volume slab by slab with bounded memory.
+    """
+    band, first_plane, depth, span, new_shape, cs, ns, order, order_z, force = check_band_args(
+        band, first_plane, depth, planes, new_shape, current_spacing, new_spacing, order, order_z,
+        force_separate_z)
+    deps, why = band_dependencies((depth, *band.shape[2:]), new_shape, cs, ns, order, order_z, force)
+    check_band_covers(deps, why, band.shape[1], first_plane, span)
+    return _call(_BAND_FNS, band, first_plane, depth, span, list(new_shape), list(cs), list(ns), order,
+                 order_z, force)

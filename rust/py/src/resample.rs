@@ -47,6 +47,82 @@ resample_fn!(resample_seg_i32, i32, resample_seg);
 resample_fn!(resample_seg_u8, u8, resample_seg);
 resample_fn!(resample_seg_u16, u16, resample_seg);
 
+macro_rules! band_fn {
+    ($name:ident, $t:ty) => {
+        /// One dtype of resample_data_band (private; call the oxunet.kernels wrapper).
+        #[pyfunction]
+        #[allow(clippy::too_many_arguments)]
+        fn $name<'py>(
+            py: Python<'py>,
+            band: PyReadonlyArrayDyn<'py, $t>,
+            first_plane: usize,
+            depth: usize,
+            planes: (usize, usize),
+            new_shape: Vec<usize>,
+            current_spacing: Vec<f64>,
+            new_spacing: Vec<f64>,
+            order: usize,
+            order_z: usize,
+            force_separate_z: Option<bool>,
+        ) -> PyResult<Bound<'py, PyArrayDyn<$t>>> {
+            let view = band.as_array();
+            let out = crate::common::run_detached(py, "resample_data_band", move || {
+                resample::resample_data_band(
+                    view,
+                    first_plane,
+                    depth,
+                    planes,
+                    &new_shape,
+                    &current_spacing,
+                    &new_spacing,
+                    order,
+                    order_z,
+                    force_separate_z,
+                )
+            })?;
+            Ok(out.into_pyarray(py))
+        }
+    };
+}
+
+band_fn!(resample_data_band_f16, f16);
+band_fn!(resample_data_band_f32, f32);
+band_fn!(resample_data_band_f64, f64);
+
+/// Per output plane along axis 0, (first, last) input plane; None with the reason when bands are not exact.
+type Dependencies = (Option<Vec<(usize, usize)>>, String);
+
+/// Per output plane along axis 0, the (first, last) input plane it reads when bands resample
+/// exactly; else the reason they do not (private; call the oxunet.kernels wrapper).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn band_dependencies(
+    py: Python<'_>,
+    in_shape: Vec<usize>,
+    new_shape: Vec<usize>,
+    current_spacing: Vec<f64>,
+    new_spacing: Vec<f64>,
+    order: usize,
+    order_z: usize,
+    force_separate_z: Option<bool>,
+) -> PyResult<Dependencies> {
+    let r = crate::common::run_detached(py, "band_dependencies", move || {
+        resample::band_dependencies(
+            &in_shape,
+            &new_shape,
+            &current_spacing,
+            &new_spacing,
+            order,
+            order_z,
+            force_separate_z,
+        )
+    })?;
+    Ok(match r {
+        Ok(deps) => (Some(deps), String::new()),
+        Err(why) => (None, why),
+    })
+}
+
 /// The separate-z decision, exposed for tests and diagnostics.
 #[pyfunction]
 #[pyo3(signature = (current_spacing, new_spacing, force_separate_z=None))]
@@ -64,5 +140,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resample_seg_u8, m)?)?;
     m.add_function(wrap_pyfunction!(resample_seg_u16, m)?)?;
     m.add_function(wrap_pyfunction!(separate_z_axis, m)?)?;
+    m.add_function(wrap_pyfunction!(resample_data_band_f16, m)?)?;
+    m.add_function(wrap_pyfunction!(resample_data_band_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(resample_data_band_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(band_dependencies, m)?)?;
     Ok(())
 }

@@ -28,9 +28,20 @@ import numpy as np
 from scipy import ndimage
 
 from ...constants import ANISO_THRESHOLD
-from .._validate import FLOAT_DTYPES, LABEL_DTYPES, check_resample_args
+from .._validate import (
+    FLOAT_DTYPES,
+    LABEL_DTYPES,
+    check_band_args,
+    check_band_covers,
+    check_force,
+    check_order,
+    check_resample_args,
+    int_tuple,
+    spacing,
+)
 
-__all__ = ["ANISO_THRESHOLD", "resample_data", "resample_seg", "separate_z_axis"]
+__all__ = ["ANISO_THRESHOLD", "band_dependencies", "resample_data", "resample_data_band", "resample_seg",
+           "separate_z_axis"]
 
 
 def _lowres_axes(sp: Sequence[float]) -> list[int]:
@@ -203,3 +214,56 @@ def resample_seg(seg: np.ndarray, new_shape: Sequence[int], current_spacing: Seq
                 res[score > 0.5] = label  # nnU-Net: np.round(score) > 0.5, later labels overwrite
             out[c] = res
     return out
+
+
+def _taps_span(n: int, m: int, order: int) -> np.ndarray:
+    """First and last input sample each output sample of an n -> m resize reads (orders 0, 1)."""
+    cc = (np.arange(m, dtype=np.float64) + 0.5) * (n / m) - 0.5
+    if order == 0:
+        j = np.clip(np.floor(cc + 0.5), 0, n - 1).astype(np.int64)
+        return np.stack([j, j], axis=1)
+    s = np.floor(cc).astype(np.int64)
+    a, b = np.clip(s, 0, n - 1), np.clip(s + 1, 0, n - 1)
+    return np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
+
+
+def band_dependencies(in_shape: Sequence[int], new_shape: Sequence[int], current_spacing: Sequence[float],
+                      new_spacing: Sequence[float], order: int = 3, order_z: int = 0,
+                      force_separate_z: bool | None = None) -> tuple[np.ndarray | None, str]:
+    """Twin of :func:`oxunet.kernels.resampling.band_dependencies`."""
+    in_shape = int_tuple("in_shape", in_shape, length=3, minimum=1)
+    new_shape = int_tuple("new_shape", new_shape, length=3, minimum=1)
+    cs = spacing("current_spacing", current_spacing, 3)
+    ns = spacing("new_spacing", new_spacing, 3)
+    order, order_z = check_order("order", order), check_order("order_z", order_z)
+    sep = separate_z_axis(cs, ns, check_force(force_separate_z))
+    changes = [a != b for a, b in zip(in_shape, new_shape)]
+    if sep is None and order == 3 and any(changes):
+        return None, ("order 3 is clipped to each channel's range over the whole volume (and its B-spline "
+                      "prefilter spans every plane along axis 0)")
+    if sep == 0 and order_z == 3 and changes[0]:
+        return None, "order_z 3 along axis 0: its B-spline prefilter spans every plane"
+    if sep is not None and sep != 0 and order == 3 and any(c for i, c in enumerate(changes) if i != sep):
+        return None, (f"order 3 in plane is clipped per slice along axis {sep}, and those slices span every "
+                      f"plane of axis 0")
+    n0, m0 = in_shape[0], new_shape[0]
+    if n0 == m0:
+        o = np.arange(m0, dtype=np.int64)
+        return np.stack([o, o], axis=1), ""
+    return _taps_span(n0, m0, order_z if sep == 0 else order), ""
+
+
+def resample_data_band(band: np.ndarray, first_plane: int, depth: int, planes: Sequence[int],
+                       new_shape: Sequence[int], current_spacing: Sequence[float], new_spacing: Sequence[float],
+                       order: int = 3, order_z: int = 0, force_separate_z: bool | None = None) -> np.ndarray:
+    """Twin of :func:`oxunet.kernels.resampling.resample_data_band`: the band, edge-padded to the
+    full depth (the padding is never read by the planes asked for), resampled whole, sliced."""
+    band, first_plane, depth, span, new_shape, cs, ns, order, order_z, force = check_band_args(
+        band, first_plane, depth, planes, new_shape, current_spacing, new_spacing, order, order_z,
+        force_separate_z)
+    deps, why = band_dependencies((depth, *band.shape[2:]), new_shape, cs, ns, order, order_z, force)
+    check_band_covers(deps, why, band.shape[1], first_plane, span)
+    after = depth - first_plane - band.shape[1]
+    full = np.pad(band, ((0, 0), (first_plane, after), (0, 0), (0, 0)), mode="edge")
+    out = resample_data(full, new_shape, cs, ns, order, order_z, force)
+    return np.ascontiguousarray(out[:, span[0]:span[1]])

@@ -28,7 +28,7 @@ use ndarray::{ArrayD, ArrayView3, ArrayView4, ArrayViewD, Axis, IxDyn};
 pub use crate::mem::Zeroable;
 use crate::{KernelError, KernelResult};
 pub use pass::Sample;
-use pass::{axis_pass, chain, gather_axis, min_max, uninit_vec, Clip, Vol};
+use pass::{axis_pass, chain_sized, gather_axis, min_max, uninit_vec, Clip, Vol};
 use plan::AxisPlan;
 pub use plan::Lane;
 pub use seg::Label;
@@ -197,13 +197,219 @@ pub fn resample_data<T: Sample>(
         order_z,
         force_separate_z,
         |ch, lay, dst| {
-            if T::F32_LINES_UP_TO_ORDER_1 && order <= 1 && order_z <= 1 {
-                data_channel::<T, f32>(ch, lay.odims, lay.sep, order, order_z, dst);
-            } else {
-                data_channel::<T, T::Scratch>(ch, lay.odims, lay.sep, order, order_z, dst);
-            }
+            let win = Window::whole(ch.shape()[0], lay.odims[0]);
+            data_channel_lanes(ch, win, lay.odims, lay.sep, order, order_z, dst);
         },
     )
+}
+
+/// Per output plane along axis 0 of [`resample_data`] on 3-d data of spatial shape `in_shape`,
+/// the first and last input plane it reads, when bands of planes resample on their own
+/// exactly as the whole volume does ([`resample_data_band`]); otherwise `Err(why not)`.
+///
+/// Bands are exact where every pass that crosses axis 0 is local (order 0 or 1; order 3's
+/// B-spline prefilter spans the whole line) and every clip is either per slice along axis 0 or
+/// a no-op (orders 0 and 1 never leave the range of their taps, see `AxisPlan::bounded`; order
+/// 3 is clipped to a range over the whole volume).
+#[allow(clippy::too_many_arguments)]
+pub fn band_dependencies(
+    in_shape: &[usize],
+    new_shape: &[usize],
+    current_spacing: &[f64],
+    new_spacing: &[f64],
+    order: usize,
+    order_z: usize,
+    force_separate_z: Option<bool>,
+) -> KernelResult<Result<Vec<(usize, usize)>, String>> {
+    if in_shape.len() != 3 {
+        return Err(KernelError::shape(
+            "in_shape",
+            format!("bands need 3 spatial axes, got {in_shape:?}"),
+        ));
+    }
+    let mut full = vec![1];
+    full.extend_from_slice(in_shape);
+    check_args(
+        "in_shape",
+        &full,
+        new_shape,
+        current_spacing,
+        new_spacing,
+        order,
+        order_z,
+    )?;
+    let sep = separate_z_axis(current_spacing, new_spacing, force_separate_z);
+    let (n0, m0) = (in_shape[0], new_shape[0]);
+    let changes = |a: usize| in_shape[a] != new_shape[a];
+    let why = match sep {
+        None if order == 3 && (0..3).any(changes) => Some(
+            "order 3 is clipped to each channel's range over the whole volume (and its B-spline prefilter \
+             spans every plane along axis 0)"
+                .to_string(),
+        ),
+        Some(0) if order_z == 3 && changes(0) => {
+            Some("order_z 3 along axis 0: its B-spline prefilter spans every plane".to_string())
+        }
+        Some(a) if a != 0 && order == 3 && (0..3).any(|b| b != a && changes(b)) => Some(format!(
+            "order 3 in plane is clipped per slice along axis {a}, and those slices span every plane of axis 0"
+        )),
+        _ => None,
+    };
+    if let Some(why) = why {
+        return Ok(Err(why));
+    }
+    if n0 == m0 {
+        return Ok(Ok((0..m0).map(|o| (o, o)).collect()));
+    }
+    let along0 = if sep == Some(0) { order_z } else { order };
+    Ok(Ok(AxisPlan::new(n0, m0, along0).span()))
+}
+
+/// Output planes `planes = (o0, o1)` along axis 0 of `resample_data(full, new_shape, ...)`,
+/// computed from `band`, the planes `[first_plane, first_plane + band.shape[1])` of a 4-d
+/// `full` with `depth` planes; bit for bit the whole-volume result's planes. The band must
+/// hold every input plane those outputs read ([`band_dependencies`]), and the geometry must
+/// allow bands at all (else an `order` error saying why).
+#[allow(clippy::too_many_arguments)]
+pub fn resample_data_band<T: Sample>(
+    band: ArrayViewD<'_, T>,
+    first_plane: usize,
+    depth: usize,
+    planes: (usize, usize),
+    new_shape: &[usize],
+    current_spacing: &[f64],
+    new_spacing: &[f64],
+    order: usize,
+    order_z: usize,
+    force_separate_z: Option<bool>,
+) -> KernelResult<ArrayD<T>> {
+    if band.ndim() != 4 {
+        return Err(KernelError::shape(
+            "band",
+            format!("expected 4 dimensions (c, planes, y, z), got shape {:?}", band.shape()),
+        ));
+    }
+    let sh = band.shape().to_vec();
+    if sh[1] == 0 || first_plane + sh[1] > depth {
+        return Err(KernelError::invalid(
+            "first_plane",
+            format!(
+                "a band of {} planes from plane {first_plane} does not fit a depth of {depth}",
+                sh[1]
+            ),
+        ));
+    }
+    let deps = match band_dependencies(
+        &[depth, sh[2], sh[3]],
+        new_shape,
+        current_spacing,
+        new_spacing,
+        order,
+        order_z,
+        force_separate_z,
+    )? {
+        Ok(d) => d,
+        Err(why) => {
+            return Err(KernelError::invalid(
+                "order",
+                format!("no exact band resampling: {why}"),
+            ))
+        }
+    };
+    let (o0, o1) = planes;
+    if !(o0 < o1 && o1 <= new_shape[0]) {
+        return Err(KernelError::invalid(
+            "planes",
+            format!("expected 0 <= o0 < o1 <= {}, got {planes:?}", new_shape[0]),
+        ));
+    }
+    let lo = deps[o0..o1].iter().map(|d| d.0).min().unwrap_or(0);
+    let hi = deps[o0..o1].iter().map(|d| d.1).max().unwrap_or(0);
+    if lo < first_plane || hi >= first_plane + sh[1] {
+        return Err(KernelError::invalid(
+            "band",
+            format!(
+                "output planes {o0}..{o1} read input planes {lo}..={hi}, the band holds {first_plane}..{}",
+                first_plane + sh[1]
+            ),
+        ));
+    }
+    let win = Window {
+        n0: depth,
+        m0: new_shape[0],
+        i0: first_plane,
+        o0,
+        o1,
+    };
+    let odims = [new_shape[0], new_shape[1], new_shape[2]];
+    let sep = separate_z_axis(current_spacing, new_spacing, force_separate_z);
+    let nc = sh[0];
+    let per = (o1 - o0) * odims[1] * odims[2];
+    let mut out: Vec<T> = crate::mem::try_zeroed("resampled band", nc * per)?;
+    let v4: ArrayView4<'_, T> = band.into_dimensionality().expect("4 dimensions checked");
+    for (c, dst) in out.chunks_mut(per.max(1)).enumerate().take(nc) {
+        data_channel_lanes(v4.index_axis(Axis(0), c), win, odims, sep, order, order_z, dst);
+    }
+    Ok(ArrayD::from_shape_vec(IxDyn(&[nc, o1 - o0, odims[1], odims[2]]), out).expect("output length"))
+}
+
+/// The part of axis 0 one call resamples: output planes `[o0, o1)` of a resize from `n0` to
+/// `m0` planes, read from the source's planes, which are input planes `[i0, i0 + len)`.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    n0: usize,
+    m0: usize,
+    i0: usize,
+    o0: usize,
+    o1: usize,
+}
+
+impl Window {
+    fn whole(n0: usize, m0: usize) -> Window {
+        Window {
+            n0,
+            m0,
+            i0: 0,
+            o0: 0,
+            o1: m0,
+        }
+    }
+
+    fn is_whole(&self, len: usize) -> bool {
+        self.i0 == 0 && len == self.n0 && self.o0 == 0 && self.o1 == self.m0
+    }
+
+    /// `plan`, an axis-0 plan over the full axis, restricted to the window.
+    fn plan(&self, plan: AxisPlan, len: usize) -> AxisPlan {
+        if self.is_whole(len) {
+            plan
+        } else {
+            plan.window(self.i0, len, self.o0, self.o1)
+        }
+    }
+
+    /// Nearest input plane (as an index into the source) of each output plane of the window.
+    fn nearest(&self) -> Vec<usize> {
+        let all = AxisPlan::nearest_indices(self.n0, self.m0);
+        all[self.o0..self.o1].iter().map(|&j| j - self.i0).collect()
+    }
+}
+
+/// [`data_channel`] with f32 scratch lines where they are exact enough.
+fn data_channel_lanes<T: Sample>(
+    src: ArrayView3<'_, T>,
+    win: Window,
+    odims: [usize; 3],
+    sep: Option<usize>,
+    order: usize,
+    order_z: usize,
+    dst: &mut [T],
+) {
+    if T::F32_LINES_UP_TO_ORDER_1 && order <= 1 && order_z <= 1 {
+        data_channel::<T, f32>(src, win, odims, sep, order, order_z, dst);
+    } else {
+        data_channel::<T, T::Scratch>(src, win, odims, sep, order, order_z, dst);
+    }
 }
 
 /// The shared driver of [`resample_data`] and [`resample_seg`]: checks the arguments, returns a
@@ -249,23 +455,77 @@ fn resample_channels<T: Copy + Zeroable>(
     Ok(ArrayD::from_shape_vec(IxDyn(&oshape), out).expect("output length"))
 }
 
+/// One channel: the planes `win` names of the resize of a `(n0, y, z)` volume to `odims`
+/// (the whole volume's target), from `src`, the window's input planes. Every decision (which
+/// axes, in which order, fused or not) is made from the whole volume's shapes, so a band gets
+/// the whole volume's arithmetic; a band's clips are those that are exact for it (per slice
+/// along axis 0, or none where the whole volume's clip is a no-op, see `band_dependencies`).
 fn data_channel<T: Sample, F: Lane>(
     src: ArrayView3<'_, T>,
+    win: Window,
     odims: [usize; 3],
     sep: Option<usize>,
     order: usize,
     order_z: usize,
     dst: &mut [T],
 ) {
+    let band = !win.is_whole(src.shape()[0]);
+    // an axis 0 that keeps its size is the identity: a band keeps only the planes asked for
+    let (src, win) = if band && win.n0 == win.m0 {
+        let planes = src.slice_axis_move(Axis(0), ndarray::Slice::from(win.o0 - win.i0..win.o1 - win.i0));
+        (planes, Window { i0: win.o0, ..win })
+    } else {
+        (src, win)
+    };
     let vol = Vol::from_view(&src);
-    let idims = vol.dims;
-    let plans: Vec<AxisPlan> = (0..3).map(|a| AxisPlan::new(idims[a], odims[a], order)).collect();
+    let len = vol.dims[0];
+    let idims = [win.n0, vol.dims[1], vol.dims[2]];
+    let mut bdims = odims; // what this call writes
+    bdims[0] = win.o1 - win.o0;
+    if idims == odims {
+        // nothing changes (only a band gets here): a copy of its planes
+        gather_axis(&vol, 0, &(0..len).collect::<Vec<_>>(), dst);
+        return;
+    }
+    let plans: Vec<AxisPlan> = (0..3)
+        .map(|a| {
+            let p = AxisPlan::new(idims[a], odims[a], order).bounded();
+            // (on the separate-z path along axis 0 this plan is never used: order_z decides)
+            if a == 0 && band && sep != Some(0) && order <= 1 && idims[0] != odims[0] {
+                win.plan(p, len)
+            } else {
+                p
+            }
+        })
+        .collect();
     let steps_for = |axes: &[usize]| -> Vec<(usize, &AxisPlan)> { axes.iter().map(|&a| (a, &plans[a])).collect() };
+    let depth0 = Some((win.n0, win.m0));
     let Some(a) = sep else {
         let steps = steps_for(&changed_axes(idims, odims, None));
-        let (lo, hi) = min_max(&vol, None)[0];
-        chain::<_, T::Work, T, F>(&vol, &steps, dst, &Clip::All(lo, hi));
+        // a band leaves out the clip, a no-op for the orders bands allow
+        let clip = if band {
+            Clip::None
+        } else {
+            let (lo, hi) = min_max(&vol, None)[0];
+            Clip::All(lo, hi)
+        };
+        chain_sized::<_, T::Work, T, F>(&vol, &steps, dst, &clip, depth0);
         return;
+    };
+    let zplan = || {
+        let p = AxisPlan::new(idims[a], odims[a], order_z).bounded();
+        if a == 0 {
+            win.plan(p, len)
+        } else {
+            p
+        }
+    };
+    let nearest = || {
+        if a == 0 {
+            win.nearest()
+        } else {
+            AxisPlan::nearest_indices(idims[a], odims[a])
+        }
     };
     let inplane = changed_axes(idims, odims, Some(a));
     let steps = steps_for(&inplane);
@@ -273,41 +533,49 @@ fn data_channel<T: Sample, F: Lane>(
     if inplane.is_empty() {
         // only the separate axis changes: the in-plane "resize" is a copy, nothing is clipped
         if order_z == 0 {
-            gather_axis(&vol, a, &AxisPlan::nearest_indices(idims[a], odims[a]), dst);
+            gather_axis(&vol, a, &nearest(), dst);
         } else {
-            axis_pass::<F, _, _>(&vol, a, &AxisPlan::new(idims[a], odims[a], order_z), dst, &Clip::None);
+            axis_pass::<F, _, _>(&vol, a, &zplan(), dst, &Clip::None);
         }
         return;
     }
-    // every slice along `a` is clipped to its own range
-    let bounds = min_max(&vol, Some(a));
+    // every slice along `a` is clipped to its own range; along axis 0 a band's slices are the
+    // volume's, along another axis they span every plane and (orders 0/1) the clip is a no-op
+    let bounds = if band && a != 0 {
+        None
+    } else {
+        Some(min_max(&vol, Some(a)))
+    };
+    let clip_of = |b: Option<Vec<(f64, f64)>>| match b {
+        Some(bounds) => Clip::AlongAxis { axis: a, bounds },
+        None => Clip::None,
+    };
     if !z_changes {
-        chain::<_, T::Work, T, F>(&vol, &steps, dst, &Clip::AlongAxis { axis: a, bounds });
+        chain_sized::<_, T::Work, T, F>(&vol, &steps, dst, &clip_of(bounds), depth0);
         return;
     }
-    let mut mid = odims;
-    mid[a] = idims[a];
+    let mut mid = bdims;
+    mid[a] = vol.dims[a];
     if order_z == 0 {
-        let nn = AxisPlan::nearest_indices(idims[a], odims[a]);
+        let nn = nearest();
         if odims[a] < idims[a] {
             // fewer slices out than in: pick them first, resize only those
-            let mut sdims = idims;
-            sdims[a] = odims[a];
+            let mut sdims = vol.dims;
+            sdims[a] = nn.len();
             let mut picked: Vec<T> = uninit_vec(sdims.iter().product());
             gather_axis(&vol, a, &nn, &mut picked);
-            let bounds = nn.iter().map(|&j| bounds[j]).collect();
+            let bounds = bounds.map(|b| nn.iter().map(|&j| b[j]).collect());
             let pvol = Vol::from_slice(&picked, sdims);
-            chain::<_, T::Work, T, F>(&pvol, &steps, dst, &Clip::AlongAxis { axis: a, bounds });
+            chain_sized::<_, T::Work, T, F>(&pvol, &steps, dst, &clip_of(bounds), depth0);
         } else {
             let mut inplane_out: Vec<T> = uninit_vec(mid.iter().product());
-            chain::<_, T::Work, T, F>(&vol, &steps, &mut inplane_out, &Clip::AlongAxis { axis: a, bounds });
+            chain_sized::<_, T::Work, T, F>(&vol, &steps, &mut inplane_out, &clip_of(bounds), depth0);
             gather_axis(&Vol::from_slice(&inplane_out, mid), a, &nn, dst);
         }
     } else {
         let mut inplane_out: Vec<T::Work> = uninit_vec(mid.iter().product());
-        chain::<_, T::Work, T::Work, F>(&vol, &steps, &mut inplane_out, &Clip::AlongAxis { axis: a, bounds });
-        let zplan = AxisPlan::new(idims[a], odims[a], order_z);
-        axis_pass::<F, _, _>(&Vol::from_slice(&inplane_out, mid), a, &zplan, dst, &Clip::None);
+        chain_sized::<_, T::Work, T::Work, F>(&vol, &steps, &mut inplane_out, &clip_of(bounds), depth0);
+        axis_pass::<F, _, _>(&Vol::from_slice(&inplane_out, mid), a, &zplan(), dst, &Clip::None);
     }
 }
 
@@ -448,6 +716,57 @@ mod tests {
         let out = resample_data(d.view().into_dyn(), &[1, 1, 21], &[1.0; 3], &[1.0; 3], 3, 0, None).unwrap();
         assert!(out.iter().all(|&v| (0.0..=1.0).contains(&v)));
         assert!(out.iter().any(|&v| v > 0.0 && v < 1.0));
+    }
+
+    #[test]
+    fn bands_equal_the_whole_volume() {
+        let d = Array4::<f32>::from_shape_fn((2, 9, 7, 6), |(c, z, y, x)| {
+            ((c * 31 + z * 7 + y * 3 + x) % 11) as f32 * 0.37 - 1.1
+        });
+        let ns = [15, 11, 5];
+        for (cs, order, order_z) in [
+            ([1.0, 1.0, 1.0], 1, 0),
+            ([4.0, 1.0, 1.0], 3, 1),
+            ([4.0, 1.0, 1.0], 1, 0),
+        ] {
+            let whole = resample_data(d.view().into_dyn(), &ns, &cs, &[1.0; 3], order, order_z, None).unwrap();
+            let deps = band_dependencies(&[9, 7, 6], &ns, &cs, &[1.0; 3], order, order_z, None)
+                .unwrap()
+                .unwrap();
+            for o0 in 0..ns[0] {
+                let o1 = (o0 + 3).min(ns[0]);
+                let lo = deps[o0..o1].iter().map(|d| d.0).min().unwrap();
+                let hi = deps[o0..o1].iter().map(|d| d.1).max().unwrap() + 1;
+                let band = d.slice(ndarray::s![.., lo..hi, .., ..]);
+                let got = resample_data_band(
+                    band.into_dyn(),
+                    lo,
+                    9,
+                    (o0, o1),
+                    &ns,
+                    &cs,
+                    &[1.0; 3],
+                    order,
+                    order_z,
+                    None,
+                )
+                .unwrap();
+                assert_eq!(
+                    got,
+                    whole.slice(ndarray::s![.., o0..o1, .., ..]).into_dyn(),
+                    "{cs:?} {order} {o0}"
+                );
+            }
+        }
+        // order 3 across axis 0: no bands, and the band entry point says why
+        assert!(band_dependencies(&[9, 7, 6], &ns, &[1.0; 3], &[1.0; 3], 3, 0, None)
+            .unwrap()
+            .is_err());
+        let err = resample_data_band(d.view().into_dyn(), 0, 9, (0, 1), &ns, &[1.0; 3], &[1.0; 3], 3, 0, None);
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .starts_with("order: no exact band resampling"));
     }
 
     #[test]

@@ -570,6 +570,19 @@ pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(
     dst: &mut [D],
     clip: &Clip,
 ) {
+    chain_sized::<S, W, D, F>(src, steps, dst, clip, None)
+}
+
+/// [`chain`], choosing the order of the fused passes and the axis-0 pass as for an axis 0
+/// resized from `depth0 = (n0, m0)` planes (a band of planes must take the whole volume's
+/// order to get its arithmetic); `None`: from the axis-0 plan itself.
+pub(crate) fn chain_sized<S: Source, W: Sample, D: Sample, F: Lane>(
+    src: &S,
+    steps: &[(usize, &AxisPlan)],
+    dst: &mut [D],
+    clip: &Clip,
+    depth0: Option<(usize, usize)>,
+) {
     assert!(!steps.is_empty());
     let clip_ok = !matches!(clip, Clip::AlongAxis { axis: 1 | 2, .. });
     let p1 = steps.iter().position(|s| s.0 == 1);
@@ -592,7 +605,7 @@ pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(
         );
         // full-volume samples read + written by each order (the fused passes' middle step
         // stays in cache): slices of a = d1 * d2 samples in, c = m1 * m2 out
-        let (n0, m0) = (plan0.n, plan0.m);
+        let (n0, m0) = depth0.unwrap_or((plan0.n, plan0.m));
         let a = (dims[1] * dims[2]) as f64;
         let c = (second.1.m * first.1.m) as f64;
         let fused_first = n0 as f64 * (a + c) + (n0 + m0) as f64 * c;
@@ -605,7 +618,7 @@ pub(crate) fn chain<S: Source, W: Sample, D: Sample, F: Lane>(
             fused_12::<S, W, W, F>(src, first, second, &mut buf, &Clip::None);
             axis_pass::<F, _, _>(&Vol::from_slice(&buf, mid), 0, plan0, dst, clip);
         } else {
-            let mid = [m0, dims[1], dims[2]];
+            let mid = [plan0.m, dims[1], dims[2]];
             let mut buf: Vec<W> = uninit_vec(mid.iter().product());
             axis_pass::<F, _, _>(src, 0, plan0, &mut buf, &Clip::None);
             fused_12::<_, W, D, F>(&Vol::from_slice(&buf, mid), first, second, dst, clip);

@@ -121,6 +121,8 @@ pub(crate) struct AxisPlan {
     /// Length of the working line (n + 24 for order 3, else n).
     pub line_len: usize,
     pub taps: Vec<Taps>,
+    /// Order 1 only: clamp every output sample to the range of its two taps (see [`AxisPlan::bounded`]).
+    pub clamp_taps: bool,
 }
 
 /// The input coordinate of output sample `k`, computed in scipy's operation order.
@@ -208,7 +210,64 @@ impl AxisPlan {
             pad,
             line_len,
             taps,
+            clamp_taps: false,
         }
+    }
+
+    /// The same plan whose order-1 samples are clamped to the range of their two taps.
+    ///
+    /// In f32 the rounded weights `1 - x` and `x` may sum to 1 + 2^-24, so a sample between
+    /// two equal values can come out one ulp above them. Clamped, no pass ever leaves the range
+    /// of its input, so a later clip to the volume's range changes nothing and a band of planes
+    /// resamples exactly as the whole volume does (the clip bounds of the whole volume are not
+    /// needed). Image data only: label indicators keep scipy's unclamped arithmetic.
+    pub fn bounded(mut self) -> AxisPlan {
+        self.clamp_taps = self.order == 1;
+        self
+    }
+
+    /// Output samples `[o0, o1)` of this plan, read from a line holding only input samples
+    /// `[i0, i0 + n)` of the full one (orders 0 and 1: order 3's prefilter spans the whole line).
+    /// Panics if a tap falls outside that window (the caller checks [`AxisPlan::span`]).
+    pub fn window(&self, i0: usize, n: usize, o0: usize, o1: usize) -> AxisPlan {
+        assert!(self.order <= 1, "a window of an order-{} plan", self.order);
+        assert!(
+            o0 < o1 && o1 <= self.m && n >= 1 && i0 + n <= self.n,
+            "window out of range"
+        );
+        let mut taps = crate::mem::with_capacity("resampling plan", o1 - o0);
+        taps.extend(self.taps[o0..o1].iter().map(|t| {
+            let mut t = *t;
+            for j in 0..self.ntaps {
+                let i = t.idx[j] as usize;
+                assert!(i >= i0 && i < i0 + n, "tap {i} outside the window [{i0}, {})", i0 + n);
+                t.idx[j] = (i - i0) as u32;
+            }
+            t
+        }));
+        AxisPlan {
+            n,
+            m: o1 - o0,
+            order: self.order,
+            ntaps: self.ntaps,
+            pad: 0,
+            line_len: n,
+            taps,
+            clamp_taps: self.clamp_taps,
+        }
+    }
+
+    /// The first and last input sample each output sample reads (orders 0 and 1).
+    pub fn span(&self) -> Vec<(usize, usize)> {
+        self.taps
+            .iter()
+            .map(|t| {
+                let idx = &t.idx[..self.ntaps];
+                let lo = idx.iter().copied().min().unwrap_or(0) as usize;
+                let hi = idx.iter().copied().max().unwrap_or(0) as usize;
+                (lo - self.pad.min(lo), hi - self.pad.min(hi))
+            })
+            .collect()
     }
 
     /// The nearest-neighbour plan (order 0) for the same axis.
@@ -250,6 +309,20 @@ impl AxisPlan {
             let src = &line[t.idx[j] as usize];
             for l in 0..L {
                 acc[l] += w * src[l];
+            }
+        }
+        if self.clamp_taps {
+            let (a, b) = (&line[t.idx[0] as usize], &line[t.idx[1] as usize]);
+            for l in 0..L {
+                let (lo, hi) = if a[l] < b[l] { (a[l], b[l]) } else { (b[l], a[l]) };
+                // NaN compares false both ways and stays NaN
+                acc[l] = if acc[l] < lo {
+                    lo
+                } else if acc[l] > hi {
+                    hi
+                } else {
+                    acc[l]
+                };
             }
         }
         acc
