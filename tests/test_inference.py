@@ -199,6 +199,35 @@ def test_streaming_export_equals_whole_volume(project, original_spacing, cropped
     assert (ref.segmentation[0] == 0).all() and (ref.probabilities[0, 0] == 1).all()  # outside the crop
 
 
+@pytest.mark.parametrize("original_spacing, cropped", [
+    ((2.0, 0.6, 1.3), (5, 31, 12)),   # in-plane upsampling and downsampling
+    ((0.5, 1.1, 0.9), (5, 19, 23)),   # separate axis 0 (kept) with a thin in-plane change
+])
+def test_streaming_export_2d_configuration(project, original_spacing, cropped, monkeypatch):
+    """2D: axis 0 (the slices) keeps its size; slab by slab, one slice at a time, equals the whole volume."""
+    plans = json.loads(json.dumps(project["plans"]))
+    ds = dict(project["dataset_json"])
+    ds["labels"] = {"background": 0, **{f"c{i}": i for i in range(1, 6)}}
+    net = random_network(plans, "2d", 1, 6, seed=8, nnunet=False)
+    p = Predictor.from_networks(plans, "2d", ds, [net], None, device="cpu", precision="fp32")
+    data = np.random.default_rng(5).standard_normal((1, 5, 21, 18)).astype(np.float32)
+    props = {"spacing": list(original_spacing), "shape_before_cropping": list(cropped),
+             "bbox_used_for_cropping": [[0, c] for c in cropped],
+             "shape_after_cropping_and_before_resampling": list(cropped)}
+    assert streaming_exact(p.export_plan, props, data.shape[1:])[0]
+    p.streaming = False
+    ref = p.predict_preprocessed(data, props, return_probabilities=True)
+    p.streaming = True
+    from oxunet.inference import export
+
+    monkeypatch.setattr(export, "SLAB_CHUNK_BYTES", 1)
+    got = p.predict_preprocessed(data, props, return_probabilities=True)
+    assert got.streaming
+    np.testing.assert_array_equal(got.segmentation, ref.segmentation)
+    np.testing.assert_allclose(got.probabilities, ref.probabilities, rtol=1e-6, atol=1e-7)
+    assert len(np.unique(ref.segmentation)) >= 3
+
+
 def test_streaming_export_slab_by_slab_any_slab_sizes():
     """The sink alone, fed slabs of uneven sizes (1 plane, the halo straddling two slabs): labels,
     probabilities and entropy equal the whole-volume export's bit for bit (isotropic, linear)."""

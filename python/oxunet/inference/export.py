@@ -229,6 +229,12 @@ def _uncrop_map(ep: ExportPlan, values: np.ndarray, properties: dict) -> np.ndar
     return full.transpose(ep.transpose_backward)
 
 
+def _inside_crop(bbox, z0: int, z1: int) -> tuple[slice, ...]:
+    """Index of cropped planes [z0, z1) (all channels) inside the uncropped ``(C, *shape)`` array."""
+    (a0, _), rest = bbox[0], bbox[1:]
+    return (slice(None), slice(int(a0) + z0, int(a0) + z1), *(slice(int(a), int(b)) for a, b in rest))
+
+
 def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, dtype, spill_dir=None) -> np.ndarray:
     shape = (probs.shape[0], *properties["shape_before_cropping"])
     out = _big_array(spill_dir, shape, dtype)
@@ -236,13 +242,12 @@ def _uncrop_probabilities(ep: ExportPlan, probs: np.ndarray, properties: dict, d
         out[0] = 1
     bbox = properties["bbox_used_for_cropping"]
     if spill_dir is None:
-        out[(slice(None),) + tuple(slice(int(a), int(b)) for a, b in bbox)] = probs
+        out[_inside_crop(bbox, 0, probs.shape[1])] = probs
     else:  # a band of planes at a time, each written back and dropped from the RSS
-        (z0, _), rest = bbox[0], [slice(int(a), int(b)) for a, b in bbox[1:]]
         band = max(1, SLAB_CHUNK_BYTES // max(1, probs[:, :1].nbytes))
         for b0 in range(0, probs.shape[1], band):
             b1 = min(probs.shape[1], b0 + band)
-            out[(slice(None), slice(int(z0) + b0, int(z0) + b1)) + tuple(rest)] = probs[:, b0:b1]
+            out[_inside_crop(bbox, b0, b1)] = probs[:, b0:b1]
             _release(out)
             _release(probs)
     return out.transpose([0, *(i + 1 for i in ep.transpose_backward)])
@@ -345,8 +350,7 @@ def _export_probabilities_banded(ep: ExportPlan, logits, properties, target, cs,
         seg[z0:z1] = _labels_from_probabilities(ep, p)
         if ent is not None:
             ent[z0:z1] = entropy_from_probabilities(p, ep.has_regions)
-        inside = (slice(None), slice(bbox[0][0] + z0, bbox[0][0] + z1), *(slice(a, b) for a, b in bbox[1:]))
-        full[inside] = p
+        full[_inside_crop(bbox, z0, z1)] = p
         del p
         _release(full)
         _release(res)
