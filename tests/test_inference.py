@@ -407,7 +407,7 @@ def test_cli_predict_resolves_dataset_and_configuration(project, tmp_path):
 
 
 @pytest.mark.parametrize("original_spacing, cropped", [
-    ((1.3, 0.9, 1.1), (18, 22, 20)),  # whole-volume export (joint linear interpolation)
+    ((1.3, 0.9, 1.1), (18, 22, 20)),  # whole-volume export (auto: small logits)
     ((3.0, 0.8, 0.8), (9, 26, 23)),   # streamed export
 ])
 def test_saved_probabilities_disk_backed_same_bytes(project, tmp_path, original_spacing, cropped, monkeypatch):
@@ -437,6 +437,25 @@ def test_saved_probabilities_disk_backed_same_bytes(project, tmp_path, original_
         saved = z["probabilities"]
     assert saved.dtype == ref.probabilities.dtype and saved.tobytes() == np.ascontiguousarray(ref.probabilities).tobytes()
     assert sorted(f.name for f in out.iterdir()) == sorted(["case.json", "case.npz", "case" + p.dataset.file_ending])
+
+
+def test_npz_written_band_by_band_reads_back(tmp_path, monkeypatch):
+    """The probabilities' .npz is written a band per channel at a time (a disk-backed array is
+    never resident as a whole): np.load reads back the same array, transposed views and float16
+    included, and the file is byte-compatible with what np.savez_compressed holds."""
+    from oxunet.inference import export
+
+    monkeypatch.setattr(export, "SLAB_CHUNK_BYTES", 1)
+    a = np.random.default_rng(0).random((3, 7, 5, 4)).astype(np.float32)
+    disk = export._spill_array(tmp_path, a.shape, np.float32)
+    disk[:] = a
+    for i, arr in enumerate((a, a.transpose(0, 3, 1, 2), a.astype(np.float16), disk.transpose(0, 2, 1, 3))):
+        export._savez_compressed_banded(tmp_path / f"{i}.npz", "probabilities", arr)
+        with np.load(tmp_path / f"{i}.npz") as z:
+            assert z.files == ["probabilities"]
+            got = z["probabilities"]
+        assert got.dtype == arr.dtype and got.shape == arr.shape
+        np.testing.assert_array_equal(got, arr)
 
 
 @pytest.mark.parametrize("net_depth, target_depth", [(267, 400), (400, 267), (31, 97), (97, 31), (133, 400)])

@@ -609,13 +609,43 @@ def save_probabilities(probabilities: np.ndarray, properties: dict, stem: str | 
     stem = Path(stem)
     npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
     with atomic_path(npz) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, probabilities=probabilities)
+        _savez_compressed_banded(tmp, "probabilities", probabilities)
     props = {k: v for k, v in properties.items() if k != "class_locations"}
     with atomic_path(js) as tmp:
         tmp.write_text(json.dumps({"format": "oxunet-properties", "version": 1, **props}, indent=1,
                                   default=_json_default))
     return npz, js
+
+
+def _savez_compressed_banded(path, key: str, arr: np.ndarray) -> None:
+    """``np.savez_compressed(path, key=arr)``, same file format, written a band of planes per
+    channel at a time: a disk-backed (memmap) `arr`, possibly a transposed view, is never
+    resident as a whole (each band's pages are dropped once written)."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    header = {"descr": npy.dtype_to_descr(arr.dtype), "fortran_order": False, "shape": tuple(arr.shape)}
+    with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        with zf.open(key + ".npy", mode="w", force_zip64=True) as out:
+            if _needs_npy_v2(header):
+                npy.write_array_header_2_0(out, header)
+            else:
+                npy.write_array_header_1_0(out, header)
+            if arr.ndim < 2 or arr.size == 0:
+                out.write(np.ascontiguousarray(arr).tobytes())
+                return
+            plane = max(1, int(np.prod(arr.shape[2:])) * arr.itemsize)
+            band = max(1, SLAB_CHUNK_BYTES // plane)
+            for c in range(arr.shape[0]):
+                for b0 in range(0, arr.shape[1], band):
+                    out.write(memoryview(np.ascontiguousarray(arr[c, b0:b0 + band])).cast("B"))
+                    _release(arr)
+
+
+def _needs_npy_v2(header: dict) -> bool:
+    """Whether the .npy header is too long for format 1.0 (as numpy decides)."""
+    return len(repr(header)) + 12 > 65535
 
 
 def load_properties(path: str | os.PathLike) -> dict:
