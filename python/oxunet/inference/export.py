@@ -559,7 +559,7 @@ class StreamingExport:
                 from .uncertainty import RunningEntropy
 
                 ent = RunningEntropy(shape, self.ep.num_heads, self.ep.has_regions, out=self.entropy[o0:o1])
-            run = _RunningLabels(self.ep, shape, out=out, scratch=Scratch(), entropy=ent)
+            run = _RunningLabels(self.ep, shape, out=out, scratch=self.scratch, entropy=ent)
             for c0 in range(0, nc, step):
                 part = self._planes(slab, x0, slice(c0, c0 + step), lo, hi)
                 run.feed(c0, self._resample_band(part, lo, o0, o1))
