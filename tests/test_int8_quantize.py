@@ -62,7 +62,11 @@ def test_int8_file_is_written_and_recorded(exported, project):
     convs = ops.count("Conv") + ops.count("ConvTranspose")
     assert convs > 0 and ops.count("QuantizeLinear") >= convs  # every convolution's input is quantised
     int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 4]
-    assert len(int8_weights) == convs  # and every convolution's weight
+    assert len(int8_weights) == convs - 1  # every convolution's weight but the segmentation head's
+    head = next(n for n in graph.node if "logits" in n.output)
+    float_initializers = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    assert head.op_type == "Conv" and head.input[1] in float_initializers  # its weight stayed float
+    assert q["route"]["float_nodes"].startswith("the convolutions writing graph outputs")
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
