@@ -14,7 +14,9 @@ pools), in its own process tree, one after another:
 - ``dice``: foreground-mean Dice against the reference labels, averaged over cases.
 
 The ONNX backends run the folder written once by ``oxunet export-model --format onnx``
-(untimed, as a user exports once).
+(untimed, as a user exports once); with an int8 variant chosen, that export also quantises
+(``--quantize int8``), calibrated on 16 training cases of the fold (from --splits: its ``train``
+cases; without: labelled cases outside the evaluated ones), never on the evaluated cases.
 
     W=/tmp/oxacc
     python3 benches/predict_backends.py --work /tmp/predbk \\
@@ -46,7 +48,10 @@ VARIANTS = {  # label: (tool, backend, precision)
     "oxunet onnxruntime fp32": ("oxunet", "onnxruntime", "fp32"),
     "oxunet openvino fp32": ("oxunet", "openvino", "fp32"),
     "oxunet openvino bf16": ("oxunet", "openvino", "bf16"),
+    "oxunet openvino int8": ("oxunet", "openvino", "int8"),
+    "oxunet onnxruntime int8": ("oxunet", "onnxruntime", "int8"),
 }
+CALIBRATION_CASES = 16
 
 
 def _dataset() -> Path:
@@ -70,6 +75,35 @@ def setup_cases(work: Path, dataset: Path, splits: Path | None, fold: int, n: in
         (inp / f"{c}_0000.nii.gz").symlink_to((dataset / "imagesTr" / f"{c}_0000.nii.gz").resolve())
         (gt / f"{c}.nii.gz").symlink_to((dataset / "labelsTr" / f"{c}.nii.gz").resolve())
     return cases
+
+
+def setup_calibration(work: Path, dataset: Path, splits: Path | None, fold: int, evaluated: list[str]) -> Path:
+    """A folder of CALIBRATION_CASES training images (symlinks) for the int8 export."""
+    if splits is not None:
+        train = sorted(json.loads(splits.read_text())[fold]["train"])
+    else:
+        train = sorted(f.name[: -len(".nii.gz")] for f in (dataset / "labelsTr").glob("*.nii.gz"))
+    train = [c for c in train if c not in set(evaluated)][:CALIBRATION_CASES]
+    calib = work / "calibration"
+    shutil.rmtree(calib, ignore_errors=True)
+    calib.mkdir(parents=True)
+    for c in train:
+        (calib / f"{c}_0000.nii.gz").symlink_to((dataset / "imagesTr" / f"{c}_0000.nii.gz").resolve())
+    return calib
+
+
+def export_onnx_once(onnx_dir: Path, model: Path, fold: int, checkpoint: str, calibration: Path | None, env: dict) -> None:
+    """Untimed: the ONNX export (with int8 models when `calibration` is given), skipped when present."""
+    manifest = onnx_dir / "oxunet_model.json"
+    if manifest.is_file() and (calibration is None or "quantization" in json.loads(manifest.read_text())):
+        return
+    cmd = [sys.executable, "-m", "oxunet.cli", "export-model", "--format", "onnx", "-m", str(model), "-f", str(fold),
+           "-chk", checkpoint, "-o", str(onnx_dir)]
+    if calibration is not None:
+        cmd += ["--quantize", "int8", "--calibration", str(calibration), "--calibration-cases", str(CALIBRATION_CASES)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True)
+    print(f"ONNX export{' + int8 calibration' if calibration else ''}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def nnunet_model_copy(model: Path, work: Path, checkpoint: str, fold: int) -> Path:
@@ -104,7 +138,7 @@ def run_tree(cmd: list[str], env: dict) -> dict:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     out: list[str] = []
-    reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+    reader = threading.Thread(target=lambda: out.extend(proc.stdout or ()), daemon=True)
     reader.start()
     while proc.poll() is None:
         peak = max(peak, tree_rss_bytes(proc.pid))
@@ -153,11 +187,11 @@ def main() -> int:
     args.model = nnunet_model_copy(args.model.resolve(), work, args.checkpoint, args.fold)
     onnx_dir = work / "onnx"
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if any(VARIANTS[v][1] in ("onnxruntime", "openvino") for v in chosen) and not (onnx_dir / "oxunet_model.json").is_file():
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "oxunet.cli", "export-model", "--format", "onnx", "-m", str(args.model),
-                        "-f", str(args.fold), "-chk", args.checkpoint, "-o", str(onnx_dir)], env=env, check=True)
-        print(f"ONNX export: {time.perf_counter() - t0:.1f} s", flush=True)
+    if any(VARIANTS[v][1] in ("onnxruntime", "openvino") for v in chosen):
+        calibration = None
+        if any(VARIANTS[v][2] == "int8" for v in chosen):
+            calibration = setup_calibration(work, args.dataset or _dataset(), args.splits, args.fold, cases)
+        export_onnx_once(onnx_dir, args.model, args.fold, args.checkpoint, calibration, env)
     results: dict[str, dict] = {}
     for label in chosen:
         tool, backend, precision = VARIANTS[label]
@@ -182,8 +216,8 @@ def main() -> int:
             entry["error"] = r["tail"]
         report = out / "prediction_report.json"
         if report.is_file():
-            per_case = [c["times"]["total"] for c in json.loads(report.read_text())["cases"]
-                        if "times" in c and "total" in c["times"]]
+            per_case = [c["seconds"]["total"] for c in json.loads(report.read_text())["cases"]
+                        if "total" in c.get("seconds", {})]
             if per_case:
                 entry["case_s_median"] = statistics.median(per_case)
         results[label] = entry

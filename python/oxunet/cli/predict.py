@@ -47,13 +47,15 @@ from .common import multi_value_command, quiet_option
               help="Skip cases whose outputs exist.")
 @click.option("--device", "-device", "device", default="auto", show_default=True,
               type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")
+@click.option("--precision", default="auto", show_default=True,
+              type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]),
+              help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. int8: the int8 models of an ONNX "
+                   "export made with --quantize int8 (--backend openvino or onnxruntime).")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino"]), default=None,
               help="What runs the network (CPU for the ONNX runtimes; preprocessing, aggregation and export are the "
                    "same Rust kernels): torch (default for a trained-model folder), onnxruntime (default for a folder "
                    "from `oxunet export-model --format onnx`) or openvino. A trained-model folder with an ONNX runtime "
-                   "is converted when loaded. --precision: onnxruntime fp32 only; openvino fp32/bf16/fp16 hints.")
+                   "is converted when loaded. --precision: onnxruntime fp32/int8; openvino fp32/bf16/fp16 hints or int8.")
 @click.option("--streaming", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Slab-wise export as the sliding window finishes slabs (bounded memory for many classes / large "
                    "volumes); only where it equals the whole-volume export exactly. auto: when the logits exceed "

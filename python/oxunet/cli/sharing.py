@@ -23,6 +23,14 @@ _results_dir = click.option("--results-dir", type=click.Path(file_okay=False), h
 @click.option("--opset", default=18, show_default=True, type=click.IntRange(17, 23), help="--format onnx: ONNX opset.")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
               help="--format onnx: torch.export-based (torch's recommended) or the TorchScript tracer (faster).")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None,
+              help="--format onnx: also write fold_N.int8.onnx (int8 post-training quantisation, QDQ, calibrated on "
+                   "--calibration); runs with `oxunet predict --backend openvino|onnxruntime --precision int8`.")
+@click.option("--calibration", "calibration_dir", type=click.Path(file_okay=False, exists=True),
+              help="--quantize: folder of raw images in nnU-Net naming (CASE_0000.nii.gz ...) to calibrate on, "
+                   "preprocessed with the model's plans; use training cases, not the cases you will evaluate on.")
+@click.option("--calibration-cases", default=16, show_default=True, type=click.IntRange(1),
+              help="--quantize: how many cases of --calibration (first by name).")
 @click.option("-c", "--configurations", multiple=True,
               help="Configurations: -c 2d 3d_fullres [default: those of 3d_lowres 3d_fullres 2d 3d_cascade_fullres that were trained].")
 @click.option("-tr", "--trainer", default="nnUNetTrainer", show_default=True, help="Trainer name in the model folder name.")
@@ -36,7 +44,8 @@ _results_dir = click.option("--results-dir", type=click.Path(file_okay=False), h
 @click.option("--raw-dir", type=click.Path(file_okay=False), hidden=True)
 @_results_dir
 @quiet_option
-def export_model(dataset, output, fmt, model_dir, opset, exporter, configurations, trainer, plans, folds, checkpoints,
+def export_model(dataset, output, fmt, model_dir, opset, exporter, quantize, calibration_dir, calibration_cases,
+                 configurations, trainer, plans, folds, checkpoints,
                  not_strict, crossval_predictions, no_validation, raw_dir, results_dir, quiet) -> None:
     """Zip trained model folders (plans, dataset.json, fingerprint, fold checkpoints) for sharing,
     or (--format onnx) write one configuration's folds as ONNX files for runtimes without torch.
@@ -48,8 +57,11 @@ def export_model(dataset, output, fmt, model_dir, opset, exporter, configuration
 
     if fmt == "onnx":
         _export_onnx(dataset, output, model_dir, configurations, trainer, plans, folds, checkpoints, opset, exporter,
-                     results_dir, quiet)
+                     results_dir, quiet, quantize=quantize, calibration_dir=calibration_dir,
+                     calibration_cases=calibration_cases)
         return
+    if quantize or calibration_dir:
+        raise click.UsageError("--quantize / --calibration need --format onnx")
     if model_dir is not None or dataset is None:
         raise click.UsageError("--format zip takes -d DATASET (and -c/-tr/-p), not -m")
 
@@ -68,7 +80,7 @@ def export_model(dataset, output, fmt, model_dir, opset, exporter, configuration
 
 
 def _export_onnx(dataset, output, model_dir, configurations, trainer, plans, folds, checkpoints, opset, exporter,
-                 results_dir, quiet) -> None:
+                 results_dir, quiet, *, quantize=None, calibration_dir=None, calibration_cases=16) -> None:
     from ..inference import InferenceError
     from ..inference.onnx_export import export_onnx
 
@@ -86,10 +98,13 @@ def _export_onnx(dataset, output, model_dir, configurations, trainer, plans, fol
         raise click.UsageError("-m cannot be combined with -d/-c")
     if len(checkpoints) > 1:
         raise click.UsageError("--format onnx exports one checkpoint per fold")
+    if quantize and not calibration_dir:
+        raise click.UsageError("--quantize int8 needs --calibration DIR (raw training images to calibrate on)")
     fold_list = [f if f == "all" else int(f) for f in folds] or None
     try:
         manifest = export_onnx(model_dir, output, fold_list, checkpoints[0] if checkpoints else "checkpoint_final.pth",
-                               opset=opset, exporter=exporter)
+                               opset=opset, exporter=exporter, quantize=quantize, calibration_dir=calibration_dir,
+                               calibration_cases=calibration_cases)
     except InferenceError as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
@@ -100,6 +115,10 @@ def _export_onnx(dataset, output, model_dir, configurations, trainer, plans, fol
         axes = "dynamic batch and spatial axes" if m["input"]["dynamic_spatial_axes"] else "fixed patch"
         click.echo(f"{len(m['folds'])} fold(s) as ONNX opset {opset} ({axes}); max relative difference to torch "
                    f"{worst:.1e}", err=True)
+        if "quantization" in m:
+            agree = min(e["int8"]["calibration_argmax_agreement"] for e in m["folds"])
+            click.echo(f"int8 models calibrated on {len(m['quantization']['calibration']['cases'])} case(s); "
+                       f"argmax agreement with fp32 on the calibration windows >= {agree:.4f}", err=True)
     click.echo(manifest)
 
 

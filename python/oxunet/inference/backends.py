@@ -9,18 +9,22 @@ fold averaging, streaming). onnxruntime and OpenVINO are imported when a backend
 
 Precision per runtime (``--precision``):
 
-============  ==================================  ==================================================
-backend       fp32                                bf16 / fp16 / auto
-============  ==================================  ==================================================
-torch         fp32                                autocast bf16 / fp16; auto: bf16 on CPUs with
-                                                  native bf16 (AVX512-BF16/AMX), else fp32
-onnxruntime   fp32 (its CPU provider's kernels)   refused: the CPU provider has no bf16/fp16
-                                                  convolutions; auto: fp32
-openvino      ``INFERENCE_PRECISION_HINT`` f32    bf16 / f16 hints (bf16 needs AVX512-BF16/AMX, f16
-                                                  AVX512-FP16/AMX-FP16); auto: bf16 where native,
+============  ==================================  ==================================================  ===================================
+backend       fp32                                bf16 / fp16 / auto                                  int8
+============  ==================================  ==================================================  ===================================
+torch         fp32                                autocast bf16 / fp16; auto: bf16 on CPUs with       refused (no int8 path; use an ONNX
+                                                  native bf16 (AVX512-BF16/AMX), else fp32            export with an ONNX runtime)
+onnxruntime   fp32 (its CPU provider's kernels)   refused: the CPU provider has no bf16/fp16          ``fold_N.int8.onnx`` (QDQ, fused
+                                                  convolutions; auto: fp32                            into QLinearConv)
+openvino      ``INFERENCE_PRECISION_HINT`` f32    bf16 / f16 hints (bf16 needs AVX512-BF16/AMX, f16   ``fold_N.int8.onnx``: int8 convs
+                                                  AVX512-FP16/AMX-FP16); auto: bf16 where native,     (VNNI where present), the rest f32
                                                   else f32 (OpenVINO's own default would pick bf16
                                                   silently; we always set the hint)
-============  ==================================  ==================================================
+============  ==================================  ==================================================  ===================================
+
+int8 runs only the int8 graphs of an ONNX export made with ``oxunet export-model --format onnx
+--quantize int8 --calibration DIR`` (calibration is an explicit export step; a trained-model
+folder is not quantised on the fly). See :mod:`oxunet.inference.quantize`.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ import numpy as np
 from .model_folder import InferenceError
 from .runtime import PRECISIONS, PrecisionError, cpu_has_native_bf16
 
-__all__ = ["BACKENDS", "OnnxRuntimeNetwork", "OpenVinoNetwork", "RuntimeNetwork", "backend_networks", "predictor_with_backend",
+__all__ = ["BACKENDS", "BACKEND_PRECISIONS", "OnnxRuntimeNetwork", "OpenVinoNetwork", "RuntimeNetwork", "backend_networks", "predictor_with_backend",
            "resolve_backend_precision"]
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
+# prediction's precisions: training's (runtime.PRECISIONS, which must not gain int8) plus int8
+BACKEND_PRECISIONS = (*PRECISIONS, "int8")
 
 
 def _cpu_flags(cpuinfo: str | None) -> set[str]:
@@ -56,8 +62,14 @@ def resolve_backend_precision(backend: str, precision: str, cpuinfo: str | None 
     """The precision `backend` runs at for a requested `precision` (see the module table)."""
     if backend not in BACKENDS:
         raise InferenceError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if precision not in PRECISIONS:
-        raise PrecisionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision not in BACKEND_PRECISIONS:
+        raise PrecisionError(f"precision must be one of {BACKEND_PRECISIONS}, got {precision!r}")
+    if precision == "int8":
+        if backend == "torch":
+            raise PrecisionError("--precision int8 runs the int8 ONNX export (`oxunet export-model --format onnx "
+                                 "--quantize int8 --calibration DIR`) with --backend openvino or onnxruntime; "
+                                 "torch has no int8 path")
+        return "int8"
     if backend == "onnxruntime":
         if precision in ("auto", "fp32"):
             return "fp32"
@@ -118,10 +130,13 @@ class OnnxRuntimeNetwork(RuntimeNetwork):
 
 
 class OpenVinoNetwork(RuntimeNetwork):
-    """An ONNX file compiled by OpenVINO for the CPU at `precision` ('fp32', 'bf16', 'fp16')."""
+    """An ONNX file compiled by OpenVINO for the CPU at `precision` ('fp32', 'bf16', 'fp16', 'int8').
+
+    int8: the file is a QDQ graph; its quantised convolutions run in int8 whatever the hint, and
+    the f32 hint keeps the layers left in float (instance norm) in f32, as calibrated."""
 
     backend = "openvino"
-    HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+    HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
     def __init__(self, path, precision: str = "fp32", threads: int | None = None):
         try:

@@ -162,14 +162,21 @@ def _sha256(path: Path) -> str:
 
 
 def export_onnx(model_dir, output_dir, folds=None, checkpoint: str = "checkpoint_final.pth", *,
-                configuration: str | None = None, opset: int = ONNX_OPSET, exporter: str = "dynamo") -> Path:
+                configuration: str | None = None, opset: int = ONNX_OPSET, exporter: str = "dynamo",
+                quantize: str | None = None, calibration_dir=None, calibration_cases: int = 16) -> Path:
     """Exports a trained-model folder (oxunet's or nnU-Net v2's) to `output_dir`; returns the manifest path.
 
-    `folds`: None = every ``fold_N`` with the checkpoint (as prediction)."""
+    `folds`: None = every ``fold_N`` with the checkpoint (as prediction). ``quantize="int8"`` also
+    writes ``fold_N.int8.onnx`` per fold, calibrated on the first `calibration_cases` raw cases of
+    `calibration_dir` (see :mod:`oxunet.inference.quantize`)."""
     from ..io import atomic_path
     from .predictor import Predictor
 
     require_onnx()
+    if quantize not in (None, "int8"):
+        raise OnnxExportError(f"quantize must be None or 'int8', got {quantize!r}")
+    if quantize and calibration_dir is None:
+        raise OnnxExportError("--quantize int8 needs --calibration DIR (raw images CASE_0000<ending> to calibrate on)")
     import torch
 
     pred = Predictor.from_model_folder(model_dir, folds, checkpoint=checkpoint, configuration=configuration,
@@ -188,6 +195,7 @@ def export_onnx(model_dir, output_dir, folds=None, checkpoint: str = "checkpoint
                                        exporter=exporter, what=f"{model_dir} fold {fold}")
             os.replace(tmp_path, target)
         entries.append({"fold": fold, "file": target.name, "sha256": _sha256(target), **info})
+    quantization = _quantize_folds(pred, output_dir, entries, calibration_dir, calibration_cases) if quantize else None
     dynamic = all(e["dynamic"] for e in entries)
     ndim = len(patch)
     manifest = {
@@ -205,10 +213,32 @@ def export_onnx(model_dir, output_dir, folds=None, checkpoint: str = "checkpoint
         "folds": entries, "plans": getattr(pred.plans, "raw", pred.plans),  # typed plans keep their JSON dict
         "dataset_json": pred.dataset_json,
     }
+    if quantization is not None:  # optional: version-1 readers that ignore it still run the fp32 folds
+        manifest["quantization"] = quantization
     path = output_dir / MANIFEST_NAME
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
     return path
+
+
+def _quantize_folds(pred, output_dir: Path, entries: list[dict], calibration_dir, calibration_cases: int) -> dict:
+    """Writes each fold's int8 graph beside its fp32 one (adding ``int8`` to its entry) and
+    returns the manifest's ``quantization`` record."""
+    import onnxruntime
+
+    from .quantize import (INT8_ROUTE, WINDOWS_PER_CASE, calibration_windows, int8_file_name, quantize_fold_int8,
+                           select_calibration_cases)
+
+    cases = select_calibration_cases(calibration_dir, pred, calibration_cases)
+    windows = calibration_windows(pred, cases)
+    for entry in entries:
+        target = output_dir / int8_file_name(entry["file"])
+        info = quantize_fold_int8(output_dir / entry["file"], target, windows)
+        entry["int8"] = {"file": target.name, "sha256": _sha256(target),
+                         "calibration_argmax_agreement": info["argmax_agreement"]}
+    return {"precision": "int8", "route": {**INT8_ROUTE, "onnxruntime_version": onnxruntime.__version__},
+            "calibration": {"folder": str(Path(calibration_dir).resolve()), "cases": sorted(cases),
+                            "windows": len(windows), "max_windows_per_case": WINDOWS_PER_CASE, "seed": 0}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,6 +278,18 @@ class OnnxModel:
             if str(e["fold"]) == str(fold):
                 return self.path / e["file"]
         raise InferenceError(f"{self.path}: no fold {fold} exported (folds: {self.folds})")
+
+    def int8_fold_file(self, fold) -> Path:
+        """The fold's int8 graph; an error naming the folder and fold when the export has none."""
+        self.fold_file(fold)  # unknown folds: the same error as fp32
+        entry = next(e for e in self.manifest["folds"] if str(e["fold"]) == str(fold))
+        if "int8" not in entry:
+            raise InferenceError(f"{self.path}: fold {fold} has no int8 model; re-export with "
+                                 "`oxunet export-model --format onnx ... --quantize int8 --calibration DIR`")
+        path = self.path / entry["int8"]["file"]
+        if not path.is_file():
+            raise InferenceError(f"{path}: int8 ONNX file of fold {fold} missing")
+        return path
 
 
 def is_onnx_model_dir(path) -> bool:

@@ -232,6 +232,13 @@ class Predictor:
         backend = kwargs.pop("backend", None)
         if is_onnx_model_dir(model_dir):
             return cls.from_onnx_model(model_dir, folds, backend=backend or "onnxruntime", **kwargs)
+        if kwargs.get("precision") == "int8":  # before any network is built or converted
+            from .backends import resolve_backend_precision
+
+            resolve_backend_precision(backend or "torch", "int8")  # refuses torch with the reason
+            raise InferenceError(f"{model_dir}: --precision int8 runs an ONNX export with int8 models, not a trained-"
+                                 "model folder; export one with `oxunet export-model --format onnx -m MODEL_FOLDER "
+                                 "-o OUT --quantize int8 --calibration DIR` and predict with -m OUT")
         if backend not in (None, "torch"):
             from .backends import predictor_with_backend
 
@@ -261,7 +268,8 @@ class Predictor:
         kwargs.update(device="cpu", export_on="cpu", channels_last=False)
         model = load_onnx_model(model_dir, folds)
         run_precision = resolve_backend_precision(backend, precision)
-        nets = backend_networks(backend, [model.fold_file(f) for f in model.folds], run_precision)
+        files = [model.int8_fold_file(f) if run_precision == "int8" else model.fold_file(f) for f in model.folds]
+        nets = backend_networks(backend, files, run_precision)
         pred = cls(model.plans, model.configuration, model.dataset_json, nets, model.mirror_axes, precision="fp32",
                    trainer_name=model.manifest.get("trainer_name", "nnUNetTrainer"), folds=model.folds, **kwargs)
         pred.backend, pred.precision = backend, run_precision
