@@ -79,7 +79,9 @@ def test_int8_predictions_agree_with_fp32(exported, project, backend):
     assert int8.precision == "int8" and int8.networks[0].path.name == "fold_0.int8.onnx"
     ref, got = fp32.predict_case(case).segmentation, int8.predict_case(case).segmentation
     assert got.shape == ref.shape and len(np.unique(ref)) > 1
-    assert (got == ref).mean() >= 0.95
+    # a random tiny network has many near-ties (0.96 here with VNNI); CPUs without VNNI may round
+    # int8 sums differently, so the bound leaves room while a broken graph lands far below it
+    assert (got == ref).mean() >= 0.9
     data = np.random.default_rng(0).standard_normal((1, 16, 16, 16)).astype(np.float32)
     assert not np.array_equal(fp32.predict_logits(data), int8.predict_logits(data))  # int8 really ran
 
