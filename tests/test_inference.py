@@ -471,3 +471,10 @@ def test_axis0_source_at_realistic_sizes(project, net_depth, target_depth):
     expect = np.minimum(np.floor((o + 0.5) * net_depth / target_depth), net_depth - 1).astype(np.int64)
     np.testing.assert_array_equal(idx, expect)
     assert 0 <= idx[0] and idx[-1] <= net_depth - 1 and (np.diff(idx) >= 0).all()
+
+
+def test_default_stage_threads_leave_small_machines_to_the_network():
+    from oxunet.inference.folder import default_stage_threads
+
+    assert [default_stage_threads(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 2, 2, 2]
+    assert default_stage_threads() == (1 if (os.cpu_count() or 1) <= 2 else 2)

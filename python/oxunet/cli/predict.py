@@ -67,8 +67,10 @@ from .common import multi_value_command, quiet_option
               help="Mirrored copies of a window per network call: auto (on the CPU as many as fit 1 GiB of "
                    "first-stage activations, e.g. all 8 for small patches; 1 on GPUs) or a number (1: nnU-Net's one "
                    "at a time). The same members either way; fewer, larger calls run faster on CPUs.")
-@click.option("-npp", "--num-processes-preprocessing", "npp", default=2, show_default=True, type=click.IntRange(0))
-@click.option("-nps", "--num-processes-export", "nps", default=2, show_default=True, type=click.IntRange(0))
+@click.option("-npp", "--num-processes-preprocessing", "npp", default=None, type=click.IntRange(0),
+              help="Background preprocessing threads [default: 2; 1 on machines with 2 cores or fewer].")
+@click.option("-nps", "--num-processes-export", "nps", default=None, type=click.IntRange(0),
+              help="Background export threads [default: 2; 1 on machines with 2 cores or fewer].")
 @click.option("--verbose", "nnunet_verbose", is_flag=True, hidden=True, help="nnU-Net's; no effect here (warns).")
 @click.option("--disable_progress_bar", "nnunet_no_bar", is_flag=True, hidden=True, help="nnU-Net's; no effect here (warns).")
 @click.option("--not_on_device", "nnunet_not_on_device", is_flag=True, hidden=True,
