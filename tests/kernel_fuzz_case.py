@@ -9,7 +9,13 @@ the fuzz test looks for.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import sys
+
+if os.environ.get("OXUNET_FUZZ_MEMORY_LIMIT"):  # before numpy and the kernels allocate anything
+    _limit = int(os.environ["OXUNET_FUZZ_MEMORY_LIMIT"])
+    resource.setrlimit(resource.RLIMIT_AS, (_limit, _limit))
 
 import numpy as np
 
