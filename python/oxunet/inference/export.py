@@ -508,8 +508,10 @@ class StreamingExport:
         if self.halo is not None and need < x0:
             parts.append(self.halo[:, need - self.halo0:])
         parts.append(slab[:, max(need, x0) - x0:])
-        halo = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-        self.halo = np.array(halo, dtype=self.logits_dtype, copy=True)  # the aggregator reuses its slab memory
+        if len(parts) > 1:  # concatenate makes a new array already
+            self.halo = np.concatenate(parts, axis=1).astype(self.logits_dtype, copy=False)
+        else:  # a copy: the aggregator reuses its slab memory
+            self.halo = np.array(parts[0], dtype=self.logits_dtype, copy=True)
         self.halo0 = need
 
     def _planes(self, slab, x0: int, channels: slice, lo: int, hi: int) -> np.ndarray:
