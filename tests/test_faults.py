@@ -245,3 +245,16 @@ def test_evaluate_after_sigkill_leaves_a_usable_folder(model, tmp_path):
     again = _oxunet(*evaluate)
     assert again.returncode == 0, again.stderr
     assert json.loads((pred / "summary.json").read_text()) == expected
+
+
+@pytest.mark.parametrize("torch_text, pids, how", [
+    ("DataLoader worker (pid 4242) is killed by signal: Killed. ", "pid 4242", "was killed by signal Killed"),
+    ("DataLoader worker (pid(s) 4242, 4243) exited unexpectedly", "pid 4242, 4243", "exited unexpectedly"),
+    ("DataLoader worker (pid(s) 77) exited unexpectedly", "pid 77)", "exited unexpectedly"),
+])
+def test_worker_death_names_the_pids_in_both_torch_messages(torch_text, pids, how):
+    from oxunet.training.loader import worker_death_error
+
+    err = worker_death_error(RuntimeError(torch_text))
+    assert pids in str(err) and how in str(err) and "memory" in str(err)
+    assert worker_death_error(RuntimeError("CUDA out of memory")) is None

@@ -184,3 +184,44 @@ def test_default_exporter_is_torch_export(project, tmp_path):
     ref = _torch(project, folds=[0], tta="none", accumulator_dtype="float32").predict_logits(data)
     got = Predictor.from_model_folder(tmp_path / "dyn", tta="none", accumulator_dtype="float32").predict_logits(data)
     assert np.abs(got - ref).max() <= 1e-3 * np.abs(ref).max()
+
+
+def test_signal_stack_guard_restores_the_previous_stack():
+    import ctypes
+
+    from oxunet.inference.signal_stack import _StackT, current_signal_stack, keep_signal_stack
+
+    before = current_signal_stack()
+    if before is None:
+        pytest.skip("sigaltstack is only queried on Linux")
+    buf = ctypes.create_string_buffer(1 << 16)
+    with keep_signal_stack():
+        mine = _StackT(ctypes.cast(buf, ctypes.c_void_p), 0, len(buf))
+        assert ctypes.CDLL(None).sigaltstack(ctypes.byref(mine), None) == 0
+        assert current_signal_stack()[:2] == (ctypes.addressof(buf), len(buf))
+    assert current_signal_stack() == before
+
+
+def test_openvino_networks_leave_no_dangling_signal_stack(project, tmp_path):
+    """Two OpenVINO networks freed in creation order used to leave the thread on an unmapped
+    signal stack: the next SIGCHLD handled by Python (torch's DataLoader installs one) segfaulted."""
+    pytest.importorskip("openvino")
+    import subprocess
+    import sys
+
+    onnx = sorted(project["onnx"].glob("fold_*.onnx"))[0]
+    script = (
+        "import faulthandler, gc, signal, subprocess, sys\n"
+        "faulthandler.enable()\n"
+        "signal.signal(signal.SIGCHLD, lambda *a: None)\n"
+        "from oxunet.inference.backends import OpenVinoNetwork\n"
+        "from oxunet.inference.signal_stack import current_signal_stack\n"
+        "before = current_signal_stack()\n"
+        f"a = OpenVinoNetwork({str(onnx)!r}, threads=1)\n"
+        f"b = OpenVinoNetwork({str(onnx)!r}, threads=1)\n"
+        "del a; gc.collect(); del b; gc.collect()\n"
+        "assert current_signal_stack() == before, (before, current_signal_stack())\n"
+        "subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
+        "print('alive')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "alive", (out.returncode, out.stderr[-2000:])

@@ -36,6 +36,7 @@ import numpy as np
 
 from .model_folder import InferenceError
 from .runtime import PRECISIONS, PrecisionError, cpu_has_native_bf16
+from .signal_stack import keep_signal_stack
 
 __all__ = ["BACKENDS", "BACKEND_PRECISIONS", "OnnxRuntimeNetwork", "OpenVinoNetwork", "RuntimeNetwork", "backend_networks", "predictor_with_backend",
            "resolve_backend_precision"]
@@ -143,14 +144,17 @@ class OpenVinoNetwork(RuntimeNetwork):
             import openvino as ov
         except ImportError:
             raise InferenceError("--backend openvino needs openvino: pip install 'oxunet[openvino]'") from None
-        core = ov.Core()
         self.path = Path(path)
-        model = core.read_model(str(path))
         config = {"INFERENCE_PRECISION_HINT": self.HINTS[precision],
                   "INFERENCE_NUM_THREADS": int(threads or _torch_threads()),
                   "PERFORMANCE_HINT": "LATENCY"}
-        self.compiled = core.compile_model(model, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        # compiling swaps in OpenVINO's own alternate signal stack on this thread, which can be left
+        # dangling later and turn the next Python signal handler into a SIGSEGV (signal_stack.py)
+        with keep_signal_stack():
+            core = ov.Core()
+            model = core.read_model(str(path))
+            self.compiled = core.compile_model(model, "CPU", config)
+            self.request = self.compiled.create_infer_request()
         self.output = self.compiled.output(0)
 
     def run_numpy(self, x: np.ndarray) -> np.ndarray:

@@ -200,7 +200,10 @@ def worker_death_error(exc: BaseException):
     text = str(exc)
     if not isinstance(exc, RuntimeError) or "DataLoader worker" not in text:
         return None
-    pids = re.findall(r"\d+", text.split("DataLoader worker", 1)[1].split(")")[0])
+    # torch says "DataLoader worker (pid 123) is killed by signal: ..." from its SIGCHLD handler and
+    # "DataLoader worker (pid(s) 123, 456) exited unexpectedly" when a batch is missing
+    listed = re.search(r"DataLoader worker \(pid(?:\(s\))?\s*([\d,\s]*)\)", text)
+    pids = re.findall(r"\d+", listed.group(1)) if listed else []
     signal_part = re.search(r"killed by signal: ([^.]+)", text)
     how = f"was killed by signal {signal_part.group(1).strip()}" if signal_part else "exited unexpectedly"
     return TrainingError(
