@@ -644,7 +644,7 @@ def _savez_compressed_banded(path, key: str, arr: np.ndarray) -> None:
             band = max(1, SLAB_CHUNK_BYTES // plane)
             for c in range(arr.shape[0]):
                 for b0 in range(0, arr.shape[1], band):
-                    out.write(memoryview(np.ascontiguousarray(arr[c, b0:b0 + band])).cast("B"))
+                    out.write(np.ascontiguousarray(arr[c, b0:b0 + band]).data.cast("B"))
                     _release(arr)
 
 
