@@ -210,6 +210,7 @@ def test_openvino_networks_leave_no_dangling_signal_stack(project, tmp_path):
     import sys
 
     onnx = sorted(project["onnx"].glob("fold_*.onnx"))[0]
+    patch = project["plans"]["configurations"]["3d_fullres"]["patch_size"]
     script = (
         "import faulthandler, gc, signal, subprocess, sys\n"
         "faulthandler.enable()\n"
@@ -217,8 +218,11 @@ def test_openvino_networks_leave_no_dangling_signal_stack(project, tmp_path):
         "from oxunet.inference.backends import OpenVinoNetwork\n"
         "from oxunet.inference.signal_stack import current_signal_stack\n"
         "before = current_signal_stack()\n"
+        "import numpy as np\n"
         f"a = OpenVinoNetwork({str(onnx)!r}, threads=1)\n"
         f"b = OpenVinoNetwork({str(onnx)!r}, threads=1)\n"
+        f"x = np.zeros((1, 1, {', '.join(str(int(p)) for p in patch)}), np.float32)\n"
+        "a.run_numpy(x); b.run_numpy(x)\n"
         "del a; gc.collect(); del b; gc.collect()\n"
         "assert current_signal_stack() == before, (before, current_signal_stack())\n"
         "subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,33 +134,55 @@ class OnnxRuntimeNetwork(RuntimeNetwork):
 class OpenVinoNetwork(RuntimeNetwork):
     """An ONNX file compiled by OpenVINO for the CPU at `precision` ('fp32', 'bf16', 'fp16', 'int8').
 
+    The file has dynamic batch and spatial axes; OpenVINO's CPU plugin runs a graph compiled for one
+    static shape 10-20 % faster (kernels and memory chosen once), and a sliding window feeds one
+    shape only (the patch, `tta_batch` copies). So each new input shape is compiled on first use,
+    up to ``MAX_STATIC_SHAPES``; past that, one dynamic compilation serves every other shape.
+
     int8: the file is a QDQ graph; its quantised convolutions run in int8 whatever the hint, and
     the f32 hint keeps the layers left in float (instance norm) in f32, as calibrated."""
 
     backend = "openvino"
     HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+    MAX_STATIC_SHAPES = 4
 
     def __init__(self, path, precision: str = "fp32", threads: int | None = None):
         try:
             import openvino as ov
         except ImportError:
             raise InferenceError("--backend openvino needs openvino: pip install 'oxunet[openvino]'") from None
+        self._ov = ov
         self.path = Path(path)
-        config = {"INFERENCE_PRECISION_HINT": self.HINTS[precision],
-                  "INFERENCE_NUM_THREADS": int(threads or _torch_threads()),
-                  "PERFORMANCE_HINT": "LATENCY"}
+        self.config = {"INFERENCE_PRECISION_HINT": self.HINTS[precision],
+                       "INFERENCE_NUM_THREADS": int(threads or _torch_threads()),
+                       "PERFORMANCE_HINT": "LATENCY"}
         # compiling swaps in OpenVINO's own alternate signal stack on this thread, which can be left
         # dangling later and turn the next Python signal handler into a SIGSEGV (signal_stack.py)
         with keep_signal_stack():
-            core = ov.Core()
-            model = core.read_model(str(path))
-            self.compiled = core.compile_model(model, "CPU", config)
-            self.request = self.compiled.create_infer_request()
-        self.output = self.compiled.output(0)
+            self.core = ov.Core()
+            self.model = self.core.read_model(str(path))  # also checks the file now, not at the first window
+        self._requests: dict[tuple[int, ...] | None, tuple[Any, Any]] = {}
+
+    def _request(self, shape: tuple[int, ...]):
+        """(infer request, output port) compiled for `shape`, or for any shape once the static ones are used up."""
+        key: tuple[int, ...] | None = shape
+        if key not in self._requests:
+            static = sum(k is not None for k in self._requests)
+            if static >= self.MAX_STATIC_SHAPES:
+                key = None
+        if key not in self._requests:
+            with keep_signal_stack():
+                model = self.model.clone()
+                if key is not None:
+                    model.reshape({model.inputs[0]: self._ov.PartialShape(list(key))})
+                compiled = self.core.compile_model(model, "CPU", self.config)
+                self._requests[key] = (compiled.create_infer_request(), compiled.output(0))
+        return self._requests[key]
 
     def run_numpy(self, x: np.ndarray) -> np.ndarray:
-        res = self.request.infer({0: x})
-        return np.array(res[self.output], dtype=np.float32, copy=True)  # the request reuses its buffer
+        request, output = self._request(tuple(int(d) for d in x.shape))
+        res = request.infer({0: x})
+        return np.array(res[output], dtype=np.float32, copy=True)  # the request reuses its buffer
 
 
 def _torch_threads() -> int:
