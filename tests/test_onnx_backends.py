@@ -229,3 +229,47 @@ def test_openvino_networks_leave_no_dangling_signal_stack(project, tmp_path):
         "print('alive')\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "alive", (out.returncode, out.stderr[-2000:])
+
+
+_NO_TORCH = """
+import json, sys
+class _NoTorch:  # as if torch were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+import numpy as np
+from oxunet.inference import Predictor
+model, case, out = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
+pred = Predictor.from_model_folder(model, backend="onnxruntime", precision="fp32")
+res = pred.predict_case(case, out, save_probabilities=True)
+np.save(out + ".seg.npy", res.segmentation)
+print(json.dumps({"torch_imported": "torch" in sys.modules, "device": str(pred.device)}))
+"""
+
+
+def test_onnx_model_predicts_without_torch(project, tmp_path):
+    """An ONNX export runs where torch is not installed (numpy windows, casts and softmax), with
+    the labels and probabilities of the same runtime in a process that has torch."""
+    import subprocess
+    import sys
+
+    case = [str(f) for f in sorted(project["test_images"].glob("*_0000.nii.gz"))[:1]]
+    out = str(tmp_path / "no_torch.nii.gz")
+    run = subprocess.run([sys.executable, "-c", _NO_TORCH, str(project["onnx"]), *case, out],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    info = json.loads(run.stdout.strip().splitlines()[-1])
+    assert info == {"torch_imported": False, "device": "cpu"}
+    ref_out = tmp_path / "with_torch.nii.gz"
+    ref = Predictor.from_model_folder(project["onnx"], backend="onnxruntime", precision="fp32").predict_case(
+        case, ref_out, save_probabilities=True)
+    seg = np.load(out + ".seg.npy")
+    assert seg.shape == ref.segmentation.shape and len(np.unique(seg)) > 1
+    assert (seg == ref.segmentation).all()
+    assert sitk.GetArrayFromImage(sitk.ReadImage(out)).tolist() == sitk.GetArrayFromImage(
+        sitk.ReadImage(str(ref_out))).tolist()
+    got = np.load(str(tmp_path / "no_torch.npz"))["probabilities"]
+    want = np.load(str(tmp_path / "with_torch.npz"))["probabilities"]
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-6

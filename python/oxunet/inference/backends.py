@@ -186,9 +186,17 @@ class OpenVinoNetwork(RuntimeNetwork):
 
 
 def _torch_threads() -> int:
-    import torch
+    """torch's intra-op thread count (what --threads and OXUNET_NUM_THREADS set); without torch, the usable cores."""
+    from .runtime import torch_available
 
-    return max(1, torch.get_num_threads())
+    if torch_available():
+        import torch
+
+        return max(1, torch.get_num_threads())
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def backend_networks(backend: str, onnx_files, precision: str, threads: int | None = None) -> list:

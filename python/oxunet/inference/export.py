@@ -99,11 +99,38 @@ class ExportPlan:
 # helpers
 
 
+def _torch_or_none():
+    """torch where installed (its casts and softmax are vectorised and threaded), else None:
+    ONNX-runtime prediction runs without torch, on numpy's slower equivalents."""
+    from .runtime import torch_available
+
+    if not torch_available():
+        return None
+    import torch
+
+    return torch
+
+
+def _softmax_np(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float32)
+    e = np.exp(x - x.max(0, keepdims=True))
+    e /= e.sum(0, keepdims=True)
+    return e
+
+
+def _sigmoid_np(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float32)
+    with np.errstate(over="ignore"):  # exp(-x) -> inf gives the exact limit 0
+        return (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32, copy=False)
+
+
 def cast_into(src: np.ndarray, dst: np.ndarray) -> None:
     """``dst[...] = src`` with a dtype change (float32 ↔ float16) through torch, whose casts are
     vectorised and threaded (numpy's float16 conversion is ~10x slower). `src` may be strided."""
-    import torch
-
+    torch = _torch_or_none()
+    if torch is None:  # ONNX-runtime prediction without torch installed
+        np.copyto(dst, src, casting="unsafe")
+        return
     torch.from_numpy(dst).copy_(torch.from_numpy(src))
 
 
@@ -134,8 +161,12 @@ def take_planes(slab: np.ndarray, channels: slice, pick, dtype, scratch: Scratch
     """``slab[channels][:, pick]`` as a contiguous array of `dtype`: the selected channels and
     axis-1 planes (`pick`: an index array, or a slice) gathered and cast in one torch copy
     (into a `scratch` buffer when given)."""
-    import torch
-
+    torch = _torch_or_none()
+    if torch is None:
+        picked = slab[channels][:, pick]
+        out_np = scratch.get("planes", picked.shape, dtype) if scratch is not None else np.empty(picked.shape, dtype)
+        np.copyto(out_np, picked, casting="unsafe")
+        return out_np
     if not isinstance(pick, slice):
         pick = torch.from_numpy(np.asarray(pick, dtype=np.int64))
     src = torch.from_numpy(slab[channels])[:, pick]
@@ -153,8 +184,9 @@ def _resample(ep: ExportPlan, logits: np.ndarray, target, cs, ns) -> np.ndarray:
 
 def _nonlin(ep: ExportPlan, logits: np.ndarray) -> np.ndarray:
     """softmax over channels / sigmoid, float32 (torch, as nnU-Net's label manager)."""
-    import torch
-
+    torch = _torch_or_none()
+    if torch is None:
+        return _sigmoid_np(logits) if ep.has_regions else _softmax_np(logits)
     t = torch.from_numpy(np.asarray(logits, dtype=np.float32))
     with torch.no_grad():
         out = torch.sigmoid(t) if ep.has_regions else torch.softmax(t, 0)
@@ -186,12 +218,10 @@ class _RunningLabels:
 
     def feed(self, first: int, chunk: np.ndarray) -> None:
         if self.ep.has_regions:
-            import torch
-
             if self.entropy is not None:
                 self.entropy.feed(first, chunk)
             for k in range(chunk.shape[0]):
-                p = torch.sigmoid(torch.from_numpy(np.asarray(chunk[k], dtype=np.float32))).numpy()
+                p = _nonlin(self.ep, chunk[k])
                 self.seg[p > 0.5] = self.ep.region_order[first + k]
             return
         start = 0

@@ -261,17 +261,17 @@ def _labels_from(ep: ExportPlan, probs):
 
 
 def peak_gpu_memory(device) -> int | None:
-    import torch
-
     if getattr(device, "type", None) != "cuda":
         return None
+    import torch
+
     return int(torch.cuda.max_memory_allocated(device))
 
 
 def reset_peak_gpu_memory(device) -> None:
-    import torch
-
     if getattr(device, "type", None) == "cuda":
+        import torch
+
         torch.cuda.reset_peak_memory_stats(device)
 
 

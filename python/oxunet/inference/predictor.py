@@ -163,10 +163,16 @@ class Predictor:
         self.previous_stage = self.config.get("previous_stage")
         self.num_input_channels = self.dataset.num_channels + (
             len(self.dataset.foreground_labels) if self.previous_stage else 0)
-        import torch
+        from .backends import RuntimeNetwork
 
         self.backend = "torch"  # from_onnx_model / from_model_folder(backend=...) set onnxruntime / openvino
-        given_modules = any(isinstance(n, torch.nn.Module) for n in networks)
+        runtime_only = bool(networks) and all(isinstance(n, RuntimeNetwork) for n in networks)
+        if runtime_only:  # ONNX runtimes: torch is not needed, nor imported
+            given_modules = False
+        else:
+            import torch
+
+            given_modules = any(isinstance(n, torch.nn.Module) for n in networks)
         self.networks = [self._as_network(n, i) for i, n in enumerate(networks)]
         if not self.networks:
             raise InferenceError("no networks (folds) to predict with")
@@ -195,12 +201,12 @@ class Predictor:
 
     # ------------------------------------------------------------------ construction
     def _as_network(self, item, index: int):
-        import torch
-
         from .backends import RuntimeNetwork
 
         if isinstance(item, RuntimeNetwork):  # an ONNX runtime's network: used as it is
             return item
+        import torch
+
         if isinstance(item, torch.nn.Module):
             net = item
         else:

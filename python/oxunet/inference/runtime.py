@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -34,7 +35,42 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
+class HostDevice:
+    """The CPU as the predictor sees it where torch is not installed (ONNX runtimes only): the
+    parts of a ``torch.device`` it reads."""
+
+    type = "cpu"
+    index = None
+
+    def __str__(self) -> str:
+        return "cpu"
+
+    def __repr__(self) -> str:
+        return "device(type='cpu')"
+
+    def __eq__(self, other) -> bool:
+        return str(other) == "cpu"
+
+    def __hash__(self) -> int:
+        return hash("cpu")
+
+
+def torch_available() -> bool:
+    """Whether torch can be imported (ONNX-runtime prediction runs without it)."""
+    import importlib.util
+
+    if "torch" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def resolve_device(device: str = "auto"):
+    """A torch device; without torch installed, :class:`HostDevice` for 'cpu' / 'auto'."""
+    if device in (None, "auto", "cpu") and not torch_available():
+        return HostDevice()
     import torch
 
     if device in (None, "auto"):
@@ -53,13 +89,11 @@ def resolve_device(device: str = "auto"):
 def resolve_precision(precision: str, device, cpuinfo: str | None = None) -> str:
     """``auto`` → fp16 autocast on CUDA (as nnU-Net), bf16 on CPUs with native bf16, else fp32;
     explicit values pass through. Unknown values raise :class:`PrecisionError`."""
-    import torch
-
     if precision not in PRECISIONS:
         raise PrecisionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
-    kind = torch.device(device).type
+    kind = str(getattr(device, "type", device)).split(":")[0]
     if kind == "cuda":
         return "fp16"
     if kind == "cpu" and cpu_has_native_bf16(cpuinfo):

@@ -87,6 +87,8 @@ class SlidingWindow:
         self.precision = precision
         self.has_regions = False
         self.disagreement = False  # also aggregate the members' disagreement (--save-uncertainty)
+        # ONNX runtimes (backends.RuntimeNetwork) take numpy arrays: their windows never touch torch
+        self.numpy_networks = bool(self.networks) and all(hasattr(n, "run_numpy") for n in self.networks)
 
     @property
     def full_patch(self) -> tuple[int, ...]:
@@ -119,6 +121,37 @@ class SlidingWindow:
                 total /= len(self.networks)
         out = total[0]
         return out.cpu() if to_cpu and out.device.type != "cpu" else out
+
+    def predict_window_numpy(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`predict_window` for runtime networks on a float32 window ``(1, C, *patch)``:
+        the same members, sums and divisions in the same order and precision (float32), in numpy."""
+        flips = [None] + [tuple(a + 2 for a in axes) for axes in self.combos]
+        size = len(flips) if self.tta_batch is None else self.tta_batch
+        total = None
+        for net in self.networks:
+            pred = None
+            for i in range(0, len(flips), size):
+                chunk = flips[i:i + size]
+                inputs = [x if dims is None else np.flip(x, dims) for dims in chunk]
+                batch = np.ascontiguousarray(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
+                out = np.asarray(net.run_numpy(batch), dtype=np.float32)
+                for j, dims in enumerate(chunk):
+                    member = out[j:j + 1] if dims is None else np.flip(out[j:j + 1], dims)
+                    if pred is None:
+                        pred = np.array(member, dtype=np.float32, copy=True)
+                    else:
+                        pred += member
+            assert pred is not None
+            if self.combos:
+                pred /= np.float32(len(self.combos) + 1)
+            if total is None:
+                total = pred
+            else:
+                total += pred
+        assert total is not None, "SlidingWindow has no networks"
+        if len(self.networks) > 1:
+            total /= np.float32(len(self.networks))
+        return total[0]
 
     def _members(self, net, x):
         """The network's outputs ``(1, heads, *patch)`` on `x` and on each mirrored copy (flipped
@@ -165,8 +198,6 @@ class SlidingWindow:
         float32 logits are handed to `on_slabs` as they complete (the last ones after ``flush``).
         With ``self.disagreement`` (and several members), ``extras["disagreement"]`` receives the
         Gaussian-averaged member disagreement ``(Z, Y, X)`` float32 (one channel, aggregated aside)."""
-        import torch
-
         times = StageTimes() if times is None else times
         if data.ndim != 4:
             raise ValueError(f"data: expected (C, Z, Y, X), got shape {data.shape}")
@@ -180,18 +211,26 @@ class SlidingWindow:
             spread = Aggregator(1, shape, full, "gaussian", dtype="float32", output="logits")
         for net in self.networks:
             net.eval()
+        numpy_path = self.numpy_networks and spread is None
+        if not numpy_path:
+            import torch
         for start in window_starts(shape, self.patch_size, step_size):
             t0 = time.perf_counter()
             box = [[s, s + p] for s, p in zip(start, full)]
             window = crop_and_pad(data, box, 0.0)
-            x = torch.from_numpy(window)[None]
-            if two_d:
-                x = x[:, :, 0]
-            x = x.to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=self.memory_format)
-            t1 = time.perf_counter()
-            pred = self.predict_window(x) if spread is None else self.predict_window_members(x)
+            if numpy_path:
+                x_np = window[None, :, 0] if two_d else window[None]
+                t1 = time.perf_counter()
+                pred = self.predict_window_numpy(x_np)
+            else:
+                x = torch.from_numpy(window)[None]
+                if two_d:
+                    x = x[:, :, 0]
+                x = x.to(self.device, non_blocking=True)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=self.memory_format)
+                t1 = time.perf_counter()
+                pred = self.predict_window(x) if spread is None else self.predict_window_members(x)
             t2 = time.perf_counter()
             if two_d:
                 pred = pred[:, None]
