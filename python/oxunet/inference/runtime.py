@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
 from pathlib import Path
 from ..errors import InferenceError
 
@@ -56,11 +57,15 @@ class HostDevice:
 
 
 def torch_available() -> bool:
-    """Whether torch can be imported (ONNX-runtime prediction runs without it)."""
+    """Whether torch can be imported (ONNX-runtime prediction runs without it). Asked per slab by
+    the export, so the search of the path is done once per process."""
+    return "torch" in sys.modules or _torch_installed()
+
+
+@lru_cache(maxsize=1)
+def _torch_installed() -> bool:
     import importlib.util
 
-    if "torch" in sys.modules:
-        return True
     try:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):
